@@ -1,0 +1,27 @@
+"""Adversarial and fooling attacks: pure functions (model, x, y, *, budget) -> x_adv.
+
+Images are float tensors in [0, 1] of shape (N, C, H, W); a model maps x to logits (N, K).
+Attacks leave the model's parameters, gradients and train/eval mode as they found them, stay in
+the eps-ball and [0, 1], and draw randomness only from an explicit `generator`.
+"""
+
+from fooled.attacks.adaptive import adaptive_pgd
+from fooled.attacks.cw import cw_l2, median_l2
+from fooled.attacks.fooling import fooling_evolution, fooling_gradient
+from fooled.attacks.gradient import attack_success, fgsm, pgd, pgd_sweep
+from fooled.attacks.losses import cross_entropy, get_loss, margin
+
+__all__ = [
+    "adaptive_pgd",
+    "attack_success",
+    "cross_entropy",
+    "cw_l2",
+    "fgsm",
+    "fooling_evolution",
+    "fooling_gradient",
+    "get_loss",
+    "margin",
+    "median_l2",
+    "pgd",
+    "pgd_sweep",
+]

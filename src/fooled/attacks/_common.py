@@ -1,0 +1,148 @@
+"""Helpers shared by the attacks: argument checks, model freezing, randomness, projections."""
+
+import contextlib
+import math
+
+import torch
+from torch import nn
+
+from fooled.errors import ConfigError
+
+NORMS = ("linf", "l2")
+
+
+@contextlib.contextmanager
+def frozen(*modules):
+    """Put every module in eval mode for the duration, then restore each submodule's own mode."""
+    saved = [(m, m.training) for module in modules for m in module.modules()]
+    try:
+        for module in modules:
+            module.eval()
+        yield
+    finally:
+        for m, training in saved:
+            m.training = training
+
+
+def check_model(model):
+    if not callable(model):
+        raise ConfigError(f"model must be a callable nn.Module mapping x to logits, got {type(model).__name__}")
+
+
+def check_images(x):
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
+        raise ConfigError("x must be a float tensor of shape (N, C, H, W) with values in [0, 1]")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ConfigError(
+            f"x must lie in [0, 1], got values in [{x.min().item():.4g}, {x.max().item():.4g}]"
+        )
+    return x.detach()
+
+
+def check_labels(labels, n, device, name="y"):
+    """Return labels as a LongTensor (n,) on device; an int is broadcast to every example."""
+    if isinstance(labels, int) and not isinstance(labels, bool):
+        return torch.full((n,), labels, dtype=torch.long, device=device)
+    if not isinstance(labels, torch.Tensor) or labels.shape != (n,) or labels.is_floating_point():
+        raise ConfigError(f"{name} must be an int or an integer tensor of shape ({n},), got {labels!r:.80}")
+    return labels.detach().to(device=device, dtype=torch.long)
+
+
+def check_positive(name, value, *, allow_zero=False, integer=False):
+    kind = int if integer else (int, float)
+    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        what = "integer" if integer else "number"
+        sign = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be a finite {what} {sign}, got {value!r}")
+    return value
+
+
+def check_norm(norm):
+    if norm not in NORMS:
+        raise ConfigError(f"unknown norm {norm!r}; valid norms: {', '.join(NORMS)}")
+    return norm
+
+
+def is_success(logits, y, target=None):
+    """Misclassified (untargeted) or classified as the target (targeted), per example."""
+    pred = logits.argmax(1)
+    return pred != y if target is None else pred == target
+
+
+def per_example(v, like):
+    """Reshape a (N,) tensor so it broadcasts against a (N, ...) tensor."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def select(mask, a, b):
+    """Per example, a where mask (N,) is True else b; exact, and on CPU several times faster than
+    torch.where with a broadcast bool mask (lerp with weight 1 returns `a`, with weight 0 returns `b`)."""
+    return torch.lerp(b, a, per_example(mask.to(a.dtype), a))
+
+
+def l2_norm(v):
+    return v.flatten(1).norm(dim=1)
+
+
+def uniform(shape, like, generator=None):
+    """U[0, 1) noise shaped `shape`, drawn from `generator` (on its device) and moved to like's device."""
+    device = generator.device if generator is not None else like.device
+    return torch.rand(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
+
+
+def normal(shape, like, generator=None):
+    device = generator.device if generator is not None else like.device
+    return torch.randn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
+
+
+def sample_in_ball(x, eps, norm, generator=None):
+    """A point drawn uniformly from the eps-ball around x (before clamping to [0, 1])."""
+    if norm == "linf":
+        return x + (2 * uniform(x.shape, x, generator) - 1) * eps
+    direction = normal(x.shape, x, generator)
+    direction = direction / per_example(l2_norm(direction).clamp_min(1e-12), x)
+    # radius ~ eps * U^(1/d) makes the point uniform in the d-dimensional ball
+    d = x[0].numel()
+    radius = eps * uniform((x.shape[0],), x, generator) ** (1.0 / d)
+    return x + direction * per_example(radius, x)
+
+
+def box(x, eps):
+    """The per-pixel bounds of the intersection of the linf eps-ball with [0, 1]."""
+    return (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
+
+
+def project(x_adv, x, eps, norm, bounds=None):
+    """Project onto the eps-ball around x and clamp to [0, 1]; a point already inside is returned unchanged."""
+    if norm == "linf":
+        lo, hi = bounds if bounds is not None else box(x, eps)
+        return torch.clamp(x_adv, lo, hi)
+    delta = x_adv - x
+    dist = per_example(l2_norm(delta), x)
+    # shrink by a hair more than needed so a projected point stays inside after float rounding
+    scale = (eps / dist.clamp_min(1e-12)) * (1 - 1e-6)
+    x_adv = torch.where(dist > eps, x + delta * scale, x_adv)
+    return x_adv.clamp(0, 1)
+
+
+def ascent_step(x_adv, grad, step_size, norm):
+    """One steepest-ascent step: sign of the gradient (linf) or the unit gradient (l2)."""
+    if norm == "linf":
+        return torch.add(x_adv, grad.sign(), alpha=step_size)
+    unit = grad / per_example(l2_norm(grad).clamp_min(1e-12), grad)
+    return torch.add(x_adv, unit, alpha=step_size)
+
+
+def lexi_better(tier, score, best_tier, best_score):
+    """Whether (tier, score) beats (best_tier, best_score) lexicographically, per example."""
+    return torch.where(tier == best_tier, score > best_score, tier > best_tier)
+
+
+def module_of(fn):
+    """The nn.Module behind a callable (itself or a bound method's owner), else None."""
+    if isinstance(fn, nn.Module):
+        return fn
+    owner = getattr(fn, "__self__", None)
+    return owner if isinstance(owner, nn.Module) else None

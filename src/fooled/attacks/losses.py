@@ -1,0 +1,47 @@
+"""Per-example objectives that attacks MAXIMISE.
+
+A loss is called as ``loss(logits, y, x_adv) -> (N,)``. The built-in losses ignore ``x_adv``
+(it defaults to None, so ``loss(logits, y)`` works too); a detector-aware loss uses it, e.g.
+``lambda logits, y, x_adv: margin(logits, y) + 0.01 * flow.log_prob(x_adv)``, and reuses the
+PGD loop unchanged. A callable passed to an attack must accept these three arguments.
+
+Targeted attacks maximise ``-loss(logits, target, x_adv)``: targeted cross-entropy is
+``-CE(logits, target)`` and targeted margin is ``z_t - max_{j != t} z_j``.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from fooled.errors import ConfigError
+
+
+def cross_entropy(logits, y, x_adv=None):
+    """Cross-entropy of label y per example; large when y is unlikely."""
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+def margin(logits, y, x_adv=None):
+    """Carlini-Wagner margin max_{j != y} z_j - z_y per example; positive iff y is not predicted."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), -torch.inf)
+    return others.amax(1) - true
+
+
+LOSSES = {"ce": cross_entropy, "cross_entropy": cross_entropy, "margin": margin}
+
+
+def get_loss(loss):
+    """Resolve a loss name ("ce", "cross_entropy", "margin") or pass a callable through."""
+    if callable(loss):
+        return loss
+    if isinstance(loss, str) and loss in LOSSES:
+        return LOSSES[loss]
+    raise ConfigError(f"unknown loss {loss!r}; valid losses: {', '.join(LOSSES)} or a callable")
+
+
+def objective(loss, y, target=None):
+    """The function (logits, x_adv) -> (N,) that an attack maximises, untargeted or toward target."""
+    loss = get_loss(loss)
+    if target is None:
+        return lambda logits, x_adv: loss(logits, y, x_adv)
+    return lambda logits, x_adv: -loss(logits, target, x_adv)

@@ -1,0 +1,86 @@
+"""Command line: `fooled study | figures | report`, thin over the package's functions.
+
+User errors (bad config, path, data, checkpoint) print one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import FooledError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fooled", description="Would a model of p(x, y) notice the inputs that fool a classifier of p(y|x)?")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("study", help="train, attack, score, and write results.json, report.md and figures")
+    s.add_argument("config", nargs="?", help="experiment TOML (default: the digits study, experiments/digits.toml)")
+    s.add_argument("--out", help="run directory (default: runs/<config name>)")
+    s.add_argument("--seeds", type=int, help="use seeds 0..N-1 instead of the config's")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when present")
+    s.add_argument("--quick", action="store_true", help="small variant for smoke tests (one seed, few epochs)")
+    s.add_argument("--quiet", action="store_true", help="no progress output")
+    f = sub.add_parser("figures", help="redraw the figures of a run directory from its saved files")
+    f.add_argument("run_dir")
+    r = sub.add_parser("report", help="rewrite report.md of a run directory from results.json")
+    r.add_argument("run_dir")
+    return p
+
+
+def _study(args) -> int:
+    from .config import StudyConfig, load_config, quick, with_seeds
+    from .study import run_study
+
+    cfg = load_config(args.config) if args.config else StudyConfig()
+    if args.seeds is not None:
+        cfg = with_seeds(cfg, args.seeds)
+    if args.quick:
+        cfg = quick(cfg)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    results = run_study(cfg, out, device=args.device, log=log, progress=not args.quiet and sys.stderr.isatty())
+    _summary(results, out)
+    return 0
+
+
+def _summary(results: dict, out: Path) -> None:
+    from .verdict import mean_ci
+
+    print(f"{'model':<8} {'test acc %':>10} {'bits/dim':>9}")
+    for name, rows in results["models"].items():
+        bpd = mean_ci([r.get("test_bpd") for r in rows])["mean"]
+        print(f"{name:<8} {100 * mean_ci([r['test_acc'] for r in rows])['mean']:>10.1f} {'' if bpd is None else f'{bpd:.3f}':>9}")
+    for a in results["verdict"]["answers"]:
+        print(f"{a['answer'].upper():<7} {a['question']}")
+    print(f"report: {out / 'report.md'}  ({results['seconds']:.0f} s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "study":
+            return _study(args)
+        if args.command == "figures":
+            from .plots import draw_all
+
+            for path in draw_all(args.run_dir):
+                print(path)
+            return 0
+        if args.command == "report":
+            from .report import write_report
+
+            print(write_report(args.run_dir))
+            return 0
+    except FooledError as e:
+        print(f"fooled: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fooled: interrupted; finished stages are saved, rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Experiment configuration: dataclasses read from TOML, every key and type validated with a clear error."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+from .models.cnn import CNNConfig
+from .models.flow import FlowConfig
+
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+ATTACKS = ("fgsm", "pgd")
+NORMS = ("linf", "l2")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "digits"  # one of DATASETS
+    root: str | None = None  # torchvision's files for the datasets other than digits
+    download: bool = False  # let torchvision download missing files (never in tests)
+    val_fraction: float = 0.2  # early stopping and threshold calibration
+    test_fraction: float = 0.2  # reporting only (digits; torchvision sets have their own test split)
+    limit: int | None = None  # keep at most this many examples per split (quick runs)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 200  # upper bound; early stopping usually ends sooner
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 20  # epochs without a better validation loss before stopping
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    names: tuple[str, ...] = ATTACKS  # attacks run against every model
+    norm: str = "linf"
+    eps: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
+    steps: int = 40  # PGD iterations
+    step_size: float | None = None  # None: 2.5 * eps / steps (Madry et al.)
+    restarts: int = 1  # PGD random restarts, worst case kept
+    max_examples: int | None = None  # attack at most this many test images (None: all)
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    fpr: float = 0.05  # false-positive rate on clean validation data that sets the threshold
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    cnn: CNNConfig = CNNConfig()
+    flow: FlowConfig = FlowConfig(blocks=6, hidden=128)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str = "digits"  # run directory name under runs/
+    seeds: tuple[int, ...] = (0, 1, 2)
+    data: DataConfig = DataConfig()
+    models: ModelsConfig = ModelsConfig()
+    train: TrainConfig = TrainConfig()
+    attacks: AttackConfig = AttackConfig()
+    detect: DetectConfig = DetectConfig()
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(value, tp, key: str):
+    """Check `value` against the annotation `tp`; return it converted (lists -> tuples, ints -> floats)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(e)
+        raise errors[0]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        return _build(tp, value, key + ".")
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and (type(value) is not tp):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls, raw: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
+            raise ConfigError(f"unknown key '{prefix}{key}'{hint}")
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in raw.items()}
+    return dataclasses.replace(cls(), **kwargs)
+
+
+def _check_range(cfg: StudyConfig) -> None:
+    def need(ok: bool, msg: str):
+        if not ok:
+            raise ConfigError(msg)
+
+    need(cfg.data.name in DATASETS, f"data.name: unknown dataset '{cfg.data.name}'; expected one of {', '.join(DATASETS)}")
+    need(0 < cfg.data.val_fraction < 1 and 0 < cfg.data.test_fraction < 1 and cfg.data.val_fraction + cfg.data.test_fraction < 1,
+         "data.val_fraction and data.test_fraction must lie in (0, 1) and sum to less than 1")
+    need(cfg.data.limit is None or cfg.data.limit >= 10, "data.limit must be at least 10")
+    need(len(cfg.seeds) >= 1, "seeds: need at least one seed")
+    for a in cfg.attacks.names:
+        need(a in ATTACKS, f"attacks.names: unknown attack '{a}'; expected one of {', '.join(ATTACKS)}")
+    need(cfg.attacks.norm in NORMS, f"attacks.norm: unknown norm '{cfg.attacks.norm}'; expected one of {', '.join(NORMS)}")
+    need(all(e >= 0 for e in cfg.attacks.eps) and len(cfg.attacks.eps) > 0, "attacks.eps: need at least one budget, each >= 0")
+    need(cfg.attacks.steps >= 1, "attacks.steps must be >= 1")
+    need(cfg.attacks.restarts >= 1, "attacks.restarts must be >= 1")
+    need(cfg.attacks.step_size is None or cfg.attacks.step_size > 0, "attacks.step_size must be > 0")
+    need(0 < cfg.detect.fpr < 1, "detect.fpr must lie in (0, 1)")
+    need(cfg.train.epochs >= 1 and cfg.train.batch_size >= 1 and cfg.train.patience >= 1, "train.epochs, train.batch_size and train.patience must be >= 1")
+    need(cfg.train.lr > 0, "train.lr must be > 0")
+    need(cfg.models.flow.blocks >= 1 and cfg.models.flow.hidden >= 1, "models.flow.blocks and models.flow.hidden must be >= 1")
+    need(cfg.models.flow.mean_norm >= 0 and cfg.models.flow.scale_bound > 0, "models.flow.mean_norm must be >= 0 and scale_bound > 0")
+    need(0 < cfg.models.flow.alpha < 0.5, "models.flow.alpha must lie in (0, 0.5)")
+    need(0 <= cfg.models.cnn.dropout < 1, "models.cnn.dropout must lie in [0, 1)")
+
+
+def from_dict(raw: dict) -> StudyConfig:
+    """Build and validate a StudyConfig from nested dicts (as read from TOML)."""
+    cfg = _build(StudyConfig, raw)
+    _check_range(cfg)
+    return cfg
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read a TOML experiment file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    raw.setdefault("name", path.stem)
+    return from_dict(raw)
+
+
+def to_dict(cfg) -> dict:
+    """The fully resolved config as plain JSON-compatible data."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def config_hash(part) -> str:
+    """Stable short hash of a config or any part of it."""
+    blob = json.dumps(to_dict(part) if dataclasses.is_dataclass(part) else part, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def quick(cfg: StudyConfig) -> StudyConfig:
+    """A small variant for tests and smoke runs: one seed, few epochs, few attacked images."""
+    return dataclasses.replace(
+        cfg,
+        name=cfg.name + "-quick",
+        seeds=cfg.seeds[:1],
+        models=ModelsConfig(cnn=cfg.models.cnn, flow=dataclasses.replace(cfg.models.flow, blocks=2, hidden=64)),
+        train=dataclasses.replace(cfg.train, epochs=min(cfg.train.epochs, 8), patience=3),
+        attacks=dataclasses.replace(cfg.attacks, steps=min(cfg.attacks.steps, 10), max_examples=100),
+    )
+
+
+def with_seeds(cfg: StudyConfig, n: int) -> StudyConfig:
+    """Replace the seed list by 0..n-1."""
+    if n < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {n}")
+    return dataclasses.replace(cfg, seeds=tuple(range(n)))
+
+
+__all__ = [
+    "StudyConfig", "DataConfig", "TrainConfig", "AttackConfig", "DetectConfig", "ModelsConfig",
+    "CNNConfig", "FlowConfig", "from_dict", "load_config", "to_dict", "config_hash", "quick", "with_seeds",
+]

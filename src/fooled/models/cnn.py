@@ -1,0 +1,42 @@
+"""The discriminative classifier: a small CNN that models p(y|x) only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    channels: tuple[int, int] = (32, 64)  # filters of the two 3x3 conv layers
+    hidden: int = 128  # width of the dense layer before the logits
+    dropout: float = 0.25  # dropout before the logits, against overfitting on small data
+
+
+class CNN(nn.Module):
+    """conv-relu-conv-relu-maxpool-dense-relu-dense; works on any image size (adaptive pooling to 4x4)."""
+
+    def __init__(self, shape: tuple[int, int, int], num_classes: int, cfg: CNNConfig = CNNConfig()):
+        super().__init__()
+        c1, c2 = cfg.channels
+        self.shape, self.num_classes, self.cfg = tuple(shape), num_classes, cfg
+        self.features = nn.Sequential(
+            nn.Conv2d(shape[0], c1, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2) if shape[1] <= 8 else nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU()),
+            nn.AdaptiveAvgPool2d(4),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(c2 * 16, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, K)."""
+        return self.head(self.features(x))
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy."""
+        return F.cross_entropy(self(x), y)

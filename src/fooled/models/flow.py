@@ -1,0 +1,178 @@
+"""Normalizing flow with a class-conditional Gaussian base: one model for log p(x), log p(x, y) and p(y|x).
+
+The flow owns its preprocessing. An image x in [0, 1]^D with L grey levels is mapped to
+y = (x (L-1) + u) / L with u ~ U[0, 1) when training (uniform dequantisation) and u = 1/2 when
+evaluating (mid-bin, so scores are deterministic functions of x and gradient attacks see no noise),
+then to logit space. `log_prob(x)` includes every Jacobian, so it is the density of x itself, in nats.
+Coupling layers are normflows' `AffineCouplingBlock`; their log-scales are bounded by `scale_bound`
+through a tanh, which keeps log p(x) and its gradient finite on any input in [0, 1]^D.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import normflows as nf
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    blocks: int = 8  # affine coupling blocks, each with ActNorm and a random permutation
+    hidden: int = 256  # width of the MLP that predicts shift and scale in each coupling
+    mean_norm: float = 12.0  # norm of the class means in latent space: trades bits/dim for accuracy
+    scale_bound: float = 2.0  # |log-scale| <= this in every coupling (finite scores everywhere)
+    alpha: float = 1e-3  # logit transform squeezes y into [alpha, 1 - alpha]
+    learn_scale: bool = True  # per-class diagonal latent scale learned; else unit variance
+
+
+class _BoundedScale(nn.Module):
+    """Wraps a coupling's parameter net so that its log-scales (odd outputs) lie in [-b, b]."""
+
+    def __init__(self, net: nn.Module, bound: float):
+        super().__init__()
+        self.net, self.bound = net, bound
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.net(z)
+        shift, log_scale = out[:, 0::2], out[:, 1::2]
+        log_scale = self.bound * torch.tanh(log_scale / self.bound)
+        return torch.stack([shift, log_scale], dim=2).flatten(1)
+
+
+class ClassConditionalGaussian(nn.Module):
+    """Base density: one diagonal Gaussian per class with fixed, well-separated means."""
+
+    def __init__(self, dim: int, num_classes: int, mean_norm: float, learn_scale: bool, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        directions = torch.randn(num_classes, dim, generator=g)
+        means = mean_norm * directions / directions.norm(dim=1, keepdim=True)
+        self.register_buffer("means", means)
+        self.log_scale = nn.Parameter(torch.zeros(num_classes, dim), requires_grad=learn_scale)
+        self.register_buffer("log_prior", torch.full((num_classes,), -math.log(num_classes)))
+
+    def log_joint(self, z: torch.Tensor) -> torch.Tensor:
+        """log N(z; mu_k, sigma_k) + log p(k) for every class k at once: (N, D) -> (N, K)."""
+        diff = (z[:, None, :] - self.means) * torch.exp(-self.log_scale)
+        log_norm = -0.5 * z.shape[1] * math.log(2 * math.pi) - self.log_scale.sum(dim=1)
+        return -0.5 * diff.pow(2).sum(dim=2) + log_norm + self.log_prior
+
+    @torch.no_grad()
+    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        eps = torch.randn(len(y), self.means.shape[1], generator=generator, device=self.means.device)
+        return self.means[y] + torch.exp(self.log_scale[y]) * eps
+
+
+class FlowClassifier(nn.Module):
+    """RealNVP-style flow on flattened images with a class-conditional Gaussian base (FlowGMM)."""
+
+    def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: FlowConfig = FlowConfig(), seed: int = 0):
+        super().__init__()
+        self.shape, self.num_classes, self.levels, self.cfg = tuple(shape), num_classes, levels, cfg
+        self.dim = math.prod(shape)
+        if self.dim % 2:
+            raise ValueError(f"the flow needs an even number of dimensions, got {self.dim}")
+        g_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)  # normflows draws permutations and inits from the global generator
+        try:
+            flows = []
+            for _ in range(cfg.blocks):
+                net = nf.nets.MLP([self.dim // 2, cfg.hidden, cfg.hidden, self.dim], init_zeros=True)
+                flows += [
+                    nf.flows.AffineCouplingBlock(_BoundedScale(net, cfg.scale_bound)),
+                    nf.flows.Permute(self.dim, mode="shuffle"),
+                    nf.flows.ActNorm(self.dim),
+                ]
+            self.flows = nn.ModuleList(flows)
+        finally:
+            torch.random.set_rng_state(g_state)
+        self.base = ClassConditionalGaussian(self.dim, num_classes, cfg.mean_norm, cfg.learn_scale, seed)
+
+    # --- preprocessing -------------------------------------------------------------------------
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError unless x is a finite batch of images in [0, 1] of the model's shape."""
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"expected images of shape (N, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}")
+        if torch.isnan(x).any():
+            raise ValueError("input contains NaN; expected values in [0, 1]")
+        if x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ValueError(f"input values must lie in [0, 1], got range [{x.min().item():.4g}, {x.max().item():.4g}]")
+
+    def _to_logit(self, x: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x in [0, 1] -> logit-space z and log|dz/dy| per example, y the dequantised image."""
+        L, a = self.levels, self.cfg.alpha
+        u = 0.5 if noise is None else noise
+        y = (x.flatten(1) * (L - 1) + u) / L
+        s = a + (1 - 2 * a) * y
+        z = torch.log(s) - torch.log1p(-s)
+        log_det = -(torch.log(s) + torch.log1p(-s)).sum(1) + self.dim * math.log(1 - 2 * a)
+        return z, log_det
+
+    def _latent(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_det = torch.zeros(len(z), dtype=z.dtype, device=z.device)
+        for flow in reversed(self.flows):
+            z, ld = flow.inverse(z)
+            log_det = log_det + ld
+        return z, log_det
+
+    def _log_joint_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """log p(y, k) of the dequantised y = (x (L-1) + u) / L, u = noise or 1/2."""
+        z, ld_pre = self._to_logit(x, noise)
+        z, ld_flow = self._latent(z)
+        return self.base.log_joint(z) + (ld_pre + ld_flow)[:, None]
+
+    # --- public interface ----------------------------------------------------------------------
+    def log_joint(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x, y=k) for all classes from one pass through the flow: (N, C, H, W) -> (N, K), nats."""
+        self.check_input(x)
+        # dy/dx = (L-1)/L per dimension turns the density of y into that of x
+        return self._log_joint_y(x, None) + self.dim * math.log((self.levels - 1) / self.levels)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) = logsumexp_k log p(x, k): (N, C, H, W) -> (N,), nats, deterministic."""
+        return torch.logsumexp(self.log_joint(x), dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits log p(y|x) by Bayes' rule."""
+        return torch.log_softmax(self.log_joint(x), dim=1)
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean -log p(x, y) per dimension; uniform dequantisation when training, mid-bin in eval mode."""
+        noise = torch.rand(x.shape[0], self.dim, device=x.device) if self.training else None
+        log_joint = self._log_joint_y(x, noise)
+        return -log_joint.gather(1, y[:, None]).mean() / self.dim
+
+    @torch.no_grad()
+    def dequantised_bpd(self, x: torch.Tensor, generator: torch.Generator | None = None, draws: int = 4) -> torch.Tensor:
+        """Bits/dim of the discrete images under uniform dequantisation (the usual upper bound), per example."""
+        total = torch.zeros(len(x), device=x.device)
+        for _ in range(draws):
+            noise = torch.rand(x.shape[0], self.dim, generator=generator, device="cpu").to(x.device)
+            total += torch.logsumexp(self._log_joint_y(x, noise), dim=1)
+        return bits_per_dim(total / draws, self.dim, self.levels)
+
+    @torch.no_grad()
+    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images of the given classes, in [0, 1]."""
+        z = self.base.sample(y, generator)
+        for flow in self.flows:
+            z, _ = flow(z)
+        s = torch.sigmoid(z)
+        x = ((s - self.cfg.alpha) / (1 - 2 * self.cfg.alpha) * self.levels - 0.5) / (self.levels - 1)
+        return x.clamp(0, 1).view(-1, *self.shape)
+
+
+def bits_per_dim(log_prob: torch.Tensor, dim: int, levels: int) -> torch.Tensor:
+    """Bits/dim of discrete images from log p(x) of the dequantised y = (x (L-1) + u) / L in nats.
+
+    The bin of a grey level has width 1/L in y, so -log2 P(x) = -log2 p(y) + D log2 L.
+    """
+    return (-log_prob + dim * math.log(levels)) / (dim * math.log(2))
+
+
+def bpd_from_log_prob(log_prob_x: torch.Tensor, dim: int, levels: int) -> torch.Tensor:
+    """Bits/dim from `log_prob(x)` (the density of x in [0, 1], whose bins have width 1/(L-1))."""
+    return (-log_prob_x + dim * math.log(levels - 1)) / (dim * math.log(2))

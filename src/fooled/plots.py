@@ -1,0 +1,128 @@
+"""Seaborn figures drawn from a run directory alone (results.json, scores.npz, examples.npz)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .detect import roc  # noqa: E402
+from .runs import read_json, read_npz  # noqa: E402
+
+LOG2 = np.log(2)
+
+
+def _save(fig, out: Path, name: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _bpd(neg_log_prob: np.ndarray, dim: int, levels: int) -> np.ndarray:
+    return (neg_log_prob + dim * np.log(levels - 1)) / (dim * LOG2)
+
+
+def accuracy_vs_eps(results: dict, out: Path) -> list[Path]:
+    df = pd.DataFrame([r for r in results["attacks"] if not r["adaptive"]])
+    clean = df.groupby(["seed", "target", "attack"], as_index=False).first().assign(eps=0.0)
+    clean["adv_acc"] = clean["clean_acc"]
+    df = pd.concat([clean, df])
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    sns.lineplot(df, x="eps", y="adv_acc", hue="target", style="attack", marker="o", errorbar=("ci", 95), ax=ax)
+    ax.set(xlabel=f"perturbation budget eps ({df['norm'].iloc[0]}, pixel scale [0, 1])", ylabel="accuracy on attacked test images",
+           ylim=(-0.02, 1.02), title="Accuracy under attack (mean, 95% CI over seeds)")
+    return _save(fig, out, "accuracy_vs_eps")
+
+
+def detection(results: dict, scores: dict, out: Path) -> list[Path]:
+    """ROC of the likelihood detector, and detection rate at the calibrated threshold, per attack and eps."""
+    seed = results["attacks"][0]["seed"]
+    rows = [r for r in results["attacks"] if r["seed"] == seed and not r["adaptive"] and r["eps"] > 0]
+    targets = sorted({r["target"] for r in rows})
+    fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 4), squeeze=False)
+    palette = sns.color_palette("viridis", len({r["eps"] for r in rows}))
+    for ax, target in zip(axes[0], targets):
+        clean = scores[f"seed{seed}__clean_test"]
+        for r in [r for r in rows if r["target"] == target]:
+            fpr, tpr = roc(clean[: r["n"]], scores[f"seed{seed}__{target}__{r['attack']}__{r['eps']:g}"])
+            eps_idx = sorted({q["eps"] for q in rows}).index(r["eps"])
+            ax.plot(fpr, tpr, color=palette[eps_idx], ls="-" if r["attack"] == "pgd" else "--",
+                    label=f"{r['attack']} eps {r['eps']:g} (AUROC {r['auroc']:.2f})")
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+        ax.axvline(rows[0]["fpr"], color="black", lw=0.8, ls=":")
+        ax.set(xlabel="false-positive rate on clean test images", ylabel="detection rate (true-positive rate)",
+               title=f"-log p(x) detector, attacks on the {target} (seed {seed})")
+        ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, out, "detector_roc")
+
+
+def log_prob_histograms(results: dict, scores: dict, out: Path) -> list[Path]:
+    info = results["dataset"]
+    seed = results["attacks"][0]["seed"]
+    dim = int(np.prod(info["shape"]))
+    eps_max = max(r["eps"] for r in results["attacks"])
+    frames = [pd.DataFrame({"bits/dim": _bpd(scores[f"seed{seed}__clean_test"], dim, info["levels"]), "set": "clean test", "target": t})
+              for t in ("cnn", "flow")]
+    for r in results["attacks"]:
+        if r["seed"] == seed and r["eps"] in (0.1, eps_max) and not r["adaptive"]:
+            s = scores[f"seed{seed}__{r['target']}__{r['attack']}__{r['eps']:g}"]
+            frames.append(pd.DataFrame({"bits/dim": _bpd(s, dim, info["levels"]), "set": f"{r['attack']} eps {r['eps']:g}", "target": r["target"]}))
+    df = pd.concat(frames, ignore_index=True)
+    g = sns.displot(df, x="bits/dim", hue="set", col="target", kind="hist", element="step", stat="density",
+                    common_norm=False, height=3.6, aspect=1.2, facet_kws={"sharey": False})
+    thr = _bpd(np.array([results["attacks"][0]["threshold"]]), dim, info["levels"])[0]
+    for ax in g.axes.flat:
+        ax.axvline(thr, color="black", ls=":", lw=1)
+        ax.set_xlabel("bits/dim under the flow, -log2 p(x) / D (higher = less likely)")
+    g.set_titles("attacks on the {col_name}; dotted: threshold")
+    return _save(g.figure, out, "log_prob_hist")
+
+
+def example_grid(results: dict, examples: dict, scores: dict, out: Path) -> list[Path]:
+    info = results["dataset"]
+    seed = results["attacks"][0]["seed"]
+    dim = int(np.prod(info["shape"]))
+    clean, labels = examples[f"seed{seed}__clean"], examples[f"seed{seed}__labels"]
+    rows = [("clean", clean, labels, scores[f"seed{seed}__clean_test"][: len(clean)])]
+    for r in results["attacks"]:
+        if r["seed"] == seed and r["attack"] == "pgd" and r["eps"] in (0.1, max(q["eps"] for q in results["attacks"])):
+            k = f"seed{seed}__{r['target']}__pgd__{r['eps']:g}"
+            rows.append((f"PGD on {r['target']}\neps {r['eps']:g}", examples[k], examples[k + "__pred"], scores[k][: len(clean)]))
+    ncol = min(8, len(clean))
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(1.1 * ncol, 1.35 * len(rows)), squeeze=False)
+    for i, (title, imgs, preds, s) in enumerate(rows):
+        bpd = _bpd(s, dim, info["levels"])
+        for j in range(ncol):
+            ax = axes[i, j]
+            img = np.transpose(imgs[j], (1, 2, 0))
+            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray_r" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"pred {int(preds[j])}\n{bpd[j]:.2f} b/d", fontsize=6.5)
+        axes[i, 0].set_ylabel(title, fontsize=7)
+    fig.suptitle(f"Clean and adversarial test images: predicted class and bits/dim (seed {seed})", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out, "examples")
+
+
+def draw_all(run_dir: str | Path) -> list[Path]:
+    """Redraw every figure of a run into RUN_DIR/figures from its saved files."""
+    run_dir = Path(run_dir)
+    results = read_json(run_dir / "results.json")
+    scores = read_npz(run_dir / "scores.npz")
+    examples = read_npz(run_dir / "examples.npz")
+    out = run_dir / "figures"
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
+    paths = accuracy_vs_eps(results, out)
+    paths += detection(results, scores, out)
+    paths += log_prob_histograms(results, scores, out)
+    paths += example_grid(results, examples, scores, out)
+    return paths

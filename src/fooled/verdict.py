@@ -1,0 +1,72 @@
+"""The verdict: answers to the study's questions, each computed from results rows with its criterion stated."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+# Criteria, stated once so the report can quote them.
+FLAG_TPR = 0.9  # "flagged" means at least this detection rate at the calibrated FPR
+PARTLY_TPR = 0.5
+
+
+def mean_ci(values) -> dict:
+    """Mean and 95% t-interval across seeds (interval collapses to the mean for one seed)."""
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    if v.size == 0:
+        return {"mean": None, "lo": None, "hi": None, "n": 0}
+    m = float(v.mean())
+    if v.size < 2:
+        return {"mean": m, "lo": m, "hi": m, "n": 1}
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return {"mean": m, "lo": m - half, "hi": m + half, "n": int(v.size)}
+
+
+def _select(rows, **match):
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+
+
+def _per_seed_mean(rows, key):
+    """Average `key` within each seed, then return the list over seeds."""
+    seeds = sorted({r["seed"] for r in rows})
+    return [float(np.mean([r[key] for r in rows if r["seed"] == s])) for s in seeds]
+
+
+def compute_verdict(results: dict) -> dict:
+    """Answers with the numbers and criteria behind them; nothing typed by hand."""
+    rows = [r for r in results["attacks"] if not r["adaptive"]]
+    fpr = rows[0]["fpr"] if rows else None
+    answers = []
+
+    strongest = "pgd" if any(r["attack"] == "pgd" for r in rows) else (rows[0]["attack"] if rows else None)
+    eps_all = sorted({r["eps"] for r in rows if r["attack"] == strongest and r["eps"] > 0})
+    for target in sorted({r["target"] for r in rows}):
+        sel = [r for r in _select(rows, target=target, attack=strongest) if r["eps"] > 0]
+        if not sel:
+            continue
+        tpr = mean_ci(_per_seed_mean(sel, "tpr_at_fpr"))
+        auc = mean_ci(_per_seed_mean(sel, "auroc"))
+        answer = "yes" if tpr["mean"] >= FLAG_TPR else "partly" if tpr["mean"] >= PARTLY_TPR else "no"
+        answers.append({
+            "question": f"Does low p(x) flag plain {strongest.upper()} adversarial examples against the {target}?",
+            "answer": answer,
+            "criterion": f"mean detection rate at {fpr:.0%} validation FPR over eps {', '.join(f'{e:g}' for e in eps_all)}: "
+                         f"yes if >= {FLAG_TPR:.0%}, partly if >= {PARTLY_TPR:.0%}",
+            "tpr": tpr, "auroc": auc,
+        })
+
+    by_target = {t: _select(rows, target=t, attack=strongest) for t in ("cnn", "flow")}
+    if all(by_target.values()):
+        diffs = []
+        for s in sorted({r["seed"] for r in rows}):
+            acc = {t: np.mean([r["adv_acc"] for r in v if r["seed"] == s and r["eps"] > 0]) for t, v in by_target.items()}
+            diffs.append(float(acc["flow"] - acc["cnn"]))
+        d = mean_ci(diffs)
+        answer = "yes" if d["lo"] is not None and d["lo"] > 0 else "no" if d["hi"] is not None and d["hi"] <= 0 else "unclear"
+        answers.append({
+            "question": "Is the generative (flow) classifier itself harder to fool than the CNN?",
+            "answer": answer,
+            "criterion": f"flow minus CNN accuracy under {strongest.upper()}, averaged over eps; yes if the 95% interval is above 0, no if at or below 0",
+            "accuracy_gap": d,
+        })
+    return {"answers": answers, "attack": strongest, "fpr": fpr}

@@ -1,0 +1,112 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fooled.models.flow import FlowClassifier, FlowConfig, bits_per_dim, bpd_from_log_prob
+
+
+def _flow(shape=(1, 4, 4), levels=17, noise=0.3, **kw):
+    cfg = FlowConfig(**{"blocks": 3, "hidden": 16, **kw})
+    flow = FlowClassifier(shape, 3, levels, cfg, seed=0).eval()
+    flow.log_prob(torch.rand(256, *shape, generator=torch.Generator().manual_seed(0)))  # ActNorm's data-dependent init
+    # move away from the identity init so the tests exercise real couplings
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(noise * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return flow
+
+
+def test_every_layer_is_invertible_and_log_dets_cancel():
+    flow = _flow()
+    z = torch.randn(5, 16)
+    for layer in flow.flows:
+        x, ld_fwd = layer(z)
+        z_back, ld_inv = layer.inverse(x)
+        assert torch.allclose(z_back, z, atol=1e-4)
+        assert torch.allclose(ld_fwd + ld_inv, torch.zeros(5), atol=1e-4)
+        z = x
+
+
+def test_log_prob_is_logsumexp_of_log_joint_and_logits_are_bayes():
+    flow = _flow()
+    x = torch.rand(6, 1, 4, 4)
+    lj = flow.log_joint(x)
+    assert lj.shape == (6, 3)
+    assert torch.allclose(flow.log_prob(x), torch.logsumexp(lj, 1), atol=1e-5)
+    assert torch.allclose(flow(x).exp().sum(1), torch.ones(6), atol=1e-5)
+    assert torch.allclose(flow(x), lj - torch.logsumexp(lj, 1, keepdim=True), atol=1e-5)
+
+
+def test_density_of_x_integrates_to_about_one():
+    # A 2-pixel image with many grey levels: exp(log_prob) over [0, 1]^2 must integrate to ~1,
+    # which checks every Jacobian (dequantisation, logit, couplings) at once. (Small weights keep
+    # the mass away from the edge strips of width 1/(2L) that mid-bin evaluation leaves out.)
+    flow = _flow(shape=(1, 1, 2), levels=256, noise=0.1, mean_norm=0.0)
+    g = torch.linspace(0, 1, 401)
+    xx, yy = torch.meshgrid(g, g, indexing="ij")
+    x = torch.stack([xx, yy], -1).view(-1, 1, 1, 2)
+    with torch.no_grad():
+        p = flow.log_prob(x).exp().view(401, 401).numpy()
+    integral = np.trapezoid(np.trapezoid(p, g.numpy(), axis=1), g.numpy())
+    assert integral == pytest.approx(1.0, abs=0.03)
+
+
+def test_scores_are_deterministic_in_eval_mode():
+    flow = _flow()
+    x = torch.rand(4, 1, 4, 4)
+    assert torch.equal(flow.log_prob(x), flow.log_prob(x))
+    assert torch.equal(flow.log_joint(x), flow.log_joint(x))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.full((2, 1, 4, 4), float("nan")), "NaN"),
+    (torch.full((2, 1, 4, 4), 1.5), r"\[0, 1\]"),
+    (torch.full((2, 1, 4, 4), -0.1), r"\[0, 1\]"),
+    (torch.rand(2, 16), "shape"),
+    (torch.rand(2, 1, 5, 4), "shape"),
+])
+def test_bad_input_raises_value_error_saying_what_was_expected(bad, match):
+    with pytest.raises(ValueError, match=match):
+        _flow().log_prob(bad)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 1.0, 0.5, 1e-7, 1 - 1e-7, 0.3]), min_size=16, max_size=16))
+def test_log_prob_and_its_gradient_are_finite_everywhere_in_the_box(pixels):
+    flow = _flow(scale_bound=2.0)
+    x = torch.tensor(pixels).view(1, 1, 4, 4).requires_grad_(True)
+    lp = flow.log_prob(x)
+    (grad,) = torch.autograd.grad(lp.sum(), x)
+    assert torch.isfinite(lp).all() and torch.isfinite(grad).all()
+
+
+def test_bits_per_dim_conventions_agree():
+    # uniform density on [0, 1]^D: log p(y) = 0, so one bin of width 1/L has probability L^-D: log2(L) bits/dim
+    assert bits_per_dim(torch.tensor([0.0]), 64, 17).item() == pytest.approx(math.log2(17))
+    # log_prob(x) of x in [0, 1] relates to y through dy/dx = (L-1)/L
+    lp_y = torch.tensor([-30.0])
+    lp_x = lp_y + 64 * math.log(16 / 17)
+    assert bpd_from_log_prob(lp_x, 64, 17).item() == pytest.approx(bits_per_dim(lp_y, 64, 17).item())
+
+
+def test_training_loss_decreases_and_samples_are_images():
+    torch.manual_seed(0)
+    flow = FlowClassifier((1, 4, 4), 2, 17, FlowConfig(blocks=2, hidden=16, mean_norm=4.0))
+    x = (torch.rand(64, 1, 4, 4) * 16).round() / 16
+    y = (x.mean((1, 2, 3)) > 0.5).long()
+    opt = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    flow.train()
+    first = flow.training_loss(x, y).item()
+    for _ in range(60):
+        loss = flow.training_loss(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    flow.eval()
+    assert flow.training_loss(x, y).item() < first - 0.2
+    s = flow.sample(torch.tensor([0, 1, 1]), torch.Generator().manual_seed(0))
+    assert s.shape == (3, 1, 4, 4) and s.min() >= 0 and s.max() <= 1

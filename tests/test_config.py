@@ -1,0 +1,56 @@
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from fooled.config import StudyConfig, config_hash, from_dict, load_config, quick, with_seeds
+from fooled.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_default_experiment_file_is_the_built_in_default():
+    assert load_config(ROOT / "experiments" / "digits.toml") == StudyConfig()
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"atacks": {}}, "unknown key 'atacks'; did you mean 'attacks'"),
+    ({"attacks": {"stpes": 3}}, "unknown key 'attacks.stpes'; did you mean 'attacks.steps'"),
+    ({"models": {"flow": {"blokcs": 3}}}, "models.flow.blokcs"),
+    ({"attacks": {"steps": "many"}}, "attacks.steps: expected int"),
+    ({"attacks": {"steps": 0}}, "attacks.steps must be >= 1"),
+    ({"attacks": {"eps": [0.1, -0.2]}}, "attacks.eps"),
+    ({"attacks": {"names": ["fgsm", "bim"]}}, "unknown attack 'bim'"),
+    ({"attacks": {"norm": "l3"}}, "unknown norm 'l3'"),
+    ({"detect": {"fpr": 1.5}}, "detect.fpr"),
+    ({"data": {"name": "imagenet"}}, "unknown dataset 'imagenet'"),
+    ({"seeds": 3}, "seeds: expected a list"),
+    ({"train": {"lr": "fast"}}, "train.lr: expected float"),
+])
+def test_bad_config_names_the_problem(raw, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        from_dict(raw)
+
+
+def test_types_are_coerced_and_hash_tracks_content():
+    cfg = from_dict({"attacks": {"eps": [0, 1]}, "seeds": [5]})
+    assert cfg.attacks.eps == (0.0, 1.0) and cfg.seeds == (5,)
+    assert config_hash(cfg) == config_hash(from_dict({"attacks": {"eps": [0.0, 1.0]}, "seeds": [5]}))
+    assert config_hash(cfg) != config_hash(dataclasses.replace(cfg, seeds=(6,)))
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[attacks\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(bad)
+
+
+def test_quick_and_seed_overrides():
+    q = quick(StudyConfig())
+    assert len(q.seeds) == 1 and q.train.epochs <= 8 and q.attacks.max_examples == 100
+    assert with_seeds(StudyConfig(), 2).seeds == (0, 1)
+    with pytest.raises(ConfigError, match="--seeds"):
+        with_seeds(StudyConfig(), 0)

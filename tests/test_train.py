@@ -1,0 +1,41 @@
+import pytest
+import torch
+
+from fooled.config import ModelsConfig, TrainConfig
+from fooled.data import load
+from fooled.errors import CheckpointError
+from fooled.models import build_model
+from fooled.train import fit, load_checkpoint, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load("digits", seed=0)
+
+
+def test_cnn_learns_digits_and_best_weights_are_restored(digits, tmp_path):
+    model = build_model("cnn", digits.info, ModelsConfig(), seed=0)
+    result = fit(model, digits.train, digits.val, TrainConfig(epochs=6, patience=2), seed=0)
+    assert not model.training
+    acc = (model(digits.test.x).argmax(1) == digits.test.y).float().mean().item()
+    assert acc > 0.9
+    assert result.best_val_loss == min(result.val_losses)
+    path = tmp_path / "cnn.pt"
+    save_checkpoint(path, model, "abc", {"epochs": result.epochs})
+    fresh = build_model("cnn", digits.info, ModelsConfig(), seed=1)
+    assert load_checkpoint(path, fresh, "abc") == {"epochs": result.epochs}
+    assert torch.equal(fresh(digits.test.x[:5]), model(digits.test.x[:5]))
+    with pytest.raises(CheckpointError, match="trained with config abc, not xyz"):
+        load_checkpoint(path, fresh, "xyz")
+    path.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_checkpoint(path, fresh, "abc")
+
+
+def test_training_is_deterministic(digits):
+    outs = []
+    for _ in range(2):
+        model = build_model("flow", digits.info, ModelsConfig(flow=ModelsConfig().flow.__class__(blocks=1, hidden=8)), seed=0)
+        fit(model, digits.train, digits.val, TrainConfig(epochs=2), seed=0)
+        outs.append(model.log_prob(digits.test.x[:8]))
+    assert torch.equal(outs[0], outs[1])
