@@ -21,6 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, help="use seeds 0..N-1 instead of the config's")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when present")
     s.add_argument("--quick", action="store_true", help="small variant for smoke tests (one seed, few epochs)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set attacks.steps=100 (repeatable)")
     s.add_argument("--quiet", action="store_true", help="no progress output")
     f = sub.add_parser("figures", help="redraw the figures of a run directory from its saved files")
     f.add_argument("run_dir")
@@ -30,10 +31,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _study(args) -> int:
-    from .config import StudyConfig, load_config, quick, with_seeds
+    from .config import load_config, quick, with_seeds
     from .study import run_study
 
-    cfg = load_config(args.config) if args.config else StudyConfig()
+    cfg = load_config(args.config, args.set)
     if args.seeds is not None:
         cfg = with_seeds(cfg, args.seeds)
     if args.quick:

@@ -158,17 +158,43 @@ def from_dict(raw: dict) -> StudyConfig:
     return cfg
 
 
-def load_config(path: str | Path) -> StudyConfig:
-    """Read a TOML experiment file."""
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    raw.setdefault("name", path.stem)
-    return from_dict(raw)
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Set dotted keys from `KEY=VALUE` strings; VALUE is read as TOML (`0.1`, `[1, 2]`, `"pgd"`), else as a string."""
+    raw = json.loads(json.dumps(raw))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: '{part}' is not a table")
+        node[leaf] = value
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> StudyConfig:
+    """Read a TOML experiment file (None: the built-in default, the digits study), then apply `--set` overrides."""
+    raw = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (FileNotFoundError, IsADirectoryError):
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: invalid TOML: {e}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file") from None
+        raw.setdefault("name", path.stem)
+    return from_dict(apply_overrides(raw, overrides))
 
 
 def to_dict(cfg) -> dict:

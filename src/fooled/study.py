@@ -105,6 +105,7 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
     splits = load(cfg.data.name, seed=seed, root=cfg.data.root, download=cfg.data.download,
                   val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction, limit=cfg.data.limit)
     info = splits.info
+    log(f"seed {seed}: {info.name}, {len(splits.train)} train / {len(splits.val)} validation / {len(splits.test)} test images")
     models, model_rows = {}, {}
     for name in MODEL_NAMES:
         model, meta = train_or_load(cfg, name, splits, seed, run_dir, device, log, progress)
@@ -171,7 +172,6 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, device: str = "auto", lo
     }
     all_scores, all_examples = {}, {}
     for seed in cfg.seeds:
-        log(f"seed {seed}")
         model_rows, rows, scores, examples = run_seed(cfg, seed, run_dir, dev, log, progress)
         for name, row in model_rows.items():
             results["models"][name].append(row)

@@ -2,6 +2,7 @@
 
 import contextlib
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -14,6 +15,7 @@ NORMS = ("linf", "l2")
 @contextlib.contextmanager
 def frozen(*modules):
     """Put every module in eval mode for the duration, then restore each submodule's own mode."""
+    modules = [m for m in modules if isinstance(m, nn.Module)]  # plain functions have no mode
     saved = [(m, m.training) for module in modules for m in module.modules()]
     try:
         for module in modules:
@@ -26,7 +28,9 @@ def frozen(*modules):
 
 def check_model(model):
     if not callable(model):
-        raise ConfigError(f"model must be a callable nn.Module mapping x to logits, got {type(model).__name__}")
+        raise ConfigError(
+            f"model must be a callable nn.Module mapping x to logits, got {type(model).__name__}"
+        )
 
 
 def check_images(x):
@@ -49,7 +53,7 @@ def check_labels(labels, n, device, name="y"):
 
 
 def check_positive(name, value, *, allow_zero=False, integer=False):
-    kind = int if integer else (int, float)
+    kind = numbers.Integral if integer else numbers.Real
     ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value >= 0 if allow_zero else value > 0)
     if not ok:
@@ -115,7 +119,7 @@ def box(x, eps):
 
 
 def project(x_adv, x, eps, norm, bounds=None):
-    """Project onto the eps-ball around x and clamp to [0, 1]; a point already inside is returned unchanged."""
+    """Project onto the eps-ball around x and clamp to [0, 1]; a point inside is returned unchanged."""
     if norm == "linf":
         lo, hi = bounds if bounds is not None else box(x, eps)
         return torch.clamp(x_adv, lo, hi)

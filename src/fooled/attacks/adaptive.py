@@ -12,6 +12,8 @@ and is only replaced by a better-ranked iterate, so every example misclassified 
 stays misclassified: the attack is never weaker than margin PGD with the same arguments.
 """
 
+import numbers
+
 import torch
 
 from fooled.attacks._common import (
@@ -58,7 +60,7 @@ def adaptive_pgd(
     """
     if not callable(log_prob):
         raise ConfigError("log_prob must be a callable mapping x (N, C, H, W) to log densities (N,)")
-    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+    if not isinstance(threshold, numbers.Real) or isinstance(threshold, bool):
         raise ConfigError(f"threshold must be a float log density, got {threshold!r}")
     lambdas = tuple(lambdas)
     if not lambdas:
@@ -89,9 +91,10 @@ def adaptive_pgd(
         return lp, m, tier, torch.where(mis, lp, m).detach()
 
     with frozen(*modules), torch.enable_grad():
-        with torch.no_grad():
-            _, _, best_tier, best_score = evaluate(x1)
+        # tier -1 ranks below everything, so the first iterate evaluated (x1) becomes the best
         best_x = x1
+        best_tier = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
+        best_score = torch.full((len(x),), -torch.inf, dtype=x.dtype, device=x.device)
         for lam0 in lambdas:
             x_adv = x1
             lam = torch.full((len(x),), float(lam0), dtype=x.dtype, device=x.device)

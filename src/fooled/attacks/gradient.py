@@ -99,33 +99,32 @@ def pgd(
                 x0 = project(sample_in_ball(x, eps, norm, generator), x, eps, norm, bounds)
             else:
                 x0 = x.clone()
-            run = _ascend(model, fn, x0, x, y, target, eps, steps, step_size, norm, bounds, early_stop)
-            if best is not None:
-                better = lexi_better(run[1], run[2], best[1], best[2])
-                run = (
-                    select(better, run[0], best[0]),
-                    run[1] | best[1],
-                    torch.where(better, run[2], best[2]),
-                )
-            best = run
+            best = _ascend(model, fn, x0, x, y, target, eps, steps, step_size, norm, bounds, early_stop, best)
             if early_stop and best[1].all():
                 break
     return project(best[0], x, eps, norm, bounds).detach()
 
 
+def _ascend(model, fn, x_adv, x, y, target, eps, steps, step_size, norm, bounds, early_stop, best):
+    """One PGD run from x_adv, tracking per example the best (iterate, success, objective) so far.
 
-def _ascend(model, fn, x_adv, x, y, target, eps, steps, step_size, norm, bounds, early_stop):
-    """One PGD run from x_adv; returns (best iterate, its success, its objective) per example."""
-    best_x = x_adv
-    best_succ = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    best_obj = torch.full((len(x),), -torch.inf, dtype=x.dtype, device=x.device)
+    `best` carries the result of earlier restarts (None for the first run); an iterate replaces
+    it only if it ranks strictly higher, so the first restart replays a single-restart run.
+    """
+    if best is None:
+        best = (
+            x_adv,
+            torch.zeros(len(x), dtype=torch.bool, device=x.device),
+            torch.full((len(x),), -torch.inf, dtype=x.dtype, device=x.device),
+        )
+    best_x, best_succ, best_obj = best
 
     def track(x_adv, logits, obj):
         nonlocal best_x, best_succ, best_obj
         succ = is_success(logits, y, target)
         better = lexi_better(succ, obj, best_succ, best_obj)
         best_x = select(better, x_adv, best_x)
-        best_succ = best_succ | succ
+        best_succ = best_succ | succ  # success never ranks below failure, so this is where(better, ...)
         best_obj = torch.where(better, obj, best_obj)
 
     for _ in range(steps):

@@ -1,0 +1,52 @@
+import copy
+import math
+
+import torch
+
+from attack_helpers import assert_unchanged, gen, snapshot
+from fooled.attacks import attack_success, cw_l2, median_l2, pgd
+
+
+def test_cw_finds_small_l2_adversarials(model, batch):
+    x, y = batch[0][:100], batch[1][:100]
+    x_adv = cw_l2(model, x, y)
+    success = attack_success(model, x_adv, y)
+    assert success.float().mean() > 0.9
+    assert x_adv.min() >= 0 and x_adv.max() <= 1 and not x_adv.requires_grad
+    linf = pgd(model, x, y, eps=0.3, generator=gen())
+    typical_linf_l2 = (linf - x).flatten(1).norm(dim=1).median()
+    assert median_l2(x, x_adv, success) < typical_linf_l2 / 2
+
+
+def test_cw_failures_are_returned_unchanged(model, batch):
+    x, y = batch[0][:50], batch[1][:50]
+    x_adv = cw_l2(model, x, y, binary_steps=1, steps=3, c_init=1e-3)  # too weak to succeed everywhere
+    success = attack_success(model, x_adv, y)
+    clean_wrong = model(x).argmax(1) != y
+    failed = ~success & ~clean_wrong
+    assert failed.any()
+    assert torch.equal(x_adv[failed], x[failed])
+
+
+def test_cw_targeted(model, batch):
+    x, y = batch[0][:50], batch[1][:50]
+    target = (y + 1) % 10
+    x_adv = cw_l2(model, x, y, target=target, binary_steps=4, steps=50)
+    assert attack_success(model, x_adv, y, target).float().mean() > 0.9
+
+
+def test_cw_handles_pixels_at_the_bounds_and_leaves_model_alone(trained, batch):
+    model = copy.deepcopy(trained).train()
+    before = snapshot(model)
+    x = batch[0][:20].round()  # every pixel exactly 0 or 1
+    x_adv = cw_l2(model, x, batch[1][:20], binary_steps=2, steps=20)
+    assert torch.isfinite(x_adv).all() and x_adv.min() >= 0 and x_adv.max() <= 1
+    assert_unchanged(model, before)
+
+
+def test_median_l2_ignores_failures():
+    x = torch.zeros(3, 1, 2, 2)
+    x_adv = x.clone()
+    x_adv[0, 0, 0, 0], x_adv[1, 0, 0, 0], x_adv[2, 0, 0, 0] = 0.1, 0.2, 0.9
+    assert abs(median_l2(x, x_adv, torch.tensor([True, True, False])) - 0.1) < 1e-6
+    assert math.isnan(median_l2(x, x_adv, torch.zeros(3, dtype=torch.bool)))

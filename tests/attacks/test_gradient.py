@@ -1,0 +1,197 @@
+import copy
+
+import pytest
+import torch
+import torchattacks
+
+from attack_helpers import accuracy, assert_in_budget, assert_unchanged, gen, snapshot
+from fooled.attacks import attack_success, fgsm, pgd, pgd_sweep
+from fooled.attacks._common import select
+from fooled.errors import ConfigError
+
+ATTACKS = {
+    "fgsm": lambda m, x, y, eps: fgsm(m, x, y, eps=eps),
+    "pgd_linf": lambda m, x, y, eps: pgd(m, x, y, eps=eps, steps=10, generator=gen()),
+    "pgd_l2": lambda m, x, y, eps: pgd(m, x, y, eps=eps, steps=10, norm="l2", generator=gen()),
+}
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+@pytest.mark.parametrize("eps", [0.03, 0.3, 1.0])
+def test_output_in_budget_and_in_unit_box(model, batch, name, eps):
+    x, y = batch
+    norm = "l2" if name.endswith("l2") else "linf"
+    assert_in_budget(ATTACKS[name](model, x, y, eps), x, eps, norm)
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_eps_zero_returns_the_input(model, batch, name):
+    x, y = batch
+    x_adv = ATTACKS[name](model, x, y, 0.0)
+    assert torch.equal(x_adv, x) and x_adv is not x
+
+
+def test_fixture_model_is_accurate(model, digits):
+    assert accuracy(model, digits[2], digits[3]) > 0.9
+
+
+def test_accuracy_falls_as_eps_grows_and_reaches_zero(model, batch):
+    x, y = batch
+    clean = accuracy(model, x, y)
+    assert clean > 0.9
+    robust = [accuracy(model, pgd(model, x, y, eps=eps, generator=gen()), y) for eps in (0.02, 0.05, 0.1, 0.3)]
+    assert robust[0] <= clean
+    assert all(a >= b for a, b in zip(robust, robust[1:]))
+    assert robust[1] < clean - 0.1 and robust[2] < 0.5
+    assert robust[3] <= 0.02
+
+
+def test_l2_accuracy_falls_as_eps_grows(model, batch):
+    x, y = batch
+    robust = [accuracy(model, pgd(model, x, y, eps=eps, norm="l2", generator=gen()), y) for eps in (0.25, 0.5, 2.0)]
+    assert accuracy(model, x, y) > robust[0] >= robust[1] >= robust[2]
+    assert robust[2] <= 0.02
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+@pytest.mark.parametrize("training", [False, True])
+def test_model_is_left_unchanged(trained, batch, name, training):
+    model = copy.deepcopy(trained)
+    model.train(training)
+    if training:  # pre-existing gradients must survive too
+        model(batch[0]).sum().backward()
+    before = snapshot(model)
+    x = batch[0].clone()
+    ATTACKS[name](model, x, batch[1], 0.1)
+    assert_unchanged(model, before)
+    assert torch.equal(x, batch[0])
+
+
+def test_mixed_submodule_modes_are_restored(trained, batch):
+    model = copy.deepcopy(trained).train()
+    model[1].eval()
+    pgd(model, batch[0], batch[1], eps=0.1, steps=2, generator=gen())
+    assert [m.training for m in model.modules()] == [True, True, False, True, True]
+
+
+def test_works_inside_no_grad(model, batch):
+    x, y = batch
+    with torch.no_grad():
+        x_adv = pgd(model, x, y, eps=0.3, steps=10, generator=gen())
+    assert accuracy(model, x_adv, y) < 0.05
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_same_seed_same_output_other_seed_other_output(model, batch, norm):
+    x, y = batch
+    a = pgd(model, x, y, eps=0.1, steps=5, norm=norm, generator=gen(1))
+    b = pgd(model, x, y, eps=0.1, steps=5, norm=norm, generator=gen(1))
+    c = pgd(model, x, y, eps=0.1, steps=5, norm=norm, generator=gen(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.08), ("l2", 0.4)])
+def test_restarts_never_worse_than_one(model, batch, norm, eps):
+    x, y = batch
+    one = attack_success(model, pgd(model, x, y, eps=eps, steps=10, norm=norm, generator=gen(3)), y)
+    five = attack_success(model, pgd(model, x, y, eps=eps, steps=10, norm=norm, restarts=5, generator=gen(3)), y)
+    assert (five >= one).all()  # per example: the first restart replays the single run
+    assert five.sum() >= one.sum()
+
+
+def test_targeted_reaches_the_target(model, batch):
+    x, y = batch
+    target = (y + 1) % 10
+    x_adv = pgd(model, x, y, eps=0.3, target=target, generator=gen())
+    assert attack_success(model, x_adv, y, target).float().mean() > 0.9
+    x_adv = pgd(model, x, y, eps=0.3, target=target, loss="margin", generator=gen())
+    assert attack_success(model, x_adv, y, target).float().mean() > 0.9
+
+
+def test_int_target_is_broadcast(model, batch):
+    x, y = batch
+    x_adv = pgd(model, x, y, eps=0.3, target=3, generator=gen())
+    assert (model(x_adv).argmax(1) == 3).float().mean() > 0.9
+
+
+def test_margin_loss_about_as_strong_as_cross_entropy(model, batch):
+    # On this ReLU MLP margin PGD is a few points weaker than CE at mid eps, equal at large eps.
+    x, y = batch
+    for eps in (0.05, 0.1, 0.2):
+        ce = attack_success(model, pgd(model, x, y, eps=eps, generator=gen()), y).float().mean()
+        mg = attack_success(model, pgd(model, x, y, eps=eps, loss="margin", generator=gen()), y).float().mean()
+        assert mg >= ce - 0.05
+    assert mg >= 0.99
+
+
+def test_early_stop_keeps_the_successes(model, batch):
+    x, y = batch
+    x_adv = pgd(model, x, y, eps=0.3, restarts=3, early_stop=True, generator=gen())
+    assert attack_success(model, x_adv, y).all()
+
+
+def test_pgd_sweep_matches_single_runs(model, batch):
+    x, y = batch
+    eps_list = [0.0, 0.05, 0.3]
+    x_advs, success = pgd_sweep(model, x, y, eps_list=eps_list, steps=10, generator=gen())
+    assert x_advs.shape == (3, *x.shape) and success.shape == (3, len(x)) and success.dtype == torch.bool
+    for eps, x_adv, ok in zip(eps_list, x_advs, success):
+        assert_in_budget(x_adv, x, eps)
+        assert torch.equal(ok, model(x_adv).argmax(1) != y)
+    assert torch.equal(x_advs[0], x)
+    assert success.float().mean(1).tolist() == sorted(success.float().mean(1).tolist())
+    targeted = pgd_sweep(model, x, y, eps_list=[0.3], target=0, steps=10, generator=gen())[1]
+    assert targeted.float().mean() > 0.9
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(norm="l1"), r"unknown norm 'l1'; valid norms: linf, l2"),
+        (dict(norm="Linf"), r"unknown norm 'Linf'"),
+        (dict(loss="hinge"), r"unknown loss 'hinge'; valid losses"),
+        (dict(eps=-0.1), r"eps must be .*>= 0, got -0.1"),
+        (dict(steps=0), r"steps must be .*> 0, got 0"),
+        (dict(restarts=1.5), r"restarts must be a finite integer"),
+        (dict(target=torch.zeros(3, dtype=torch.long)), r"target must be an int or an integer tensor of shape"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(model, batch, kwargs, match):
+    x, y = batch
+    args = dict(eps=0.1) | kwargs
+    with pytest.raises(ConfigError, match=match):
+        pgd(model, x, y, **args)
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_inputs_outside_unit_box_are_rejected(model, batch):
+    with pytest.raises(ConfigError, match=r"x must lie in \[0, 1\]"):
+        fgsm(model, batch[0] * 2, batch[1], eps=0.1)
+
+
+def test_fgsm_agrees_with_torchattacks(model, batch):
+    x, y = batch
+    for eps in (0.05, 0.1):
+        theirs = torchattacks.FGSM(model, eps=eps)(x, y)
+        ours = fgsm(model, x, y, eps=eps)
+        assert torch.allclose(ours, theirs, atol=1e-6)
+        assert accuracy(model, ours, y) <= accuracy(model, theirs, y) + 0.01
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.1])
+def test_pgd_at_least_as_strong_as_torchattacks(model, batch, eps):
+    x, y = batch
+    alpha, steps = 2.5 * eps / 10, 10
+    theirs = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=False)(x, y)
+    ours = pgd(model, x, y, eps=eps, step_size=alpha, steps=steps, random_start=False)
+    assert accuracy(model, ours, y) <= accuracy(model, theirs, y) + 0.01
+    torch.manual_seed(0)
+    theirs = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)(x, y)
+    ours = pgd(model, x, y, eps=eps, step_size=alpha, steps=steps, generator=gen())
+    assert accuracy(model, ours, y) <= accuracy(model, theirs, y) + 0.01
+
+
+def test_select_is_exact():
+    a, b = torch.rand(50, 3, 4, 4), torch.rand(50, 3, 4, 4)
+    mask = torch.rand(50) > 0.5
+    assert torch.equal(select(mask, a, b), torch.where(mask[:, None, None, None], a, b))
