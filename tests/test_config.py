@@ -18,10 +18,10 @@ def test_default_experiment_file_is_the_built_in_default():
     ({"attacks": {"stpes": 3}}, "unknown key 'attacks.stpes'; did you mean 'attacks.steps'"),
     ({"models": {"flow": {"blokcs": 3}}}, "models.flow.blokcs"),
     ({"attacks": {"steps": "many"}}, "attacks.steps: expected int"),
-    ({"attacks": {"steps": 0}}, "attacks.steps must be >= 1"),
+    ({"attacks": {"steps": 0}}, "attacks.steps, adaptive_steps, cw_steps and cw_binary_steps must be >= 1"),
     ({"attacks": {"eps": [0.1, -0.2]}}, "attacks.eps"),
     ({"attacks": {"names": ["fgsm", "bim"]}}, "unknown attack 'bim'"),
-    ({"attacks": {"norm": "l3"}}, "unknown norm 'l3'"),
+    ({"attacks": {"losses": ["ce", "hinge"]}}, "unknown loss 'hinge'"),
     ({"detect": {"fpr": 1.5}}, "detect.fpr"),
     ({"data": {"name": "imagenet"}}, "unknown dataset 'imagenet'"),
     ({"seeds": 3}, "seeds: expected a list"),
@@ -54,3 +54,15 @@ def test_quick_and_seed_overrides():
     assert with_seeds(StudyConfig(), 2).seeds == (0, 1)
     with pytest.raises(ConfigError, match="--seeds"):
         with_seeds(StudyConfig(), 0)
+
+
+def test_set_overrides_any_key_and_names_bad_ones(tmp_path):
+    cfg = load_config(None, ["attacks.steps=100", "attacks.eps=[0.1, 0.2]", "data.name=digits", "seeds=[4]"])
+    assert cfg.attacks.steps == 100 and cfg.attacks.eps == (0.1, 0.2) and cfg.seeds == (4,)
+    with pytest.raises(ConfigError, match="unknown key 'attacks.stpes'"):
+        load_config(None, ["attacks.stpes=3"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(None, ["attacks.steps"])
+    f = tmp_path / "e.toml"
+    f.write_text("[attacks]\nsteps = 5\n")
+    assert load_config(f, ["attacks.steps=7"]).attacks.steps == 7

@@ -17,11 +17,23 @@ def test_quick_study_writes_results_report_and_figures(quick_run):
     assert cnn["test_acc"] > 0.8 and flow["test_acc"] > 0.5  # chance is 0.1, and --quick trains 8 epochs
     assert math.isfinite(flow["test_bpd"]) and 1.0 < flow["test_bpd"] < 5.0
     rows = results["attacks"]
-    assert {(r["target"], r["attack"]) for r in rows} == {(t, a) for t in ("cnn", "flow") for a in ("fgsm", "pgd")}
+    attacks = ("fgsm", "pgd", "pgd_l2", "adaptive_pgd")
+    assert {(r["target"], r["attack"]) for r in rows} == {(t, a) for t in ("cnn", "flow") for a in attacks}
     for r in rows:
         assert 0 <= r["auroc"] <= 1 and 0 <= r["tpr_at_fpr"] <= 1 and 0 <= r["adv_acc"] <= r["clean_acc"] + 1e-9
         assert r["max_perturbation"] <= r["eps"] + 1e-6
-        assert r["adaptive"] is False and r["fpr"] == 0.05
+        assert r["adaptive"] == (r["attack"] == "adaptive_pgd") and r["fpr"] == 0.05
+        assert 0 <= r["evasion_rate"] <= 1 - r["adv_acc"] + 1e-9
+        assert set(r["detectors"]) == {"nll", "class_conditional", "typicality", "complexity"}
+    for r in [r for r in rows if r["adaptive"]]:  # the detector-aware attack is never weaker than plain PGD
+        plain = next(p for p in rows if p["attack"] == "pgd" and p["target"] == r["target"] and p["eps"] == r["eps"])
+        assert r["adv_acc"] <= plain["adv_acc"] + 1e-9
+        assert r["evasion_rate"] >= plain["evasion_rate"] - 1e-9
+    assert {r["check"] for r in results["audit"]} and all(isinstance(r["passed"], bool) for r in results["audit"])
+    assert {r["set"] for r in results["ood"]} >= {"natural patches", "uniform noise", "constant", "inverted", "blurred", "max-likelihood"}
+    assert {(r["target"], r["method"]) for r in results["fooling"]} == {(t, m) for t in ("cnn", "flow") for m in ("gradient", "evolution")}
+    assert all(0 <= r["success_rate"] <= 1 for r in results["fooling"] + results["cw"])
+    assert {r["source"] for r in results["transfer"]} == {"cnn", "flow"}
     pgd_cnn = {r["eps"]: r["adv_acc"] for r in rows if r["target"] == "cnn" and r["attack"] == "pgd"}
     assert pgd_cnn[0.3] < 0.1 < pgd_cnn[0.05] + 0.5  # a strong budget breaks the CNN
     assert results["verdict"]["answers"], "the verdict must answer something"
@@ -37,7 +49,7 @@ def test_threshold_is_calibrated_on_validation_scores(quick_run):
     out, _ = quick_run
     results = json.loads((out / "results.json").read_text())
     scores = read_npz(out / "scores.npz")
-    val = scores["seed0__clean_val"]
+    val = scores["seed0__clean_val__flow"]
     thr = results["attacks"][0]["threshold"]
     assert np.mean(val > thr) <= 0.05 and np.mean(val > thr) > 0.0
     assert thr == np.quantile(val, 0.95, method="higher")

@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when present")
     s.add_argument("--quick", action="store_true", help="small variant for smoke tests (one seed, few epochs)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set attacks.steps=100 (repeatable)")
+    s.add_argument("--jobs", type=int, help="seeds run at once in separate processes (default: CPU cores on CPU, 1 on GPU)")
     s.add_argument("--quiet", action="store_true", help="no progress output")
     f = sub.add_parser("figures", help="redraw the figures of a run directory from its saved files")
     f.add_argument("run_dir")
@@ -32,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _study(args) -> int:
     from .config import load_config, quick, with_seeds
-    from .study import run_study
+    from .errors import ConfigError
+    from .study import run_study, silent, stderr_log
 
     cfg = load_config(args.config, args.set)
     if args.seeds is not None:
@@ -40,8 +42,10 @@ def _study(args) -> int:
     if args.quick:
         cfg = quick(cfg)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
-    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    results = run_study(cfg, out, device=args.device, log=log, progress=not args.quiet and sys.stderr.isatty())
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    results = run_study(cfg, out, device=args.device, log=silent if args.quiet else stderr_log,
+                        progress=not args.quiet and sys.stderr.isatty(), jobs=args.jobs)
     _summary(results, out)
     return 0
 

@@ -17,8 +17,9 @@ from .models.cnn import CNNConfig
 from .models.flow import FlowConfig
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
-ATTACKS = ("fgsm", "pgd")
-NORMS = ("linf", "l2")
+ATTACKS = ("fgsm", "pgd", "pgd_l2")
+NORM_OF = {"fgsm": "linf", "pgd": "linf", "pgd_l2": "l2"}
+LOSSES = ("ce", "margin")
 
 
 @dataclass(frozen=True)
@@ -37,18 +38,51 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
-    patience: int = 20  # epochs without a better validation loss before stopping
+    patience: int = 10  # epochs without a better validation loss before stopping
 
 
 @dataclass(frozen=True)
 class AttackConfig:
-    names: tuple[str, ...] = ATTACKS  # attacks run against every model
-    norm: str = "linf"
-    eps: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
+    names: tuple[str, ...] = ATTACKS  # budgeted attacks run against every classifier
+    eps: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)  # linf budgets (fgsm, pgd, adaptive), pixel scale [0, 1]
+    l2_eps: tuple[float, ...] = (0.5, 1.0, 2.0)  # L2 budgets (pgd_l2)
     steps: int = 40  # PGD iterations
     step_size: float | None = None  # None: 2.5 * eps / steps (Madry et al.)
     restarts: int = 1  # PGD random restarts, worst case kept
+    losses: tuple[str, ...] = ("ce", "margin")  # PGD runs each loss and keeps the worst case per example
     max_examples: int | None = None  # attack at most this many test images (None: all)
+    expensive_examples: int | None = 100  # CW, the audit's extra attacks and the convergence curve use this many (None: all)
+    adaptive: bool = True  # detector-aware PGD: misclassified and not flagged
+    adaptive_steps: int = 50  # per phase: margin PGD, then raising log p(x) while staying misclassified
+    transfer: bool = True  # evaluate every model on the PGD adversarials of every other model
+    cw: bool = True  # Carlini-Wagner L2, minimal perturbation
+    cw_steps: int = 100
+    cw_binary_steps: int = 6
+
+
+@dataclass(frozen=True)
+class FoolingConfig:
+    enabled: bool = True  # fooling images grown from noise (Nguyen et al. 2015)
+    per_class: int = 2  # images per target class and method
+    steps: int = 200  # gradient-ascent iterations
+    generations: int = 300  # evolutionary search generations
+    population: int = 32  # candidates per image in the evolutionary search
+    confidence: float = 0.99  # stop once p(target | x) reaches this
+
+
+@dataclass(frozen=True)
+class OODConfig:
+    enabled: bool = True  # out-of-distribution sets made without download, and images of maximal likelihood
+    n: int = 360  # images per OOD set
+    max_likelihood_images: int = 40  # grown from noise by gradient ascent on log p(x)
+    max_likelihood_steps: int = 300
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    enabled: bool = True  # gradient-masking checks (Carlini et al. 2019) in every study
+    large_eps: float = 0.5  # linf budget at which accuracy must fall to chance
+    tolerance: float = 0.01  # doubling steps and restarts may change adversarial accuracy by less than this
 
 
 @dataclass(frozen=True)
@@ -70,6 +104,9 @@ class StudyConfig:
     models: ModelsConfig = ModelsConfig()
     train: TrainConfig = TrainConfig()
     attacks: AttackConfig = AttackConfig()
+    fooling: FoolingConfig = FoolingConfig()
+    ood: OODConfig = OODConfig()
+    audit: AuditConfig = AuditConfig()
     detect: DetectConfig = DetectConfig()
 
 
@@ -137,9 +174,23 @@ def _check_range(cfg: StudyConfig) -> None:
     need(len(cfg.seeds) >= 1, "seeds: need at least one seed")
     for a in cfg.attacks.names:
         need(a in ATTACKS, f"attacks.names: unknown attack '{a}'; expected one of {', '.join(ATTACKS)}")
-    need(cfg.attacks.norm in NORMS, f"attacks.norm: unknown norm '{cfg.attacks.norm}'; expected one of {', '.join(NORMS)}")
+    for loss in cfg.attacks.losses:
+        need(loss in LOSSES, f"attacks.losses: unknown loss '{loss}'; expected one of {', '.join(LOSSES)}")
+    need(len(cfg.attacks.losses) > 0, "attacks.losses: need at least one loss")
     need(all(e >= 0 for e in cfg.attacks.eps) and len(cfg.attacks.eps) > 0, "attacks.eps: need at least one budget, each >= 0")
-    need(cfg.attacks.steps >= 1, "attacks.steps must be >= 1")
+    need(all(e >= 0 for e in cfg.attacks.l2_eps) and len(cfg.attacks.l2_eps) > 0, "attacks.l2_eps: need at least one budget, each >= 0")
+    need(min(cfg.attacks.steps, cfg.attacks.adaptive_steps, cfg.attacks.cw_steps, cfg.attacks.cw_binary_steps) >= 1,
+         "attacks.steps, adaptive_steps, cw_steps and cw_binary_steps must be >= 1")
+    need(cfg.attacks.max_examples is None or cfg.attacks.max_examples >= 1, "attacks.max_examples must be >= 1")
+    need("pgd" in cfg.attacks.names or not (cfg.attacks.adaptive or cfg.attacks.transfer),
+         "attacks.adaptive and attacks.transfer start from the PGD adversarials: add 'pgd' to attacks.names or set them to false")
+    need(cfg.attacks.expensive_examples is None or cfg.attacks.expensive_examples >= 1, "attacks.expensive_examples must be >= 1")
+    f = cfg.fooling
+    need(min(f.per_class, f.steps, f.generations, f.population) >= 1, "fooling.per_class, steps, generations and population must be >= 1")
+    need(0 < f.confidence < 1, "fooling.confidence must lie in (0, 1)")
+    need(cfg.ood.n >= 1 and cfg.ood.max_likelihood_images >= 1 and cfg.ood.max_likelihood_steps >= 1,
+         "ood.n, ood.max_likelihood_images and ood.max_likelihood_steps must be >= 1")
+    need(cfg.audit.large_eps > 0 and cfg.audit.tolerance > 0, "audit.large_eps and audit.tolerance must be > 0")
     need(cfg.attacks.restarts >= 1, "attacks.restarts must be >= 1")
     need(cfg.attacks.step_size is None or cfg.attacks.step_size > 0, "attacks.step_size must be > 0")
     need(0 < cfg.detect.fpr < 1, "detect.fpr must lie in (0, 1)")
@@ -216,7 +267,10 @@ def quick(cfg: StudyConfig) -> StudyConfig:
         seeds=cfg.seeds[:1],
         models=ModelsConfig(cnn=cfg.models.cnn, flow=dataclasses.replace(cfg.models.flow, blocks=2, hidden=64)),
         train=dataclasses.replace(cfg.train, epochs=min(cfg.train.epochs, 8), patience=3),
-        attacks=dataclasses.replace(cfg.attacks, steps=min(cfg.attacks.steps, 10), max_examples=100),
+        attacks=dataclasses.replace(cfg.attacks, steps=min(cfg.attacks.steps, 10), max_examples=100, expensive_examples=50,
+                                    adaptive_steps=10, cw_steps=20, cw_binary_steps=3),
+        fooling=dataclasses.replace(cfg.fooling, per_class=1, steps=50, generations=30, population=8),
+        ood=dataclasses.replace(cfg.ood, n=100, max_likelihood_images=10, max_likelihood_steps=50),
     )
 
 
@@ -228,6 +282,6 @@ def with_seeds(cfg: StudyConfig, n: int) -> StudyConfig:
 
 
 __all__ = [
-    "StudyConfig", "DataConfig", "TrainConfig", "AttackConfig", "DetectConfig", "ModelsConfig",
+    "StudyConfig", "DataConfig", "TrainConfig", "AttackConfig", "FoolingConfig", "OODConfig", "AuditConfig", "DetectConfig", "ModelsConfig",
     "CNNConfig", "FlowConfig", "from_dict", "load_config", "to_dict", "config_hash", "quick", "with_seeds",
 ]

@@ -32,7 +32,7 @@ def _bpd(neg_log_prob: np.ndarray, dim: int, levels: int) -> np.ndarray:
 
 
 def accuracy_vs_eps(results: dict, out: Path) -> list[Path]:
-    df = pd.DataFrame([r for r in results["attacks"] if not r["adaptive"]])
+    df = pd.DataFrame([r for r in results["attacks"] if r["norm"] == "linf"])
     clean = df.groupby(["seed", "target", "attack"], as_index=False).first().assign(eps=0.0)
     clean["adv_acc"] = clean["clean_acc"]
     df = pd.concat([clean, df])
@@ -46,13 +46,13 @@ def accuracy_vs_eps(results: dict, out: Path) -> list[Path]:
 def detection(results: dict, scores: dict, out: Path) -> list[Path]:
     """ROC of the likelihood detector, and detection rate at the calibrated threshold, per attack and eps."""
     seed = results["attacks"][0]["seed"]
-    rows = [r for r in results["attacks"] if r["seed"] == seed and not r["adaptive"] and r["eps"] > 0]
+    rows = [r for r in results["attacks"] if r["seed"] == seed and r["attack"] == "pgd" and r["eps"] > 0]
     targets = sorted({r["target"] for r in rows})
     fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 4), squeeze=False)
     palette = sns.color_palette("viridis", len({r["eps"] for r in rows}))
     for ax, target in zip(axes[0], targets):
-        clean = scores[f"seed{seed}__clean_test"]
         for r in [r for r in rows if r["target"] == target]:
+            clean = scores[f"seed{seed}__clean_test__{r['detector']}"]
             fpr, tpr = roc(clean[: r["n"]], scores[f"seed{seed}__{target}__{r['attack']}__{r['eps']:g}"])
             eps_idx = sorted({q["eps"] for q in rows}).index(r["eps"])
             ax.plot(fpr, tpr, color=palette[eps_idx], ls="-" if r["attack"] == "pgd" else "--",
@@ -69,11 +69,12 @@ def log_prob_histograms(results: dict, scores: dict, out: Path) -> list[Path]:
     info = results["dataset"]
     seed = results["attacks"][0]["seed"]
     dim = int(np.prod(info["shape"]))
-    eps_max = max(r["eps"] for r in results["attacks"])
-    frames = [pd.DataFrame({"bits/dim": _bpd(scores[f"seed{seed}__clean_test"], dim, info["levels"]), "set": "clean test", "target": t})
-              for t in ("cnn", "flow")]
+    eps_max = max(r["eps"] for r in results["attacks"] if r["norm"] == "linf")
+    detector_of = {r["target"]: r["detector"] for r in results["attacks"]}
+    frames = [pd.DataFrame({"bits/dim": _bpd(scores[f"seed{seed}__clean_test__{d}"], dim, info["levels"]), "set": "clean test", "target": t})
+              for t, d in detector_of.items()]
     for r in results["attacks"]:
-        if r["seed"] == seed and r["eps"] in (0.1, eps_max) and not r["adaptive"]:
+        if r["seed"] == seed and r["eps"] in (0.1, eps_max) and r["norm"] == "linf":
             s = scores[f"seed{seed}__{r['target']}__{r['attack']}__{r['eps']:g}"]
             frames.append(pd.DataFrame({"bits/dim": _bpd(s, dim, info["levels"]), "set": f"{r['attack']} eps {r['eps']:g}", "target": r["target"]}))
     df = pd.concat(frames, ignore_index=True)
@@ -91,12 +92,13 @@ def example_grid(results: dict, examples: dict, scores: dict, out: Path) -> list
     info = results["dataset"]
     seed = results["attacks"][0]["seed"]
     dim = int(np.prod(info["shape"]))
-    clean, labels = examples[f"seed{seed}__clean"], examples[f"seed{seed}__labels"]
-    rows = [("clean", clean, labels, scores[f"seed{seed}__clean_test"][: len(clean)])]
+    clean, labels = examples["clean"], examples["labels"]
+    rows = [("clean", clean, labels, scores[f"seed{seed}__clean_test__flow"][: len(clean)])]
     for r in results["attacks"]:
-        if r["seed"] == seed and r["attack"] == "pgd" and r["eps"] in (0.1, max(q["eps"] for q in results["attacks"])):
-            k = f"seed{seed}__{r['target']}__pgd__{r['eps']:g}"
-            rows.append((f"PGD on {r['target']}\neps {r['eps']:g}", examples[k], examples[k + "__pred"], scores[k][: len(clean)]))
+        if r["seed"] == seed and r["attack"] in ("pgd", "adaptive_pgd") and r["target"] in ("cnn", "flow") and r["eps"] in (0.1, 0.3):
+            k = f"seed{seed}__{r['target']}__{r['attack']}__{r['eps']:g}"
+            label = "adaptive PGD" if r["adaptive"] else "PGD"
+            rows.append((f"{label} on {r['target']}\neps {r['eps']:g}", examples[k], examples[k + "__pred"], scores[k][: len(clean)]))
     ncol = min(8, len(clean))
     fig, axes = plt.subplots(len(rows), ncol, figsize=(1.1 * ncol, 1.35 * len(rows)), squeeze=False)
     for i, (title, imgs, preds, s) in enumerate(rows):

@@ -40,8 +40,10 @@ def render(results: dict) -> str:
     out.append(_table(["model", "test accuracy %", "test bits/dim", "parameters", "train seconds"], rows))
     a = cfg["attacks"]
     out += ["", "## Attacks and detection", "",
-            f"Attacks: {', '.join(a['names'])} ({a['norm']}; PGD {a['steps']} steps, step size "
-            f"{'2.5 eps / steps' if a['step_size'] is None else a['step_size']}, {a['restarts']} restart(s)). "
+            f"Attacks: {', '.join(a['names'])} (linf eps {', '.join(map(str, a['eps']))}; L2 eps {', '.join(map(str, a['l2_eps']))}; "
+            f"PGD {a['steps']} steps, step size {'2.5 eps / steps' if a['step_size'] is None else a['step_size']}, "
+            f"{a['restarts']} restart(s), worst case over the {' and '.join(a['losses'])} losses; "
+            f"adaptive PGD {a['adaptive_steps']} steps). "
             f"Detector: {results['score']}; threshold at {cfg['detect']['fpr']:.0%} false positives on clean validation images "
             f"(never test images). Evasion: misclassified and not flagged. {ival}.", ""]
     groups = defaultdict(list)

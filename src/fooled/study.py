@@ -9,23 +9,30 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
+import os
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
-from . import attacks, detect
+from . import detect
+from .audit import audit, convergence_curve
 from .config import StudyConfig, config_hash, to_dict
 from .data import Splits, load
 from .errors import CheckpointError
-from .models import MODEL_NAMES, bpd_from_log_prob, build_model, is_density_model
-from .runs import prepare_run_dir, read_npz, versions, write_json, write_npz
+from .evaluate import Guard, SeedContext, adaptive_attacks, carlini_wagner, fooling_images, plain_attacks, predict, transfer
+from .likelihood_failures import out_of_distribution
+from .models import MODEL_NAMES, build_model, is_density_model
+from .runs import prepare_run_dir, versions, write_json, write_npz
 from .train import fit, load_checkpoint, save_checkpoint
 from .verdict import compute_verdict
 
-DETECTOR = "flow"  # the density model whose log p(x) scores every input
+DETECTOR = "flow"  # the density model whose log p(x) scores inputs to classifiers without a density
+LISTS = ("attacks", "transfer", "cw", "fooling", "ood", "audit", "convergence")  # per-seed records in results.json
 
 
 def resolve_device(device: str) -> torch.device:
@@ -37,12 +44,6 @@ def resolve_device(device: str) -> torch.device:
 
         raise FooledError("--device cuda asked for, but torch sees no CUDA device; use --device auto or cpu")
     return torch.device(device)
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    device = next(model.parameters()).device
-    return torch.cat([model(x[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
 
 
 def _model_key(cfg: StudyConfig, name: str, seed: int) -> str:
@@ -74,34 +75,8 @@ def train_or_load(cfg: StudyConfig, name: str, splits: Splits, seed: int, run_di
     return model, meta
 
 
-def run_attack(name: str, model, x, y, eps: float, cfg: StudyConfig, generator: torch.Generator) -> torch.Tensor:
-    a = cfg.attacks
-    if name == "fgsm":
-        if a.norm != "linf":
-            raise ValueError("fgsm is an linf attack")
-        return attacks.fgsm(model, x, y, eps=eps)
-    step_size = a.step_size if a.step_size is not None else 2.5 * eps / a.steps
-    return attacks.pgd(model, x, y, eps=eps, steps=a.steps, step_size=step_size, norm=a.norm, restarts=a.restarts, generator=generator)
-
-
-def _attack_or_load(cfg, run_dir, model_key, target, name, model, x, y, eps, seed, log) -> tuple[torch.Tensor, float]:
-    a = cfg.attacks
-    key = config_hash({"model": model_key, "attack": name, "eps": eps, "norm": a.norm, "steps": a.steps,
-                       "step_size": a.step_size, "restarts": a.restarts, "n": len(x), "seed": seed})
-    path = run_dir / "stages" / f"{target}-{name}-eps{eps:g}-seed{seed}-{key}.npz"
-    if path.exists():
-        stage = read_npz(path)
-        return torch.from_numpy(stage["x_adv"]), float(stage["seconds"])
-    start = time.perf_counter()
-    generator = torch.Generator(device=x.device).manual_seed(seed * 7919 + int(round(eps * 1e4)))
-    x_adv = run_attack(name, model, x, y, eps, cfg, generator).cpu()
-    seconds = time.perf_counter() - start
-    write_npz(path, {"x_adv": x_adv.numpy(), "seconds": np.array(seconds)})
-    return x_adv, seconds
-
-
-def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) -> tuple[dict, list[dict], dict, dict]:
-    """One seed: returns (model rows, attack rows, per-example scores, example images)."""
+def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) -> dict:
+    """One seed: train (or load) the models, attack them, score everything; returns this seed's records."""
     splits = load(cfg.data.name, seed=seed, root=cfg.data.root, download=cfg.data.download,
                   val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction, limit=cfg.data.limit)
     info = splits.info
@@ -117,67 +92,96 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
             row["test_bpd"] = float(bpd.mean())
         model_rows[name] = row
 
-    detector = models[DETECTOR]
-    score = lambda x: detect.neg_log_prob(detector, x)  # noqa: E731
-    val_scores, test_scores = score(splits.val.x), score(splits.test.x)
-    threshold = detect.calibrate_threshold(val_scores, cfg.detect.fpr)
     n = len(splits.test) if cfg.attacks.max_examples is None else min(len(splits.test), cfg.attacks.max_examples)
     x, y = splits.test.x[:n], splits.test.y[:n]
-    scores = {f"seed{seed}__clean_val": val_scores, f"seed{seed}__clean_test": test_scores}
-    examples = {f"seed{seed}__clean": x[:10].numpy(), f"seed{seed}__labels": y[:10].numpy()}
-    rows = []
-    for target in MODEL_NAMES:
-        model = models[target]
-        clean_pred = predict(model, x)
-        clean_acc = float((clean_pred == y).float().mean())
-        for name in cfg.attacks.names:
-            for eps in cfg.attacks.eps:
-                x_adv, seconds = _attack_or_load(cfg, run_dir, _model_key(cfg, target, seed), target, name, model, x.to(device), y.to(device), eps, seed, log)
-                adv_pred = predict(model, x_adv)
-                adv_scores = score(x_adv)
-                wrong = (adv_pred != y).numpy()
-                flags = detect.flagged(adv_scores, threshold)
-                rows.append({
-                    "seed": seed, "target": target, "attack": name, "norm": cfg.attacks.norm, "eps": eps, "adaptive": False,
-                    "detector": DETECTOR, "n": n, "clean_acc": clean_acc, "adv_acc": float((adv_pred == y).float().mean()),
-                    "auroc": detect.auroc(test_scores[:n], adv_scores), "tpr_at_fpr": detect.tpr_at_threshold(adv_scores, threshold),
-                    "fpr": cfg.detect.fpr, "threshold": threshold,
-                    "evasion_rate": float((wrong & ~flags).mean()),
-                    "mean_bpd": float(bpd_from_log_prob(-torch.from_numpy(adv_scores), info.dim, info.levels).mean()),
-                    "max_perturbation": _max_perturbation(x_adv, x, cfg.attacks.norm),
-                    "seconds": seconds,
-                })
-                scores[f"seed{seed}__{target}__{name}__{eps:g}"] = adv_scores
-                examples[f"seed{seed}__{target}__{name}__{eps:g}"] = x_adv[:10].numpy()
-                examples[f"seed{seed}__{target}__{name}__{eps:g}__pred"] = adv_pred[:10].numpy()
-        log(f"  attacks on {target}: done")
-    return model_rows, rows, scores, examples
+    ctx = SeedContext(cfg, seed, run_dir, device, info, x, y, models, {m: _model_key(cfg, m, seed) for m in models}, {}, log)
+    guards = {}
+    for name, model in models.items():
+        if is_density_model(model):
+            guards[name], val_scores = Guard.fit(name, model, splits.train.x, splits.val.x, x, info, cfg.detect.fpr)
+            for det, v in val_scores.items():
+                suffix = "" if det == "nll" else f"__det={det}"
+                ctx.scores[f"seed{seed}__clean_val__{name}{suffix}"] = v
+                ctx.scores[f"seed{seed}__clean_test__{name}{suffix}"] = guards[name].clean_test[det]
+    # density classifiers are their own detector; the others are guarded by the flow
+    ctx.guards = {name: guards.get(name, guards[DETECTOR]) for name in models}
+    if seed == cfg.seeds[0]:
+        ctx.examples.update({"clean": x[:10].numpy(), "labels": y[:10].numpy()})
+
+    a = cfg.attacks
+    rows, advs = plain_attacks(ctx)
+    transfer_rows = transfer(ctx, advs) if a.transfer else []
+    if a.adaptive:
+        rows += adaptive_attacks(ctx, advs)
+        log("  adaptive attacks: done")
+    cw_rows = carlini_wagner(ctx) if a.cw else []
+    fooling_rows = fooling_images(ctx) if cfg.fooling.enabled else []
+    ood_rows = out_of_distribution(ctx, splits) if cfg.ood.enabled else []
+    audit_rows, convergence = [], []
+    if cfg.audit.enabled:
+        audit_rows = audit(ctx, rows, advs, transfer_rows, fooling_rows)
+        mid_eps = sorted(a.eps)[len(a.eps) // 2]
+        for target in models:
+            convergence += convergence_curve(ctx, target, mid_eps)
+        log(f"  audit: {sum(c['passed'] for c in audit_rows)}/{len(audit_rows)} checks passed")
+    return {"models": model_rows, "attacks": rows, "transfer": transfer_rows, "cw": cw_rows, "fooling": fooling_rows, "ood": ood_rows,
+            "audit": audit_rows, "convergence": convergence, "scores": ctx.scores, "examples": ctx.examples}
 
 
-def _max_perturbation(x_adv: torch.Tensor, x: torch.Tensor, norm: str) -> float:
-    d = (x_adv - x.cpu()).flatten(1)
-    return float((d.abs().amax(1) if norm == "linf" else d.norm(dim=1)).max()) if len(d) else 0.0
+def stderr_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
-def run_study(cfg: StudyConfig, out_dir: str | Path, *, device: str = "auto", log: Callable[[str], None] = print,
-              progress: bool = False, figures: bool = True) -> dict:
-    """Run every seed of the study, write results.json, scores.npz, examples.npz, report.md and figures."""
+def silent(msg: str) -> None:
+    pass
+
+
+def _seed_job(cfg: StudyConfig, seed: int, run_dir: Path, device: torch.device, log, threads: int) -> dict:
+    """A seed in a worker process: one intra-op thread per worker, so workers do not fight over cores."""
+    torch.set_num_threads(threads)
+    return run_seed(cfg, seed, run_dir, device, log, progress=False)
+
+
+def default_jobs(cfg: StudyConfig, device: torch.device) -> int:
+    """Seeds run in parallel processes on a multi-core CPU; one at a time on a GPU."""
+    return 1 if device.type != "cpu" else max(1, min(len(cfg.seeds), os.cpu_count() or 1))
+
+
+def _all_seeds(cfg, run_dir, dev, log, progress, jobs):
+    if jobs <= 1 or len(cfg.seeds) == 1:
+        return [run_seed(cfg, seed, run_dir, dev, log, progress) for seed in cfg.seeds]
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_seed_job, cfg, seed, run_dir, dev, log, threads) for seed in cfg.seeds]
+        return [f.result() for f in futures]
+
+
+def run_study(cfg: StudyConfig, out_dir: str | Path, *, device: str = "auto", log: Callable[[str], None] = stderr_log,
+              progress: bool = False, figures: bool = True, jobs: int | None = None) -> dict:
+    """Run every seed of the study, write results.json, scores.npz, examples.npz, report.md and figures.
+
+    `jobs` seeds run at once in separate processes (default: one per CPU core on CPU, 1 on GPU); `log` must be
+    a module-level function (it is sent to the workers).
+    """
     run_dir = prepare_run_dir(Path(out_dir))
     dev = resolve_device(device)
+    jobs = default_jobs(cfg, dev) if jobs is None else jobs
     start = time.perf_counter()
     results = {
         "config": to_dict(cfg), "config_hash": config_hash(cfg), "versions": versions(), "device": str(dev),
-        "dataset": dataclasses.asdict(load_info(cfg)), "score": "-log p(x) in nats from the flow; flagged if above threshold",
-        "models": {name: [] for name in MODEL_NAMES}, "attacks": [],
+        "dataset": dataclasses.asdict(load_info(cfg)), "score": "-log p(x) in nats from the detector (the target itself if it is a density model, else the flow); flagged if above threshold",
+        "models": {name: [] for name in MODEL_NAMES},
     }
     all_scores, all_examples = {}, {}
-    for seed in cfg.seeds:
-        model_rows, rows, scores, examples = run_seed(cfg, seed, run_dir, dev, log, progress)
-        for name, row in model_rows.items():
+    for key in LISTS:
+        results[key] = []
+    for records in _all_seeds(cfg, run_dir, dev, log, progress, jobs):
+        for name, row in records["models"].items():
             results["models"][name].append(row)
-        results["attacks"] += rows
-        all_scores.update(scores)
-        all_examples.update(examples)
+        for key in LISTS:
+            results[key] += records[key]
+        all_scores.update(records["scores"])
+        all_examples.update(records["examples"])
     results["verdict"] = compute_verdict(results)
     results["seconds"] = time.perf_counter() - start
     write_npz(run_dir / "scores.npz", all_scores)

@@ -50,6 +50,7 @@ def adaptive_pgd(
     generator=None,
     lambdas=(1.0,),
     kappa=0.1,
+    x_start=None,
 ):
     """Two-phase PGD that misclassifies x while keeping log_prob(x_adv) >= threshold (unflagged).
 
@@ -57,6 +58,8 @@ def adaptive_pgd(
     lambdas: initial Lagrange weights of the margin hinge; phase 2 runs once per value from the
     phase-1 point and the best iterate over all runs is kept. If log_prob is an nn.Module or a
     bound method of one, that module is put in eval mode too and restored afterwards.
+    x_start: phase 1's result given by the caller (e.g. a stronger PGD's adversarials); phase 2 then
+    starts there, so the attack is never weaker than that one.
     """
     if not callable(log_prob):
         raise ConfigError("log_prob must be a callable mapping x (N, C, H, W) to log densities (N,)")
@@ -69,8 +72,12 @@ def adaptive_pgd(
         check_positive("each of lambdas", lam)
     check_positive("kappa", kappa, allow_zero=True)
     check_norm(norm)
-    x1 = pgd(model, x, y, eps=eps, steps=steps, step_size=step_size, norm=norm,
+    x1 = pgd(model, x, y, eps=eps, steps=steps if x_start is None else 1, step_size=step_size, norm=norm,
              restarts=restarts, loss="margin", generator=generator)  # validates the rest
+    if x_start is not None:
+        if x_start.shape != x.shape:
+            raise ConfigError(f"x_start must have the shape of x {tuple(x.shape)}, got {tuple(x_start.shape)}")
+        x1 = project(x_start.detach().to(x), x.detach(), eps, norm, box(x.detach(), eps) if norm == "linf" else None)
     if eps == 0:
         return x1
     x = x.detach()

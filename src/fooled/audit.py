@@ -1,0 +1,101 @@
+"""Gradient-masking audit (Carlini et al. 2019, "On Evaluating Adversarial Robustness"), run in every study.
+
+Each check is a dict {check, target, passed, detail}; a failed check is reported, never hidden.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .evaluate import SeedContext, pgd_worst_case, predict
+
+
+def _acc(model, x, y) -> float:
+    return float((predict(model, x) == y).float().mean())
+
+
+def _check(ctx, name, target, passed, detail) -> dict:
+    return {"seed": ctx.seed, "check": name, "target": target, "passed": bool(passed), "detail": detail}
+
+
+def convergence_curve(ctx: SeedContext, target: str, eps: float, steps_grid=(1, 5, 10, 20, 40, 80)) -> list[dict]:
+    """Adversarial accuracy of linf PGD against the number of steps (one restart, every configured loss)."""
+    ctx = ctx.subset(ctx.cfg.attacks.expensive_examples)
+    model = ctx.models[target]
+
+    def compute():
+        accs = []
+        for steps in steps_grid:
+            x_adv = pgd_worst_case(model, ctx.x.to(ctx.device), ctx.y.to(ctx.device), eps=eps, norm="linf", cfg=ctx.cfg,
+                                   generator=ctx.generator("convergence", target, steps), steps=steps, restarts=1)
+            accs.append(_acc(model, x_adv, ctx.y))
+        return {"adv_acc": np.array(accs)}
+
+    key = {"model": ctx.keys[target], "eps": eps, "grid": list(steps_grid), "losses": ctx.cfg.attacks.losses}
+    stage = ctx.stage(f"{target}-convergence-eps{eps:g}", key, compute)
+    return [{"seed": ctx.seed, "target": target, "eps": eps, "steps": s, "adv_acc": float(a), "n": len(ctx.x)}
+            for s, a in zip(steps_grid, stage["adv_acc"])]
+
+
+def audit(ctx: SeedContext, rows: list[dict], advs: dict, transfer_rows: list[dict], fooling_rows: list[dict]) -> list[dict]:
+    """All checks for every classifier of this seed; the extra strong attacks run on `attacks.expensive_examples` images."""
+    cfg, a = ctx.cfg, ctx.cfg.attacks
+    sub = ctx.subset(a.expensive_examples)
+    K = ctx.info.num_classes
+    mid_eps = sorted(a.eps)[len(a.eps) // 2]
+    checks = []
+    for target, model in ctx.models.items():
+        x, y = sub.x.to(ctx.device), sub.y.to(ctx.device)
+
+        def strong(eps, label, steps=None, restarts=None):
+            key = {"model": ctx.keys[target], "eps": eps, "steps": steps or a.steps, "restarts": restarts or a.restarts, "losses": a.losses}
+            stage = sub.stage(f"{target}-audit-{label}-eps{eps:g}", key, lambda: {"x_adv": pgd_worst_case(
+                model, x, y, eps=eps, norm="linf", cfg=cfg, generator=ctx.generator("audit", label, target, eps),
+                steps=steps, restarts=restarts).cpu().numpy()})
+            return _acc(model, torch.from_numpy(stage["x_adv"]), sub.y)
+
+        acc_large = strong(cfg.audit.large_eps, "large")
+        checks.append(_check(ctx, f"accuracy falls to chance at linf eps {cfg.audit.large_eps:g}", target, acc_large <= 1 / K + 1e-9,
+                             f"adversarial accuracy {acc_large:.3f}, chance {1 / K:.3f}"))
+        acc_unbounded = strong(1.0, "unbounded")
+        checks.append(_check(ctx, "accuracy falls to 0 for an unbounded attack (linf eps 1)", target, acc_unbounded <= 0.01,
+                             f"adversarial accuracy {acc_unbounded:.3f}"))
+
+        pgd = {r["eps"]: r["adv_acc"] for r in rows if r["target"] == target and r["attack"] == "pgd" and not r["adaptive"]}
+        if (target, "pgd", mid_eps) in advs:
+            acc_base = _acc(model, advs[(target, "pgd", mid_eps)][: len(sub.x)], sub.y)
+            acc_double = strong(mid_eps, "double", steps=2 * a.steps, restarts=2 * a.restarts)
+            checks.append(_check(ctx, "converged: doubling steps and restarts changes accuracy by less than the tolerance", target,
+                                 abs(acc_double - acc_base) < cfg.audit.tolerance,
+                                 f"eps {mid_eps:g}, {len(sub.x)} images: {acc_base:.3f} with {a.steps} steps x {a.restarts} restarts, "
+                                 f"{acc_double:.3f} with {2 * a.steps} x {2 * a.restarts} (tolerance {cfg.audit.tolerance:g})"))
+        fgsm = {r["eps"]: r["adv_acc"] for r in rows if r["target"] == target and r["attack"] == "fgsm"}
+        common = sorted(set(pgd) & set(fgsm))
+        if common:
+            ok = all(pgd[e] <= fgsm[e] + 1e-9 for e in common)
+            checks.append(_check(ctx, "iterative (PGD) beats single-step (FGSM)", target, ok,
+                                 "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f} vs FGSM {fgsm[e]:.3f}" for e in common)))
+        tr = [r for r in transfer_rows if r["target"] == target]
+        if tr and pgd:
+            worst = {e: min(r["adv_acc"] for r in tr if r["eps"] == e) for e in pgd if any(r["eps"] == e for r in tr)}
+            ok = all(pgd[e] <= worst[e] + 1e-9 for e in worst)
+            checks.append(_check(ctx, "white-box PGD beats black-box transfer", target, ok,
+                                 "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f} vs best transfer {worst[e]:.3f}" for e in sorted(worst))))
+        fo = {m: np.mean([r["success_rate"] for r in fooling_rows if r["target"] == target and r["method"] == m])
+              for m in ("gradient", "evolution") if any(r["target"] == target and r["method"] == m for r in fooling_rows)}
+        if len(fo) == 2:
+            checks.append(_check(ctx, "white-box fooling (gradient) beats black-box fooling (evolution)", target,
+                                 fo["gradient"] >= fo["evolution"], f"success {fo['gradient']:.3f} vs {fo['evolution']:.3f}"))
+        if pgd:
+            clean = _acc(model, ctx.x, ctx.y)
+            gen = torch.Generator().manual_seed(ctx.seed)
+            parts, ok = [], True
+            for e in sorted(pgd):
+                sign = torch.randint(0, 2, ctx.x.shape, generator=gen).float() * 2 - 1
+                noise_acc = _acc(model, (ctx.x + e * sign).clamp(0, 1), ctx.y)
+                ok &= (clean - noise_acc) <= 0.5 * (clean - pgd[e]) + 1e-9
+                parts.append(f"eps {e:g}: noise {noise_acc:.3f} vs PGD {pgd[e]:.3f}")
+            checks.append(_check(ctx, "random sign noise of the same linf norm causes at most half of PGD's accuracy drop", target, ok,
+                                 "; ".join(parts) + f" (clean {clean:.3f})"))
+    return checks
