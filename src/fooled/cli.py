@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("run_dir")
     r = sub.add_parser("report", help="rewrite report.md of a run directory from results.json")
     r.add_argument("run_dir")
+    a = sub.add_parser("ablate", help="detection rate vs the validation false-positive rate, from saved scores (no retraining)")
+    a.add_argument("run_dir")
+    a.add_argument("--fpr", type=float, nargs="+", help="false-positive rates on clean validation data (default: 0.001 to 0.5)")
     return p
 
 
@@ -62,6 +65,17 @@ def _summary(results: dict, out: Path) -> None:
     print(f"report: {out / 'report.md'}  ({results['seconds']:.0f} s)")
 
 
+def _ablate(args) -> int:
+    from .ablation import FPR_GRID, ablate, summary
+
+    table = summary(ablate(args.run_dir, args.fpr or FPR_GRID))
+    table = table[table["detector"] == "nll"].pivot_table(index=["attack", "eps"], columns="fpr", values="tpr")
+    print("detection rate of -log p(x) (mean over seeds and targets) by validation FPR:")
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"table: {args.run_dir}/ablation.csv")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -73,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             for path in draw_all(args.run_dir):
                 print(path)
             return 0
+        if args.command == "ablate":
+            return _ablate(args)
         if args.command == "report":
             from .report import write_report
 
@@ -81,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     except FooledError as e:
         print(f"fooled: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and friends
+        return 0
     except KeyboardInterrupt:
         print("fooled: interrupted; finished stages are saved, rerun the same command to resume", file=sys.stderr)
         return 130

@@ -127,4 +127,102 @@ def draw_all(run_dir: str | Path) -> list[Path]:
     paths += detection(results, scores, out)
     paths += log_prob_histograms(results, scores, out)
     paths += example_grid(results, examples, scores, out)
+    if results.get("convergence"):
+        paths += convergence(results, out)
+    if results.get("ood"):
+        paths += likelihood_failures(results, scores, out)
+        paths += ood_grid(results, examples, out)
+    if results.get("fooling"):
+        paths += fooling_grid(results, examples, scores, out)
+    from .ablation import threshold_table
+
+    paths += threshold_ablation(threshold_table(results, scores), out)
     return paths
+
+
+def threshold_ablation(table: pd.DataFrame, out: Path) -> list[Path]:
+    """Detection rate against the validation FPR that sets the threshold: one line per attack, one panel per eps."""
+    df = table[(table["detector"] == "nll") & (table["norm"] == "linf")].copy()
+    df["attack on"] = df["attack"] + " on " + df["target"]
+    g = sns.relplot(df, x="fpr", y="tpr", hue="attack on", col="eps", kind="line", marker="o", errorbar=("ci", 95),
+                    height=3.2, aspect=0.95, col_wrap=min(4, df["eps"].nunique()))
+    for ax in g.axes.flat:
+        ax.set_xscale("log")
+        ax.plot([1e-3, 0.5], [1e-3, 0.5], color="grey", lw=0.8, ls=":")
+    g.set_axis_labels("validation false-positive rate", "detection rate of adversarials")
+    g.set_titles("linf eps {col_name}")
+    return _save(g.figure, out, "threshold_ablation")
+
+
+def convergence(results: dict, out: Path) -> list[Path]:
+    df = pd.DataFrame(results["convergence"])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    sns.lineplot(df, x="steps", y="adv_acc", hue="target", marker="o", errorbar=("ci", 95), ax=ax)
+    ax.set(xscale="log", xlabel="PGD steps (log scale)", ylabel="accuracy on attacked images",
+           title=f"Attack convergence at linf eps {df['eps'].iloc[0]:g} ({df['n'].iloc[0]} images)")
+    return _save(fig, out, "convergence")
+
+
+def likelihood_failures(results: dict, scores: dict, out: Path) -> list[Path]:
+    """Bits/dim under the flow of test data against OOD sets, adversarials, fooling and max-likelihood images."""
+    info = results["dataset"]
+    seed = results["config"]["seeds"][0]
+    dim = int(np.prod(info["shape"]))
+    bpd = lambda s: _bpd(s, dim, info["levels"])  # noqa: E731
+    sets = {"clean test": scores[f"seed{seed}__clean_test__flow"]}
+    for r in results["ood"]:
+        if r["seed"] == seed and r["model"] == "flow":
+            sets[r["set"]] = scores[f"seed{seed}__ood__flow__{r['set']}"]
+    sets["PGD on cnn, eps 0.1"] = scores.get(f"seed{seed}__cnn__pgd__0.1")
+    sets["adaptive PGD on cnn, eps 0.1"] = scores.get(f"seed{seed}__cnn__adaptive_pgd__0.1")
+    sets["fooling images (cnn)"] = scores.get(f"seed{seed}__cnn__fooling_gradient")
+    df = pd.concat([pd.DataFrame({"bits/dim": bpd(v), "set": k}) for k, v in sets.items() if v is not None], ignore_index=True)
+    thr = bpd(np.array([next(r["threshold"] for r in results["attacks"] if r["detector"] == "flow")]))[0]
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    order = df.groupby("set")["bits/dim"].median().sort_values().index
+    sns.boxplot(df, y="set", x="bits/dim", order=order, ax=ax, fliersize=1.5, color="#9ecae1")
+    ax.axvline(thr, color="black", ls=":", lw=1)
+    ax.set(xscale="log", xlabel="bits/dim under the flow, log scale (left of dotted line: accepted as in-distribution)", ylabel="")
+    ax.set_title(f"Where likelihood fails (seed {seed}): lower bits/dim = higher p(x)")
+    return _save(fig, out, "likelihood_failures")
+
+
+def _grid(rows: list[tuple[str, np.ndarray, list[str]]], title: str, out: Path, name: str, ncol: int = 8) -> list[Path]:
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(1.1 * ncol, 1.35 * len(rows)), squeeze=False)
+    for i, (label, imgs, captions) in enumerate(rows):
+        for j in range(ncol):
+            ax = axes[i, j]
+            ax.set_xticks([]), ax.set_yticks([])
+            if j >= len(imgs):
+                ax.axis("off")
+                continue
+            img = np.transpose(imgs[j], (1, 2, 0))
+            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray_r" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+            ax.set_title(captions[j], fontsize=6.5)
+        axes[i, 0].set_ylabel(label, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out, name)
+
+
+def fooling_grid(results: dict, examples: dict, scores: dict, out: Path) -> list[Path]:
+    """Fooling images per model and method: target class, confidence and bits/dim."""
+    info, seed = results["dataset"], results["config"]["seeds"][0]
+    dim, K = int(np.prod(info["shape"])), info["num_classes"]
+    per = results["config"]["fooling"]["per_class"]
+    rows = []
+    for target in sorted({r["target"] for r in results["fooling"]}):
+        for method in ("gradient", "evolution"):
+            key = f"seed{seed}__{target}__fooling_{method}"
+            if key not in examples:
+                continue
+            idx = np.arange(0, K * per, per)[:10]  # one image per class
+            bpd = _bpd(scores[key], dim, info["levels"])
+            conf = examples[key + "__confidence"]
+            rows.append((f"{method}\non {target}", examples[key][idx], [f"{k}: p={conf[i]:.2f}\n{bpd[i]:.1f} b/d" for k, i in enumerate(idx)]))
+    return _grid(rows, f"Fooling images grown from noise: target class, confidence, bits/dim (seed {seed})", out, "fooling", ncol=min(10, K))
+
+
+def ood_grid(results: dict, examples: dict, out: Path) -> list[Path]:
+    rows = [(name.removeprefix("ood__"), examples[name], [""] * len(examples[name])) for name in examples if name.startswith("ood__")]
+    return _grid(rows, "Out-of-distribution sets and images of maximal likelihood (grown from noise)", out, "ood_examples")

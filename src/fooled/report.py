@@ -1,4 +1,4 @@
-"""report.md from a run directory's results.json alone: verdict, methods, tables with 95% intervals, figures."""
+"""report.md from a run directory's results.json alone: verdict, methods, tables with 95% intervals, audit, figures."""
 
 from __future__ import annotations
 
@@ -8,6 +8,22 @@ from pathlib import Path
 from .runs import atomic_write_bytes, read_json
 from .verdict import mean_ci
 
+FIGURES = [
+    ("accuracy_vs_eps", "Accuracy under linf attacks, every model (mean and 95% interval over seeds)"),
+    ("detector_roc", "ROC of the -log p(x) detector against PGD, per attacked model"),
+    ("threshold_ablation", "Detection rate against the validation false-positive rate that sets the threshold"),
+    ("log_prob_hist", "Bits/dim of clean and adversarial test images"),
+    ("likelihood_failures", "Where likelihood fails: OOD sets, adversarials, fooling and maximal-likelihood images"),
+    ("examples", "Clean, adversarial and detector-aware adversarial images, with predictions and bits/dim"),
+    ("fooling", "Fooling images grown from noise"),
+    ("ood_examples", "Out-of-distribution sets and maximal-likelihood images"),
+    ("convergence", "Attack convergence: accuracy against PGD steps"),
+]
+
+
+VERDICT_NUMBERS = [("tpr", "detection rate", True), ("auroc", "AUROC", False), ("evasion", "evasion rate", True),
+                   ("flagged", "flagged", True), ("accuracy_gap", "accuracy difference (points)", True)]
+
 
 def _fmt(ci: dict, pct: bool = False, digits: int = 3) -> str:
     if ci["mean"] is None:
@@ -16,53 +32,121 @@ def _fmt(ci: dict, pct: bool = False, digits: int = 3) -> str:
     return f(ci["mean"]) if ci["n"] < 2 else f"{f(ci['mean'])} [{f(ci['lo'])}, {f(ci['hi'])}]"
 
 
+def _ci(rows, key, pct=False, digits=3) -> str:
+    return _fmt(mean_ci([r.get(key) for r in rows]), pct, digits)
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def render(results: dict) -> str:
-    cfg, v = results["config"], results["verdict"]
-    seeds = cfg["seeds"]
-    ival = "mean [95% interval over seeds]" if len(seeds) > 1 else "one seed, no interval"
-    out = [f"# fooled: {cfg['name']} ({results['dataset']['name']}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''})", ""]
-    out += ["## Verdict", ""]
-    for a in v["answers"]:
-        out.append(f"- **{a['question']}** {a['answer'].upper()}. _Criterion:_ {a['criterion']}. "
-                   + ", ".join(f"{k} = {_fmt(a[k], pct=(k == 'tpr'))}{'%' if k == 'tpr' else ''}" for k in ("tpr", "auroc", "accuracy_gap") if k in a))
-    out += ["", "## Models", "", f"Test accuracy (%) and bits/dim, {ival}.", ""]
-    rows = []
-    for name, per_seed in results["models"].items():
-        acc = mean_ci([r["test_acc"] for r in per_seed])
-        bpd = mean_ci([r.get("test_bpd") for r in per_seed])
-        rows.append([name, _fmt(acc, pct=True), _fmt(bpd) if bpd["n"] else "-", f"{per_seed[0]['n_params']:,}",
-                     f"{sum(r['train_seconds'] for r in per_seed) / len(per_seed):.1f}"])
-    out.append(_table(["model", "test accuracy %", "test bits/dim", "parameters", "train seconds"], rows))
-    a = cfg["attacks"]
-    out += ["", "## Attacks and detection", "",
-            f"Attacks: {', '.join(a['names'])} (linf eps {', '.join(map(str, a['eps']))}; L2 eps {', '.join(map(str, a['l2_eps']))}; "
-            f"PGD {a['steps']} steps, step size {'2.5 eps / steps' if a['step_size'] is None else a['step_size']}, "
-            f"{a['restarts']} restart(s), worst case over the {' and '.join(a['losses'])} losses; "
-            f"adaptive PGD {a['adaptive_steps']} steps). "
-            f"Detector: {results['score']}; threshold at {cfg['detect']['fpr']:.0%} false positives on clean validation images "
-            f"(never test images). Evasion: misclassified and not flagged. {ival}.", ""]
+def _group(rows, *keys) -> dict:
     groups = defaultdict(list)
-    for r in results["attacks"]:
-        groups[(r["target"], r["attack"], r["eps"], r["adaptive"])].append(r)
-    rows = []
-    for (target, attack, eps, adaptive), rs in sorted(groups.items()):
-        rows.append([target, attack + (" (adaptive)" if adaptive else ""), f"{eps:g}",
-                     _fmt(mean_ci([r["adv_acc"] for r in rs]), pct=True), _fmt(mean_ci([r["auroc"] for r in rs])),
-                     _fmt(mean_ci([r["tpr_at_fpr"] for r in rs]), pct=True), _fmt(mean_ci([r["evasion_rate"] for r in rs]), pct=True),
-                     _fmt(mean_ci([r["mean_bpd"] for r in rs]), digits=2)])
-    out.append(_table(["target", "attack", "eps", "accuracy %", "AUROC", "detected %", "evasion %", "bits/dim"], rows))
-    out += ["", "## Figures", ""]
-    for name, caption in [("accuracy_vs_eps", "Accuracy under attack"), ("detector_roc", "ROC of the likelihood detector"),
-                          ("log_prob_hist", "Bits/dim of clean and adversarial images"), ("examples", "Examples")]:
-        out += [f"![{caption}](figures/{name}.png)", ""]
-    out += ["## Reproduce", "", f"`fooled study` with this config (hash `{results['config_hash']}`); "
-            f"versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}; device {results['device']}; "
-            f"{results['seconds']:.0f} s.", ""]
+    for r in rows:
+        groups[tuple(r[k] for k in keys)].append(r)
+    return dict(sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])))
+
+
+def _verdict(results) -> list[str]:
+    out = []
+    for a in results["verdict"]["answers"]:
+        nums = [f"{label} {_fmt(a[k], pct=pct)}{'%' if pct else ''}" for k, label, pct in VERDICT_NUMBERS if k in a]
+        out.append(f"- **{a['question']}** {a['answer'].upper()}. {'; '.join(nums)}{'.' if nums else ''} _Criterion: {a['criterion']}._")
+    return out
+
+
+def _methods(results) -> list[str]:
+    cfg, info = results["config"], results["dataset"]
+    a, f, m = cfg["attacks"], cfg["fooling"], cfg["models"]
+    return [
+        f"- **Data**: {info['name']} ({'x'.join(map(str, info['shape']))}, {info['levels']} grey levels), stratified train/validation/test "
+        f"splits per seed. Validation is used for early stopping and for every threshold; test only for reporting.",
+        f"- **Models**: {', '.join(results['models'])}. The flow is a RealNVP-style flow (normflows affine couplings, "
+        f"{m['flow']['blocks']} blocks, hidden width {m['flow']['hidden']}, log-scales bounded by {m['flow']['scale_bound']}) with one "
+        f"Gaussian per class in latent space (class means of norm {m['flow']['mean_norm']}), trained by maximum likelihood on (x, y); "
+        f"p(y|x) by Bayes' rule. Adam, lr {cfg['train']['lr']}, batch {cfg['train']['batch_size']}, early stopping (patience "
+        f"{cfg['train']['patience']}). Bits/dim: uniform dequantisation over the grey levels; scores use mid-bin dequantisation, "
+        f"so they are deterministic.",
+        f"- **Attacks** (white-box, on {a['max_examples'] or 'all'} test images): FGSM and PGD in linf at eps "
+        f"{', '.join(map(str, a['eps']))}, PGD in L2 at eps {', '.join(map(str, a['l2_eps']))}; PGD {a['steps']} steps, step "
+        f"{'2.5 eps / steps' if a['step_size'] is None else a['step_size']}, {a['restarts']} random start(s), worst case per image over "
+        f"the {' and '.join(a['losses'])} losses. Detector-aware PGD starts from the PGD adversarials and raises log p(x) above the "
+        f"threshold while staying misclassified ({a['adaptive_steps']} steps, per-image Lagrange weight). Carlini-Wagner L2 "
+        f"({a['cw_binary_steps']} x {a['cw_steps']} steps), the audit's extra attacks and the convergence curve use the first "
+        f"{a['expensive_examples']} test images. Transfer: every model on every other model's PGD adversarials. Fooling images "
+        f"(Nguyen et al. 2015): {f['per_class']} per class, gradient ascent ({f['steps']} steps) and an evolutionary search "
+        f"({f['generations']} generations x {f['population']}), until p(target|x) >= {f['confidence']}.",
+        f"- **Detection**: {results['score']}. Threshold: the {1 - cfg['detect']['fpr']:.0%} quantile of clean validation scores "
+        f"(false-positive rate {cfg['detect']['fpr']:.0%}). Other detectors: -log p(x | predicted class), typicality "
+        f"(|-log p(x) - mean over training images|, Nalisnick et al. 2019), complexity-corrected -log2 p(x) - PNG length "
+        f"(Serra et al. 2020), each with its own validation threshold.",
+        f"- **Statistics**: every number per seed in results.json; tables give the mean and a 95% t-interval over "
+        f"{len(cfg['seeds'])} seed(s).",
+    ]
+
+
+def render(results: dict) -> str:
+    cfg = results["config"]
+    out = [f"# fooled: {cfg['name']} ({results['dataset']['name']}, {len(cfg['seeds'])} seed{'s' if len(cfg['seeds']) > 1 else ''})", "",
+           "Would a model of p(x, y) notice the inputs that fool a classifier of p(y|x), because their p(x) is low?", "",
+           "## Verdict", ""] + _verdict(results) + ["", "## Methods", ""] + _methods(results)
+
+    out += ["", "## Models", "", "Test accuracy (%) and bits/dim; mean [95% interval over seeds].", ""]
+    out.append(_table(["model", "test accuracy %", "test bits/dim", "parameters", "train seconds"], [
+        [name, _ci(rows, "test_acc", pct=True), _ci(rows, "test_bpd") if rows[0].get("test_bpd") is not None else "-",
+         f"{rows[0].get('n_params', 0):,}", f"{sum(r.get('train_seconds', 0) for r in rows) / len(rows):.1f}"]
+        for name, rows in results["models"].items()]))
+
+    out += ["", "## Attacks and the likelihood detector", "",
+            "Detected: flagged at the validation threshold. Evasion: misclassified and not flagged. Bits/dim under the detector.", ""]
+    out.append(_table(["target", "attack", "eps", "accuracy %", "AUROC", "detected %", "evasion %", "bits/dim"], [
+        [t, atk, f"{eps:g}", _ci(rs, "adv_acc", True), _ci(rs, "auroc"), _ci(rs, "tpr_at_fpr", True), _ci(rs, "evasion_rate", True),
+         _ci(rs, "mean_bpd", digits=2)] for (t, atk, eps), rs in _group(results["attacks"], "target", "attack", "eps").items()]))
+
+    dets = sorted({d for r in results["attacks"] for d in r.get("detectors", {})})
+    if dets:
+        out += ["", "### Detectors beyond -log p(x)", "", "AUROC / detection rate (%) at the validation threshold, PGD and detector-aware PGD.", ""]
+        rows = []
+        for (t, atk, eps), rs in _group([r for r in results["attacks"] if r["attack"] in ("pgd", "adaptive_pgd")], "target", "attack", "eps").items():
+            rows.append([t, atk, f"{eps:g}"] + [f"{_fmt(mean_ci([r['detectors'][d]['auroc'] for r in rs]), digits=2)} / "
+                                                  f"{_fmt(mean_ci([r['detectors'][d]['tpr_at_fpr'] for r in rs]), pct=True)}" for d in dets])
+        out.append(_table(["target", "attack", "eps"] + dets, rows))
+
+    if results.get("cw"):
+        out += ["", "### Carlini-Wagner L2 (minimal perturbation)", ""]
+        out.append(_table(["target", "success %", "median L2", "AUROC (successful)", "detected %"], [
+            [t, _ci(rs, "success_rate", True), _ci(rs, "median_l2"), _ci(rs, "auroc"), _ci(rs, "tpr_at_fpr", True)]
+            for (t,), rs in _group(results["cw"], "target").items()]))
+    if results.get("transfer"):
+        out += ["", "### Transfer: accuracy of each model on another model's PGD adversarials", ""]
+        out.append(_table(["source", "target", "eps", "accuracy %"], [
+            [s, t, f"{eps:g}", _ci(rs, "adv_acc", True)] for (s, t, eps), rs in _group(results["transfer"], "source", "target", "eps").items()]))
+    if results.get("fooling"):
+        out += ["", "### Fooling images grown from noise", ""]
+        out.append(_table(["target", "search", "success %", "confidence", "bits/dim", "clean bits/dim", "flagged %"], [
+            [t, m, _ci(rs, "success_rate", True), _ci(rs, "mean_confidence"), _ci(rs, "mean_bpd", digits=2), _ci(rs, "clean_mean_bpd", digits=2),
+             _ci(rs, "flagged_rate", True)] for (t, m), rs in _group(results["fooling"], "target", "method").items()]))
+    if results.get("ood"):
+        out += ["", "## Where likelihood fails", "",
+                "Out-of-distribution sets (no download) and images grown from noise by gradient ascent on log p(x). "
+                "In-distribution: not flagged at the validation threshold. Higher p: fraction above the median clean test image's log p(x).", ""]
+        out.append(_table(["model", "set", "bits/dim", "test bits/dim", "in-distribution %", "higher p than test %", "AUROC"], [
+            [m, s, _ci(rs, "mean_bpd", digits=2), _ci(rs, "test_mean_bpd", digits=2), _ci(rs, "frac_in_distribution", True),
+             _ci(rs, "higher_likelihood_than_test", True), _ci(rs, "auroc")] for (m, s), rs in _group(results["ood"], "model", "set").items()]))
+    if results.get("audit"):
+        out += ["", "## Gradient-masking audit", "", "Checks after Carlini et al. (2019); a failed check is shown, not hidden.", ""]
+        out.append(_table(["check", "target", "passed (seeds)", "detail (first seed)"], [
+            [c, t, f"{sum(r['passed'] for r in rs)}/{len(rs)}" + ("" if all(r["passed"] for r in rs) else " **FAILED**"), rs[0]["detail"]]
+            for (c, t), rs in _group(results["audit"], "check", "target").items()]))
+    out += ["", "## Figures", ""] + [f"![{cap}](figures/{name}.png)\n\n_{cap}._\n" for name, cap in FIGURES]
+    out += ["## Limitations", "",
+            "- 8x8 digits are tiny; conclusions about likelihood on natural images need the MNIST-class configs (`experiments/`).",
+            "- Every attack is white-box within its budget and checked by the audit, but no audit proves optimality: the numbers are upper bounds on robustness.",
+            "- Thresholds are set at one validation false-positive rate; the threshold ablation shows the whole trade-off.",
+            "", "## Reproduce", "",
+            f"`fooled study` with this config (hash `{results['config_hash']}`); versions: "
+            f"{', '.join(f'{k} {v}' for k, v in results['versions'].items())}; device {results['device']}; {results['seconds']:.0f} s.", ""]
     return "\n".join(out)
 
 

@@ -69,4 +69,75 @@ def compute_verdict(results: dict) -> dict:
             "criterion": f"flow minus CNN accuracy under {strongest.upper()}, averaged over eps; yes if the 95% interval is above 0, no if at or below 0",
             "accuracy_gap": d,
         })
+    answers += _adaptive(results, fpr) + _fooling(results) + _shallow(results, strongest) + _ood(results)
     return {"answers": answers, "attack": strongest, "fpr": fpr}
+
+
+def _adaptive(results, fpr) -> list[dict]:
+    rows = [r for r in results["attacks"] if r["adaptive"]]
+    out = []
+    for target in sorted({r["target"] for r in rows}):
+        sel = [r for r in rows if r["target"] == target and r["eps"] > 0]
+        ev = mean_ci(_per_seed_mean(sel, "evasion_rate"))
+        out.append({
+            "question": f"Does low p(x) still flag adversarial examples against the {target} when the attacker knows the detector?",
+            "answer": "yes" if ev["mean"] <= 0.1 else "partly" if ev["mean"] <= 0.5 else "no",
+            "criterion": f"mean evasion rate (misclassified and not flagged at {fpr:.0%} validation FPR) of detector-aware PGD over all eps: "
+                         "yes if <= 10%, partly if <= 50%",
+            "evasion": ev,
+        })
+    return out
+
+
+def _fooling(results) -> list[dict]:
+    rows = results.get("fooling", [])
+    out = []
+    for target in sorted({r["target"] for r in rows}):
+        sel = [r for r in rows if r["target"] == target]
+        succ = mean_ci(_per_seed_mean(sel, "success_rate"))
+        flag = mean_ci(_per_seed_mean(sel, "flagged_rate"))
+        out.append({
+            "question": f"Are fooling images grown from noise against the {target} flagged by low p(x)?",
+            "answer": "yes" if flag["mean"] >= FLAG_TPR else "partly" if flag["mean"] >= PARTLY_TPR else "no",
+            "criterion": f"mean fraction flagged over classes and both searches (gradient, evolution): yes if >= {FLAG_TPR:.0%}, "
+                         f"partly if >= {PARTLY_TPR:.0%}; the searches reached the confidence target in {100 * succ['mean']:.0f}% of cases",
+            "flagged": flag, "success": succ,
+        })
+    return out
+
+
+def _shallow(results, attack) -> list[dict]:
+    shallow = [t for t in ("logreg", "gaussian") if any(r["target"] == t for r in results["attacks"])]
+    if not shallow or not any(r["target"] == "cnn" for r in results["attacks"]):
+        return []
+    out = []
+    for t in shallow:
+        diffs = []
+        for s in sorted({r["seed"] for r in results["attacks"]}):
+            acc = {m: np.mean([r["adv_acc"] for r in results["attacks"] if r["seed"] == s and r["target"] == m
+                               and r["attack"] == attack and r["eps"] > 0]) for m in (t, "cnn")}
+            diffs.append(float(acc[t] - acc["cnn"]))
+        d = mean_ci(diffs)
+        out.append({
+            "question": f"Is the shallow model '{t}' fooled as easily as the CNN?",
+            "answer": "yes" if d["mean"] <= 0.05 else "no",
+            "criterion": f"{t} minus CNN accuracy under {attack.upper()}, averaged over eps: yes if <= 5 points",
+            "accuracy_gap": d,
+        })
+    return out
+
+
+def _ood(results) -> list[dict]:
+    rows = [r for r in results.get("ood", []) if r["model"] == "flow"]
+    if not rows:
+        return []
+    sets = sorted({r["set"] for r in rows})
+    frac = {name: mean_ci([r["higher_likelihood_than_test"] for r in rows if r["set"] == name]) for name in sets}
+    fooled_sets = [name for name in sets if frac[name]["mean"] >= 0.5]
+    return [{
+        "question": "Do some inputs unlike the data get higher likelihood than the data?",
+        "answer": "yes" if fooled_sets else "no",
+        "criterion": "an input set counts if at least half of it has log p(x) above the median clean test image; "
+                     "sets: " + ", ".join(f"{n} {100 * frac[n]['mean']:.0f}%" for n in sets),
+        "sets": fooled_sets,
+    }]
