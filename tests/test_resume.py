@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 
 def _numbers(results: dict) -> dict:
@@ -28,24 +27,33 @@ def _study(out, *extra):
     return [sys.executable, "-m", "fooled.cli", "study", "--quick", "--quiet", "--out", str(out), *extra]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_killed_study_resumes_to_the_same_numbers(quick_run, tmp_path, sig):
-    reference, _ = quick_run
-    out = tmp_path / "run"
+def _interrupt(out, sig, stages_done):
+    """Start a quick study, send `sig` once `stages_done` stage files exist; return (returncode, stderr)."""
     proc = subprocess.Popen(_study(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     stages = out / "stages"
-    while time.monotonic() < deadline and len(list(stages.glob("*.npz")) if stages.exists() else []) < 5:
-        time.sleep(0.2)
+    while time.monotonic() < deadline and len(list(stages.glob("*.npz")) if stages.exists() else []) < stages_done:
+        time.sleep(0.1)
     proc.send_signal(sig)
     stderr = proc.communicate(timeout=120)[1]
     assert not (out / "results.json").exists(), "the study finished before it could be interrupted"
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130 and "rerun the same command to resume" in stderr and "Traceback" not in stderr
     assert not list(out.rglob("*.tmp")), "an interrupted write left a temporary file"
+    return proc.returncode, stderr
+
+
+def test_ctrl_c_is_one_clear_line_and_exit_130(tmp_path):
+    code, stderr = _interrupt(tmp_path / "run", signal.SIGINT, 1)
+    assert code == 130 and "rerun the same command to resume" in stderr and "Traceback" not in stderr
+
+
+def test_killed_study_resumes_to_the_same_numbers(quick_run, tmp_path):
+    reference, _ = quick_run
+    out = tmp_path / "run"
+    stages = out / "stages"
+    _interrupt(out, signal.SIGKILL, 10)
     done = {p.name: p.stat().st_mtime_ns for p in list(stages.glob("*.npz")) + list((out / "checkpoints").glob("*.pt"))}
 
-    assert subprocess.run(_study(out), capture_output=True, timeout=600).returncode == 0
+    assert subprocess.run(_study(out, "--no-figures"), capture_output=True, timeout=600).returncode == 0
     for name, mtime in done.items():  # finished stages were loaded, not redone
         path = stages / name if name.endswith(".npz") else out / "checkpoints" / name
         assert path.stat().st_mtime_ns == mtime, f"{name} was recomputed"
@@ -58,7 +66,7 @@ def test_rerun_redoes_only_what_changed(quick_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(reference, out)
     before = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.npz")}
-    assert subprocess.run(_study(out, "--set", "attacks.cw_steps=21"), capture_output=True, timeout=600).returncode == 0
+    assert subprocess.run(_study(out, "--set", "attacks.cw_steps=21", "--no-figures"), capture_output=True, timeout=600).returncode == 0
     after = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.npz")}
     new = sorted(set(after) - set(before))
     assert new and all("-cw-" in name for name in new), new

@@ -18,7 +18,14 @@ def test_quick_study_writes_results_report_and_figures(quick_run):
     assert math.isfinite(flow["test_bpd"]) and 1.0 < flow["test_bpd"] < 5.0
     rows = results["attacks"]
     attacks = ("fgsm", "pgd", "pgd_l2", "adaptive_pgd")
-    assert {(r["target"], r["attack"]) for r in rows} == {(t, a) for t in ("cnn", "flow") for a in attacks}
+    models = ("cnn", "flow", "hybrid", "logreg", "gaussian")
+    assert {(r["target"], r["attack"]) for r in rows} == {(t, a) for t in models for a in attacks}
+    assert {r["detector"] for r in rows if r["target"] in ("cnn", "logreg")} == {"flow"}
+    assert all(r["detector"] == r["target"] for r in rows if r["target"] in ("flow", "hybrid", "gaussian"))
+    for name in ("hybrid", "gaussian"):
+        assert results["models"][name][0]["test_acc"] > 0.5 and 1.0 < results["models"][name][0]["test_bpd"] < 5.0
+    for name in ("gmm", "kde"):
+        assert 1.5 < results["models"][name][0]["test_bpd"] < 3.5
     for r in rows:
         assert 0 <= r["auroc"] <= 1 and 0 <= r["tpr_at_fpr"] <= 1 and 0 <= r["adv_acc"] <= r["clean_acc"] + 1e-9
         assert r["max_perturbation"] <= r["eps"] + 1e-6
@@ -31,9 +38,9 @@ def test_quick_study_writes_results_report_and_figures(quick_run):
         assert r["evasion_rate"] >= plain["evasion_rate"] - 1e-9
     assert {r["check"] for r in results["audit"]} and all(isinstance(r["passed"], bool) for r in results["audit"])
     assert {r["set"] for r in results["ood"]} >= {"natural patches", "uniform noise", "constant", "inverted", "blurred", "max-likelihood"}
-    assert {(r["target"], r["method"]) for r in results["fooling"]} == {(t, m) for t in ("cnn", "flow") for m in ("gradient", "evolution")}
+    assert {(r["target"], r["method"]) for r in results["fooling"]} == {(t, m) for t in models for m in ("gradient", "evolution")}
     assert all(0 <= r["success_rate"] <= 1 for r in results["fooling"] + results["cw"])
-    assert {r["source"] for r in results["transfer"]} == {"cnn", "flow"}
+    assert {r["source"] for r in results["transfer"]} == set(models)
     pgd_cnn = {r["eps"]: r["adv_acc"] for r in rows if r["target"] == "cnn" and r["attack"] == "pgd"}
     assert pgd_cnn[0.3] < 0.1 < pgd_cnn[0.05] + 0.5  # a strong budget breaks the CNN
     assert results["verdict"]["answers"], "the verdict must answer something"

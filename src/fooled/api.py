@@ -38,13 +38,13 @@ class Run:
 
     def model(self, name: str, seed: int = 0) -> torch.nn.Module:
         """The trained model `name` of `seed`, in eval mode, on CPU."""
-        from .models import MODEL_NAMES, build_model
+        from .models import build_model
         from .study import _model_key
         from .train import load_checkpoint
 
-        if name not in MODEL_NAMES:
-            raise FooledError(f"unknown model '{name}'; this run has {', '.join(MODEL_NAMES)}")
         cfg = self.config
+        if name not in cfg.models.names:
+            raise FooledError(f"unknown model '{name}'; this run has {', '.join(cfg.models.names)}")
         if seed not in cfg.seeds:
             raise FooledError(f"seed {seed} is not in this run; its seeds are {list(cfg.seeds)}")
         key = _model_key(cfg, name, seed)

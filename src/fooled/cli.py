@@ -23,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="small variant for smoke tests (one seed, few epochs)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set attacks.steps=100 (repeatable)")
     s.add_argument("--jobs", type=int, help="seeds run at once in separate processes (default: CPU cores on CPU, 1 on GPU)")
+    s.add_argument("--no-figures", action="store_true", help="skip figures and report (draw them later with `fooled figures`)")
     s.add_argument("--quiet", action="store_true", help="no progress output")
     f = sub.add_parser("figures", help="redraw the figures of a run directory from its saved files")
     f.add_argument("run_dir")
@@ -31,24 +32,36 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("ablate", help="detection rate vs the validation false-positive rate, from saved scores (no retraining)")
     a.add_argument("run_dir")
     a.add_argument("--fpr", type=float, nargs="+", help="false-positive rates on clean validation data (default: 0.001 to 0.5)")
+    w = sub.add_parser("sweep", help="one study per cell of a product of config axes, locally or on Ray; writes sweep.csv and figures")
+    w.add_argument("sweep_file", help="sweep TOML: base experiment, [set] overrides, [axes] (see experiments/sweeps/)")
+    w.add_argument("--engine", default="local", choices=["local", "ray"], help="local: cells one after another here; ray: a Ray task per cell")
+    w.add_argument("--address", help="Ray cluster to submit to (default: start a local Ray instance)")
+    w.add_argument("--out", help="sweep directory (default: runs/sweeps/<sweep name>)")
+    w.add_argument("--quick", action="store_true", help="small variant of every cell; the sweep file's [set] and axes still win")
+    w.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key in every cell, e.g. --set data.root=DIR")
+    w.add_argument("--jobs", type=int, help="local: seeds of a cell at once; ray: cells at once on a local Ray instance (default: CPU cores)")
+    w.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when present")
+    w.add_argument("--no-cell-figures", action="store_true", help="skip each cell's figures and report.md (the sweep's figures are drawn)")
+    w.add_argument("--quiet", action="store_true", help="print only failures and the summary")
     return p
 
 
 def _study(args) -> int:
-    from .config import load_config, quick, with_seeds
+    from .config import load_config, override, quick, with_seeds
     from .errors import ConfigError
     from .study import run_study, silent, stderr_log
 
-    cfg = load_config(args.config, args.set)
+    cfg = load_config(args.config)
     if args.seeds is not None:
         cfg = with_seeds(cfg, args.seeds)
     if args.quick:
         cfg = quick(cfg)
+    cfg = override(cfg, args.set)  # last, so --set wins over --quick and --seeds
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     results = run_study(cfg, out, device=args.device, log=silent if args.quiet else stderr_log,
-                        progress=not args.quiet and sys.stderr.isatty(), jobs=args.jobs)
+                        progress=not args.quiet and sys.stderr.isatty(), jobs=args.jobs, figures=not args.no_figures)
     _summary(results, out)
     return 0
 
@@ -59,7 +72,8 @@ def _summary(results: dict, out: Path) -> None:
     print(f"{'model':<8} {'test acc %':>10} {'bits/dim':>9}")
     for name, rows in results["models"].items():
         bpd = mean_ci([r.get("test_bpd") for r in rows])["mean"]
-        print(f"{name:<8} {100 * mean_ci([r['test_acc'] for r in rows])['mean']:>10.1f} {'' if bpd is None else f'{bpd:.3f}':>9}")
+        acc = mean_ci([r.get("test_acc") for r in rows])["mean"]
+        print(f"{name:<8} {'' if acc is None else f'{100 * acc:.1f}':>10} {'' if bpd is None else f'{bpd:.3f}':>9}")
     for a in results["verdict"]["answers"]:
         print(f"{a['answer'].upper():<7} {a['question']}")
     print(f"report: {out / 'report.md'}  ({results['seconds']:.0f} s)")
@@ -83,12 +97,17 @@ def main(argv: list[str] | None = None) -> int:
             return _study(args)
         if args.command == "figures":
             from .plots import draw_all
+            from .sweep import draw_sweep, is_sweep_dir
 
-            for path in draw_all(args.run_dir):
+            for path in (draw_sweep if is_sweep_dir(args.run_dir) else draw_all)(args.run_dir):
                 print(path)
             return 0
         if args.command == "ablate":
             return _ablate(args)
+        if args.command == "sweep":
+            from .sweep import run_from_args
+
+            return run_from_args(args)
         if args.command == "report":
             from .report import write_report
 

@@ -13,13 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .data import dataset_info
+from .models.baselines import GaussianConfig, LogisticRegressionConfig
 from .models.cnn import CNNConfig
 from .models.flow import FlowConfig
+from .models.glow import GlowConfig
+from .models.hybrid import HybridConfig
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 ATTACKS = ("fgsm", "pgd", "pgd_l2")
 NORM_OF = {"fgsm": "linf", "pgd": "linf", "pgd_l2": "l2"}
 LOSSES = ("ce", "margin")
+FLOW_KINDS = ("realnvp", "glow")
+MODELS = ("cnn", "flow", "hybrid", "logreg", "gaussian")
 
 
 @dataclass(frozen=True)
@@ -92,8 +98,14 @@ class DetectConfig:
 
 @dataclass(frozen=True)
 class ModelsConfig:
+    names: tuple[str, ...] = MODELS  # classifiers trained, attacked and scored (the flow is always trained: it is the detector)
     cnn: CNNConfig = CNNConfig()
     flow: FlowConfig = FlowConfig(blocks=6, hidden=128)
+    glow: GlowConfig = GlowConfig()  # used when flow.kind == "glow"
+    hybrid: HybridConfig = HybridConfig()
+    logreg: LogisticRegressionConfig = LogisticRegressionConfig()
+    gaussian: GaussianConfig = GaussianConfig()
+    density_baselines: bool = True  # scikit-learn GaussianMixture and KernelDensity, bits/dim only
 
 
 @dataclass(frozen=True)
@@ -200,6 +212,23 @@ def _check_range(cfg: StudyConfig) -> None:
     need(cfg.models.flow.mean_norm >= 0 and cfg.models.flow.scale_bound > 0, "models.flow.mean_norm must be >= 0 and scale_bound > 0")
     need(0 < cfg.models.flow.alpha < 0.5, "models.flow.alpha must lie in (0, 0.5)")
     need(0 <= cfg.models.cnn.dropout < 1, "models.cnn.dropout must lie in [0, 1)")
+    for m in cfg.models.names:
+        need(m in MODELS, f"models.names: unknown model '{m}'; expected some of {', '.join(MODELS)}")
+    need("flow" in cfg.models.names, "models.names must include 'flow': its log p(x) is the detector")
+    need(cfg.models.flow.permutation in ("shuffle", "lu"), "models.flow.permutation must be 'shuffle' or 'lu'")
+    need(cfg.models.flow.kind in FLOW_KINDS, f"models.flow.kind: unknown kind '{cfg.models.flow.kind}'; expected one of {', '.join(FLOW_KINDS)}")
+    g = cfg.models.glow
+    need(min(g.scales, g.blocks_per_scale, g.hidden_channels) >= 1, "models.glow.scales, blocks_per_scale and hidden_channels must be >= 1")
+    need(g.mean_norm >= 0 and g.scale_bound > 0, "models.glow.mean_norm must be >= 0 and scale_bound > 0")
+    need(0 < g.alpha < 0.5, "models.glow.alpha must lie in (0, 0.5)")
+    if cfg.models.flow.kind == "glow":
+        _, h, w = dataset_info(cfg.data.name).shape
+        need(h % 2**g.scales == 0 and w % 2**g.scales == 0,
+             f"models.glow.scales: {h}x{w} images must be divisible by 2**scales = {2**g.scales} (use scales = 2 for 28x28)")
+    need(cfg.models.hybrid.lam >= 0, "models.hybrid.lam must be >= 0")
+    need(cfg.models.gaussian.covariance in ("auto", "shared", "per_class"), "models.gaussian.covariance must be auto, shared or per_class")
+    need(cfg.models.gaussian.shrinkage is None or 0 <= cfg.models.gaussian.shrinkage <= 1, "models.gaussian.shrinkage must lie in [0, 1]")
+    need(0 < cfg.models.gaussian.alpha < 0.5 and cfg.models.logreg.l2 >= 0, "models.gaussian.alpha must lie in (0, 0.5) and models.logreg.l2 >= 0")
 
 
 def from_dict(raw: dict) -> StudyConfig:
@@ -248,6 +277,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return from_dict(apply_overrides(raw, overrides))
 
 
+def override(cfg: StudyConfig, overrides: list[str] | tuple[str, ...]) -> StudyConfig:
+    """A config with `KEY=VALUE` overrides applied and validated again."""
+    return from_dict(apply_overrides(to_dict(cfg), overrides)) if overrides else cfg
+
+
 def to_dict(cfg) -> dict:
     """The fully resolved config as plain JSON-compatible data."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
@@ -265,7 +299,10 @@ def quick(cfg: StudyConfig) -> StudyConfig:
         cfg,
         name=cfg.name + "-quick",
         seeds=cfg.seeds[:1],
-        models=ModelsConfig(cnn=cfg.models.cnn, flow=dataclasses.replace(cfg.models.flow, blocks=2, hidden=64)),
+        models=dataclasses.replace(
+            cfg.models, flow=dataclasses.replace(cfg.models.flow, blocks=2, hidden=64),
+            glow=dataclasses.replace(cfg.models.glow, blocks_per_scale=1, hidden_channels=32),
+            hybrid=dataclasses.replace(cfg.models.hybrid, flow=dataclasses.replace(cfg.models.hybrid.flow, blocks=2, hidden=64))),
         train=dataclasses.replace(cfg.train, epochs=min(cfg.train.epochs, 8), patience=3),
         attacks=dataclasses.replace(cfg.attacks, steps=min(cfg.attacks.steps, 10), max_examples=100, expensive_examples=50,
                                     adaptive_steps=10, cw_steps=20, cw_binary_steps=3),
@@ -283,5 +320,5 @@ def with_seeds(cfg: StudyConfig, n: int) -> StudyConfig:
 
 __all__ = [
     "StudyConfig", "DataConfig", "TrainConfig", "AttackConfig", "FoolingConfig", "OODConfig", "AuditConfig", "DetectConfig", "ModelsConfig",
-    "CNNConfig", "FlowConfig", "from_dict", "load_config", "to_dict", "config_hash", "quick", "with_seeds",
+    "CNNConfig", "FlowConfig", "GlowConfig", "HybridConfig", "GaussianConfig", "LogisticRegressionConfig", "from_dict", "load_config", "to_dict", "config_hash", "quick", "with_seeds",
 ]

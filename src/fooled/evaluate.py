@@ -6,6 +6,7 @@ Each attack's output is a cached stage (see `stages.cached`), so a rerun only sc
 from __future__ import annotations
 
 import dataclasses
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import attacks, detect, detectors
 from .config import NORM_OF, StudyConfig
@@ -70,6 +72,7 @@ class SeedContext:
     keys: dict  # classifier name -> hash of its training config
     guards: dict  # classifier name -> the Guard scoring inputs to it
     log: Callable[[str], None] = print
+    progress: bool = False  # tqdm bars (on a terminal only)
     scores: dict = field(default_factory=dict)  # per-example scores, saved to scores.npz
     examples: dict = field(default_factory=dict)  # a few images per set, saved to examples.npz
 
@@ -160,16 +163,16 @@ def plain_attacks(ctx: SeedContext) -> tuple[list[dict], dict]:
     """FGSM and PGD (linf, L2) at every budget against every classifier; returns rows and the adversarials."""
     a, rows, advs = ctx.cfg.attacks, [], {}
     for target, model in ctx.models.items():
-        for name in a.names:
-            for eps in (a.l2_eps if NORM_OF[name] == "l2" else a.eps):
-                key = _plain_key(ctx, target, name, eps)
-                dev_x, dev_y = ctx.x.to(ctx.device), ctx.y.to(ctx.device)
-                stage = ctx.stage(f"{target}-{name}-eps{eps:g}", key,
-                                  lambda: {"x_adv": _run_attack(name, model, dev_x, dev_y, eps, ctx).cpu().numpy()})
-                x_adv = torch.from_numpy(stage["x_adv"])
-                advs[(target, name, eps)] = x_adv
-                rows.append(_row(ctx, target, name, eps, x_adv, float(stage["seconds"]), adaptive=False))
-        ctx.log(f"  attacks on {target}: done")
+        start = time.perf_counter()
+        jobs = [(name, eps) for name in a.names for eps in (a.l2_eps if NORM_OF[name] == "l2" else a.eps)]
+        for name, eps in tqdm(jobs, desc=f"attacks on {target} (seed {ctx.seed})", disable=not ctx.progress, leave=False):
+            dev_x, dev_y = ctx.x.to(ctx.device), ctx.y.to(ctx.device)
+            stage = ctx.stage(f"{target}-{name}-eps{eps:g}", _plain_key(ctx, target, name, eps),
+                              lambda: {"x_adv": _run_attack(name, model, dev_x, dev_y, eps, ctx).cpu().numpy()})
+            x_adv = torch.from_numpy(stage["x_adv"])
+            advs[(target, name, eps)] = x_adv
+            rows.append(_row(ctx, target, name, eps, x_adv, float(stage["seconds"]), adaptive=False))
+        ctx.log(f"  attacks on {target}: {len(jobs)} budgets in {time.perf_counter() - start:.1f} s")
     return rows, advs
 
 

@@ -90,29 +90,19 @@ def log_prob_histograms(results: dict, scores: dict, out: Path) -> list[Path]:
 
 def example_grid(results: dict, examples: dict, scores: dict, out: Path) -> list[Path]:
     info = results["dataset"]
-    seed = results["attacks"][0]["seed"]
+    seed = results["config"]["seeds"][0]
     dim = int(np.prod(info["shape"]))
     clean, labels = examples["clean"], examples["labels"]
-    rows = [("clean", clean, labels, scores[f"seed{seed}__clean_test__flow"][: len(clean)])]
+    bpd = _bpd(scores[f"seed{seed}__clean_test__flow"][: len(clean)], dim, info["levels"])
+    rows = [("clean", clean, [f"label {int(y)}\n{b:.2f} b/d" for y, b in zip(labels, bpd)])]
     for r in results["attacks"]:
         if r["seed"] == seed and r["attack"] in ("pgd", "adaptive_pgd") and r["target"] in ("cnn", "flow") and r["eps"] in (0.1, 0.3):
             k = f"seed{seed}__{r['target']}__{r['attack']}__{r['eps']:g}"
+            bpd = _bpd(scores[k][: len(clean)], dim, info["levels"])
             label = "adaptive PGD" if r["adaptive"] else "PGD"
-            rows.append((f"{label} on {r['target']}\neps {r['eps']:g}", examples[k], examples[k + "__pred"], scores[k][: len(clean)]))
-    ncol = min(8, len(clean))
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(1.1 * ncol, 1.35 * len(rows)), squeeze=False)
-    for i, (title, imgs, preds, s) in enumerate(rows):
-        bpd = _bpd(s, dim, info["levels"])
-        for j in range(ncol):
-            ax = axes[i, j]
-            img = np.transpose(imgs[j], (1, 2, 0))
-            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray_r" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
-            ax.set_title(f"pred {int(preds[j])}\n{bpd[j]:.2f} b/d", fontsize=6.5)
-        axes[i, 0].set_ylabel(title, fontsize=7)
-    fig.suptitle(f"Clean and adversarial test images: predicted class and bits/dim (seed {seed})", fontsize=9)
-    fig.tight_layout()
-    return _save(fig, out, "examples")
+            rows.append((f"{label} on {r['target']}\neps {r['eps']:g}", examples[k],
+                         [f"pred {int(p)}\n{b:.2f} b/d" for p, b in zip(examples[k + "__pred"], bpd)]))
+    return _grid(rows, f"Clean and adversarial test images: prediction and bits/dim under the detector (seed {seed})", out, "examples")
 
 
 def draw_all(run_dir: str | Path) -> list[Path]:
@@ -188,20 +178,24 @@ def likelihood_failures(results: dict, scores: dict, out: Path) -> list[Path]:
 
 
 def _grid(rows: list[tuple[str, np.ndarray, list[str]]], title: str, out: Path, name: str, ncol: int = 8) -> list[Path]:
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(1.1 * ncol, 1.35 * len(rows)), squeeze=False)
+    """Rows of images with a caption each, drawn as one mosaic (one axes: fast, and small PDFs)."""
+    c, h, w = rows[0][1].shape[1:]
+    pad, gap = max(1, h // 8), max(2, h // 2)  # between columns; above each row, for the captions
+    tile_h, tile_w = h + gap, w + pad
+    canvas = np.ones((len(rows) * tile_h, ncol * tile_w, c))
+    for i, (_, imgs, _) in enumerate(rows):
+        for j, img in enumerate(imgs[:ncol]):
+            tile = np.transpose(img, (1, 2, 0))
+            canvas[i * tile_h + gap : (i + 1) * tile_h, j * tile_w : j * tile_w + w] = 1 - tile if c == 1 else tile  # grey: ink dark
+    fig, ax = plt.subplots(figsize=(1.0 * ncol + 1.2, 1.0 * len(rows) * tile_h / h + 0.4))
+    ax.imshow(canvas.squeeze(-1) if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=1, interpolation="nearest",
+              extent=(0, ncol * tile_w, len(rows) * tile_h, 0))
     for i, (label, imgs, captions) in enumerate(rows):
-        for j in range(ncol):
-            ax = axes[i, j]
-            ax.set_xticks([]), ax.set_yticks([])
-            if j >= len(imgs):
-                ax.axis("off")
-                continue
-            img = np.transpose(imgs[j], (1, 2, 0))
-            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray_r" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
-            ax.set_title(captions[j], fontsize=6.5)
-        axes[i, 0].set_ylabel(label, fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        ax.text(-pad, i * tile_h + gap + h / 2, label, ha="right", va="center", fontsize=7)
+        for j, cap in enumerate(captions[:ncol]):
+            ax.text(j * tile_w + w / 2, i * tile_h + gap - 0.15, cap, ha="center", va="bottom", fontsize=5.5)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
     return _save(fig, out, name)
 
 

@@ -94,7 +94,7 @@ def render(results: dict) -> str:
 
     out += ["", "## Models", "", "Test accuracy (%) and bits/dim; mean [95% interval over seeds].", ""]
     out.append(_table(["model", "test accuracy %", "test bits/dim", "parameters", "train seconds"], [
-        [name, _ci(rows, "test_acc", pct=True), _ci(rows, "test_bpd") if rows[0].get("test_bpd") is not None else "-",
+        [name, _ci(rows, "test_acc", pct=True) if rows[0].get("test_acc") is not None else "-", _ci(rows, "test_bpd") if rows[0].get("test_bpd") is not None else "-",
          f"{rows[0].get('n_params', 0):,}", f"{sum(r.get('train_seconds', 0) for r in rows) / len(rows):.1f}"]
         for name, rows in results["models"].items()]))
 

@@ -8,6 +8,7 @@ and a changed attack setting redoes that attack only.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import multiprocessing
 import os
@@ -26,9 +27,9 @@ from .data import Splits, load
 from .errors import CheckpointError
 from .evaluate import Guard, SeedContext, adaptive_attacks, carlini_wagner, fooling_images, plain_attacks, predict, transfer
 from .likelihood_failures import out_of_distribution
-from .models import MODEL_NAMES, build_model, is_density_model
+from .models import build_model, is_density_model
 from .runs import prepare_run_dir, versions, write_json, write_npz
-from .train import fit, load_checkpoint, save_checkpoint
+from .train import evaluate_loss, fit, load_checkpoint, save_checkpoint
 from .verdict import compute_verdict
 
 DETECTOR = "flow"  # the density model whose log p(x) scores inputs to classifiers without a density
@@ -47,7 +48,10 @@ def resolve_device(device: str) -> torch.device:
 
 
 def _model_key(cfg: StudyConfig, name: str, seed: int) -> str:
-    return config_hash({"model": name, "arch": to_dict(getattr(cfg.models, name)), "train": to_dict(cfg.train), "data": to_dict(cfg.data), "seed": seed})
+    arch = to_dict(getattr(cfg.models, name))
+    if name == "flow" and cfg.models.flow.kind == "glow":
+        arch["glow"] = to_dict(cfg.models.glow)
+    return config_hash({"model": name, "arch": arch, "train": to_dict(cfg.train), "data": to_dict(cfg.data), "seed": seed})
 
 
 def train_or_load(cfg: StudyConfig, name: str, splits: Splits, seed: int, run_dir: Path, device, log, progress) -> tuple[torch.nn.Module, dict]:
@@ -62,17 +66,38 @@ def train_or_load(cfg: StudyConfig, name: str, splits: Splits, seed: int, run_di
             return model.to(device), meta
         except CheckpointError as e:
             log(f"  {name}: {e}; retraining")
-    result = fit(model, splits.train, splits.val, cfg.train, seed=seed, desc=f"{name} seed {seed}", progress=progress)
-    meta = {
-        "train_seconds": result.seconds,
-        "epochs": result.epochs,
-        "best_epoch": result.best_epoch,
-        "best_val_loss": result.best_val_loss,
-        "n_params": sum(p.numel() for p in model.parameters()),
-    }
+    if hasattr(model, "fit_data"):  # closed-form fit, hyperparameters chosen on validation
+        start = time.perf_counter()
+        chosen = model.fit_data(splits.train, splits.val)
+        model.eval()
+        meta = {"train_seconds": time.perf_counter() - start, "epochs": 0, "best_epoch": 0,
+                "best_val_loss": evaluate_loss(model, splits.val), "chosen": chosen}
+    else:
+        result = fit(model, splits.train, splits.val, cfg.train, seed=seed, desc=f"{name} seed {seed}", progress=progress)
+        meta = {"train_seconds": result.seconds, "epochs": result.epochs, "best_epoch": result.best_epoch,
+                "best_val_loss": result.best_val_loss}
+    meta["n_params"] = sum(p.numel() for p in model.parameters())
     save_checkpoint(path, model, key, meta)
-    log(f"  {name}: trained {result.epochs} epochs in {result.seconds:.1f}s (best epoch {result.best_epoch})")
+    log(f"  {name}: trained in {meta['train_seconds']:.1f} s ({meta['epochs']} epochs, best {meta['best_epoch']})")
     return model, meta
+
+
+def density_baselines(cfg: StudyConfig, splits: Splits, seed: int, run_dir: Path) -> dict:
+    """scikit-learn GaussianMixture and KernelDensity, hyperparameters chosen on validation: test bits/dim only."""
+    from .models.density_baselines import fit_gmm, fit_kde
+    from .stages import cached
+
+    rows = {}
+    for name, fit_fn in (("gmm", fit_gmm), ("kde", fit_kde)):
+        def compute():
+            b = fit_fn(splits.train.x, splits.val.x, splits.info.levels, seed)
+            bpd = b.test_bpd(splits.test.x, torch.Generator().manual_seed(seed))
+            return {"test_bpd": bpd, "n_params": b.n_params, "fit_seconds": b.fit_seconds, "params": json.dumps(b.params)}
+
+        stage = cached(run_dir, f"{name}-seed{seed}", {"model": name, "data": to_dict(cfg.data), "seed": seed}, compute)
+        rows[name] = {"seed": seed, "test_bpd": float(stage["test_bpd"]), "n_params": int(stage["n_params"]),
+                      "train_seconds": float(stage["fit_seconds"]), "chosen": json.loads(str(stage["params"]))}
+    return rows
 
 
 def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) -> dict:
@@ -82,7 +107,7 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
     info = splits.info
     log(f"seed {seed}: {info.name}, {len(splits.train)} train / {len(splits.val)} validation / {len(splits.test)} test images")
     models, model_rows = {}, {}
-    for name in MODEL_NAMES:
+    for name in cfg.models.names:
         model, meta = train_or_load(cfg, name, splits, seed, run_dir, device, log, progress)
         models[name] = model
         row = {"seed": seed, "test_acc": float((predict(model, splits.test.x) == splits.test.y).float().mean()), **meta}
@@ -91,10 +116,12 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
             bpd = torch.cat([model.dequantised_bpd(xb.to(device), g).cpu() for xb in splits.test.x.split(512)])
             row["test_bpd"] = float(bpd.mean())
         model_rows[name] = row
+    if cfg.models.density_baselines:
+        model_rows.update(density_baselines(cfg, splits, seed, run_dir))
 
     n = len(splits.test) if cfg.attacks.max_examples is None else min(len(splits.test), cfg.attacks.max_examples)
     x, y = splits.test.x[:n], splits.test.y[:n]
-    ctx = SeedContext(cfg, seed, run_dir, device, info, x, y, models, {m: _model_key(cfg, m, seed) for m in models}, {}, log)
+    ctx = SeedContext(cfg, seed, run_dir, device, info, x, y, models, {m: _model_key(cfg, m, seed) for m in models}, {}, log, progress)
     guards = {}
     for name, model in models.items():
         if is_density_model(model):
@@ -166,11 +193,15 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, device: str = "auto", lo
     run_dir = prepare_run_dir(Path(out_dir))
     dev = resolve_device(device)
     jobs = default_jobs(cfg, dev) if jobs is None else jobs
+    finished = _finished(run_dir, cfg, figures)
+    if finished is not None:
+        log(f"{run_dir} already holds this finished study (config {finished['config_hash']}); nothing to do")
+        return finished
     start = time.perf_counter()
     results = {
         "config": to_dict(cfg), "config_hash": config_hash(cfg), "versions": versions(), "device": str(dev),
         "dataset": dataclasses.asdict(load_info(cfg)), "score": "-log p(x) in nats from the detector (the target itself if it is a density model, else the flow); flagged if above threshold",
-        "models": {name: [] for name in MODEL_NAMES},
+        "models": {name: [] for name in cfg.models.names + (("gmm", "kde") if cfg.models.density_baselines else ())},
     }
     all_scores, all_examples = {}, {}
     for key in LISTS:
@@ -194,6 +225,18 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, device: str = "auto", lo
         draw_all(run_dir)
         write_report(run_dir)
     return results
+
+
+def _finished(run_dir: Path, cfg: StudyConfig, figures: bool) -> dict | None:
+    """The results of a finished run of exactly this config in run_dir, with all its outputs, else None."""
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    outputs = ["scores.npz", "examples.npz"] + (["report.md", "figures/accuracy_vs_eps.png"] if figures else [])
+    if results.get("config_hash") == config_hash(cfg) and all((run_dir / p).exists() for p in outputs):
+        return results
+    return None
 
 
 def load_info(cfg: StudyConfig):

@@ -6,9 +6,12 @@ import torch
 
 from ..data import DatasetInfo
 from .cnn import CNN, CNNConfig
+from .baselines import GaussianClassifier, GaussianConfig, LogisticRegression, LogisticRegressionConfig
 from .flow import FlowClassifier, FlowConfig, bits_per_dim, bpd_from_log_prob
+from .glow import GlowClassifier, GlowConfig
+from .hybrid import HybridConfig, HybridFlow
 
-MODEL_NAMES = ("cnn", "flow")
+MODEL_NAMES = ("cnn", "flow", "hybrid", "logreg", "gaussian")  # every classifier trained, attacked and scored
 
 
 def build_model(name: str, info: DatasetInfo, models_cfg, seed: int) -> torch.nn.Module:
@@ -17,7 +20,17 @@ def build_model(name: str, info: DatasetInfo, models_cfg, seed: int) -> torch.nn
     if name == "cnn":
         return CNN(info.shape, info.num_classes, models_cfg.cnn)
     if name == "flow":
+        if models_cfg.flow.kind == "glow":
+            return GlowClassifier(info.shape, info.num_classes, info.levels, models_cfg.glow, seed=seed)
         return FlowClassifier(info.shape, info.num_classes, info.levels, models_cfg.flow, seed=seed)
+    if name == "hybrid":
+        c = models_cfg.hybrid
+        return HybridFlow(info.shape, info.num_classes, info.levels, c.flow, c.lam, seed=seed)
+    if name == "logreg":
+        return LogisticRegression(info.shape, info.num_classes, models_cfg.logreg.l2)
+    if name == "gaussian":
+        c = models_cfg.gaussian
+        return GaussianClassifier(info.shape, info.num_classes, info.levels, c.covariance, c.shrinkage, c.alpha, seed=seed)
     raise ValueError(f"unknown model '{name}'; expected one of {', '.join(MODEL_NAMES)}")
 
 
@@ -26,4 +39,5 @@ def is_density_model(model: torch.nn.Module) -> bool:
     return hasattr(model, "log_prob") and hasattr(model, "log_joint")
 
 
-__all__ = ["CNN", "CNNConfig", "FlowClassifier", "FlowConfig", "MODEL_NAMES", "build_model", "is_density_model", "bits_per_dim", "bpd_from_log_prob"]
+__all__ = ["CNN", "CNNConfig", "FlowClassifier", "FlowConfig", "GlowClassifier", "GlowConfig", "HybridFlow", "HybridConfig",
+           "LogisticRegression", "LogisticRegressionConfig", "GaussianClassifier", "GaussianConfig", "MODEL_NAMES", "build_model", "is_density_model", "bits_per_dim", "bpd_from_log_prob"]

@@ -6,6 +6,8 @@ evaluating (mid-bin, so scores are deterministic functions of x and gradient att
 then to logit space. `log_prob(x)` includes every Jacobian, so it is the density of x itself, in nats.
 Coupling layers are normflows' `AffineCouplingBlock`; their log-scales are bounded by `scale_bound`
 through a tanh, which keeps log p(x) and its gradient finite on any input in [0, 1]^D.
+`FlowBody` (preprocessing + couplings) is shared with `hybrid.HybridFlow`, which puts another base and
+a classifier on the same latent; `to_logit`/`from_logit` are shared with the Gaussian baselines.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class FlowConfig:
     scale_bound: float = 2.0  # |log-scale| <= this in every coupling (finite scores everywhere)
     alpha: float = 1e-3  # logit transform squeezes y into [alpha, 1 - alpha]
     learn_scale: bool = True  # per-class diagonal latent scale learned; else unit variance
+    permutation: str = "shuffle"  # between couplings: "shuffle" (fixed random) or "lu" (learned LU-factorised linear map)
+    kind: str = "realnvp"  # "realnvp": MLP couplings on flattened images; "glow": the multiscale conv flow of [models.glow]
 
 
 class _BoundedScale(nn.Module):
@@ -66,15 +70,63 @@ class ClassConditionalGaussian(nn.Module):
         return self.means[y] + torch.exp(self.log_scale[y]) * eps
 
 
-class FlowClassifier(nn.Module):
-    """RealNVP-style flow on flattened images with a class-conditional Gaussian base (FlowGMM)."""
+class DequantisedDensity(nn.Module):
+    """What every density model of images shares: input checks, the x -> y Jacobian, log_prob and bits/dim.
 
-    def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: FlowConfig = FlowConfig(), seed: int = 0):
+    A subclass sets `shape`, `dim` and `levels` and defines `_log_prob_y(x, noise)`, the log-density of
+    the dequantised y = (x (L-1) + u) / L with u = noise, or u = 1/2 when noise is None.
+    """
+
+    shape: tuple[int, int, int]
+    dim: int
+    levels: int
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError unless x is a finite batch of images in [0, 1] of the model's shape."""
+        check_images(x, self.shape)
+
+    @property
+    def log_dy_dx(self) -> float:
+        """log|dy/dx| = D log((L-1)/L): turns the density of the dequantised y into that of x."""
+        return self.dim * math.log((self.levels - 1) / self.levels)
+
+    def _train_noise(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Uniform dequantisation noise from the global generator in train mode; mid-bin (None) in eval mode."""
+        return torch.rand(x.shape[0], self.dim, device=x.device) if self.training else None
+
+    def _log_prob_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) of x in [0, 1]^D: (N, C, H, W) -> (N,), nats, deterministic (mid-bin)."""
+        self.check_input(x)
+        return self._log_prob_y(x, None) + self.log_dy_dx
+
+    @torch.no_grad()
+    def dequantised_bpd(self, x: torch.Tensor, generator: torch.Generator | None = None, draws: int = 4) -> torch.Tensor:
+        """Bits/dim of the discrete images under uniform dequantisation (the usual upper bound), per example."""
+        total = torch.zeros(len(x), device=x.device)
+        for _ in range(draws):
+            noise = torch.rand(x.shape[0], self.dim, generator=generator, device="cpu").to(x.device)
+            total += self._log_prob_y(x, noise)
+        return bits_per_dim(total / draws, self.dim, self.levels)
+
+
+class FlowBody(DequantisedDensity):
+    """The invertible part shared by the flow models: dequantisation, logit transform and coupling stack.
+
+    `encode(x, noise)` maps images to the latent z with log|dz/dy| (y the dequantised image) and
+    `decode(z)` maps back; a subclass adds a base density by defining `_log_prob_y(x, noise)`.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], levels: int, cfg: FlowConfig, seed: int = 0):
         super().__init__()
-        self.shape, self.num_classes, self.levels, self.cfg = tuple(shape), num_classes, levels, cfg
+        self.shape, self.levels, self.cfg = tuple(shape), levels, cfg
         self.dim = math.prod(shape)
         if self.dim % 2:
             raise ValueError(f"the flow needs an even number of dimensions, got {self.dim}")
+        if levels < 2:
+            raise ValueError(f"levels must be >= 2, got {levels}")
         g_state = torch.random.get_rng_state()
         torch.manual_seed(seed)  # normflows draws permutations and inits from the global generator
         try:
@@ -83,33 +135,16 @@ class FlowClassifier(nn.Module):
                 net = nf.nets.MLP([self.dim // 2, cfg.hidden, cfg.hidden, self.dim], init_zeros=True)
                 flows += [
                     nf.flows.AffineCouplingBlock(_BoundedScale(net, cfg.scale_bound)),
-                    nf.flows.Permute(self.dim, mode="shuffle"),
+                    nf.flows.LULinearPermute(self.dim) if cfg.permutation == "lu" else nf.flows.Permute(self.dim, mode="shuffle"),
                     nf.flows.ActNorm(self.dim),
                 ]
             self.flows = nn.ModuleList(flows)
         finally:
             torch.random.set_rng_state(g_state)
-        self.base = ClassConditionalGaussian(self.dim, num_classes, cfg.mean_norm, cfg.learn_scale, seed)
-
-    # --- preprocessing -------------------------------------------------------------------------
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise ValueError unless x is a finite batch of images in [0, 1] of the model's shape."""
-        if x.dim() != 4 or tuple(x.shape[1:]) != self.shape:
-            raise ValueError(f"expected images of shape (N, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}")
-        if torch.isnan(x).any():
-            raise ValueError("input contains NaN; expected values in [0, 1]")
-        if x.numel() and (x.min() < 0 or x.max() > 1):
-            raise ValueError(f"input values must lie in [0, 1], got range [{x.min().item():.4g}, {x.max().item():.4g}]")
 
     def _to_logit(self, x: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """x in [0, 1] -> logit-space z and log|dz/dy| per example, y the dequantised image."""
-        L, a = self.levels, self.cfg.alpha
-        u = 0.5 if noise is None else noise
-        y = (x.flatten(1) * (L - 1) + u) / L
-        s = a + (1 - 2 * a) * y
-        z = torch.log(s) - torch.log1p(-s)
-        log_det = -(torch.log(s) + torch.log1p(-s)).sum(1) + self.dim * math.log(1 - 2 * a)
-        return z, log_det
+        return to_logit(x, self.levels, self.cfg.alpha, noise)
 
     def _latent(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_det = torch.zeros(len(z), dtype=z.dtype, device=z.device)
@@ -118,18 +153,41 @@ class FlowClassifier(nn.Module):
             log_det = log_det + ld
         return z, log_det
 
-    def _log_joint_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        """log p(y, k) of the dequantised y = (x (L-1) + u) / L, u = noise or 1/2."""
+    def encode(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images -> latent z (N, D) and log|dz/dy| (N,) of y = (x (L-1) + u) / L, u = noise or 1/2."""
         z, ld_pre = self._to_logit(x, noise)
         z, ld_flow = self._latent(z)
-        return self.base.log_joint(z) + (ld_pre + ld_flow)[:, None]
+        return z, ld_pre + ld_flow
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent z (N, D) -> images in [0, 1] (the grey level whose bin holds y), inverse of `encode`."""
+        for flow in self.flows:
+            z, _ = flow(z)
+        return from_logit(z, self.levels, self.cfg.alpha).view(-1, *self.shape)
+
+
+
+class FlowClassifier(FlowBody):
+    """RealNVP-style flow on flattened images with a class-conditional Gaussian base (FlowGMM)."""
+
+    def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: FlowConfig = FlowConfig(), seed: int = 0):
+        super().__init__(shape, levels, cfg, seed)
+        self.num_classes = num_classes
+        self.base = ClassConditionalGaussian(self.dim, num_classes, cfg.mean_norm, cfg.learn_scale, seed)
+
+    def _log_joint_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """log p(y, k) of the dequantised y = (x (L-1) + u) / L, u = noise or 1/2."""
+        z, log_det = self.encode(x, noise)
+        return self.base.log_joint(z) + log_det[:, None]
+
+    def _log_prob_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        return torch.logsumexp(self._log_joint_y(x, noise), dim=1)
 
     # --- public interface ----------------------------------------------------------------------
     def log_joint(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x, y=k) for all classes from one pass through the flow: (N, C, H, W) -> (N, K), nats."""
         self.check_input(x)
-        # dy/dx = (L-1)/L per dimension turns the density of y into that of x
-        return self._log_joint_y(x, None) + self.dim * math.log((self.levels - 1) / self.levels)
+        return self._log_joint_y(x, None) + self.log_dy_dx
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x) = logsumexp_k log p(x, k): (N, C, H, W) -> (N,), nats, deterministic."""
@@ -141,28 +199,40 @@ class FlowClassifier(nn.Module):
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean -log p(x, y) per dimension; uniform dequantisation when training, mid-bin in eval mode."""
-        noise = torch.rand(x.shape[0], self.dim, device=x.device) if self.training else None
-        log_joint = self._log_joint_y(x, noise)
+        log_joint = self._log_joint_y(x, self._train_noise(x))
         return -log_joint.gather(1, y[:, None]).mean() / self.dim
-
-    @torch.no_grad()
-    def dequantised_bpd(self, x: torch.Tensor, generator: torch.Generator | None = None, draws: int = 4) -> torch.Tensor:
-        """Bits/dim of the discrete images under uniform dequantisation (the usual upper bound), per example."""
-        total = torch.zeros(len(x), device=x.device)
-        for _ in range(draws):
-            noise = torch.rand(x.shape[0], self.dim, generator=generator, device="cpu").to(x.device)
-            total += torch.logsumexp(self._log_joint_y(x, noise), dim=1)
-        return bits_per_dim(total / draws, self.dim, self.levels)
 
     @torch.no_grad()
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images of the given classes, in [0, 1]."""
-        z = self.base.sample(y, generator)
-        for flow in self.flows:
-            z, _ = flow(z)
-        s = torch.sigmoid(z)
-        x = ((s - self.cfg.alpha) / (1 - 2 * self.cfg.alpha) * self.levels - 0.5) / (self.levels - 1)
-        return x.clamp(0, 1).view(-1, *self.shape)
+        return self.decode(self.base.sample(y, generator))
+
+
+def check_images(x: torch.Tensor, shape: tuple[int, ...]) -> None:
+    """Raise ValueError unless x is a NaN-free batch (N, *shape) of values in [0, 1]."""
+    if x.dim() != 1 + len(shape) or tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"expected images of shape (N, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
+    if torch.isnan(x).any():
+        raise ValueError("input contains NaN; expected values in [0, 1]")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"input values must lie in [0, 1], got range [{x.min().item():.4g}, {x.max().item():.4g}]")
+
+
+def to_logit(x: torch.Tensor, levels: int, alpha: float, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images in [0, 1] -> (z, log|dz/dy|): y = (x (L-1) + u) / L with u = noise (N, D) or 1/2, then
+    z = logit(alpha + (1 - 2 alpha) y). Returns z (N, D) and the log-Jacobian per example (N,)."""
+    u = 0.5 if noise is None else noise
+    y = (x.flatten(1) * (levels - 1) + u) / levels
+    s = alpha + (1 - 2 * alpha) * y
+    log_s, log_1ms = torch.log(s), torch.log1p(-s)
+    log_det = -(log_s + log_1ms).sum(1) + y.shape[1] * math.log(1 - 2 * alpha)
+    return log_s - log_1ms, log_det
+
+
+def from_logit(z: torch.Tensor, levels: int, alpha: float) -> torch.Tensor:
+    """Inverse of `to_logit` up to the grey level: z (N, D) -> x (N, D) in [0, 1], the level whose bin holds y."""
+    s = torch.sigmoid(z)
+    return (((s - alpha) / (1 - 2 * alpha) * levels - 0.5) / (levels - 1)).clamp(0, 1)
 
 
 def bits_per_dim(log_prob: torch.Tensor, dim: int, levels: int) -> torch.Tensor:

@@ -1,0 +1,82 @@
+"""Hybrid flow (DIGLM, Nalisnick et al. 2019): an unconditional flow for p(x) and a linear classifier on its latent.
+
+The flow body (dequantisation, logit transform, couplings) is `FlowBody`, the same as `FlowClassifier`'s;
+here the base density is one diagonal Gaussian for all classes, and p(y|x) = softmax(W z + b) with z
+the latent of x. Training minimises (-log p(x) - lam * log p(y|x)) / D: lam trades bits/dim for accuracy
+the way `mean_norm` does for the FlowGMM. `log_joint(x) = log p(x) + log p(y|x)`, so its logsumexp is
+`log_prob(x)` and the whole interface (log_prob, log_joint, logits) matches `FlowClassifier`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .flow import FlowBody, FlowConfig
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    flow: FlowConfig = FlowConfig(blocks=6, hidden=128)  # the flow body; mean_norm is unused (one base for all classes)
+    lam: float = 64.0  # weight of log p(y|x) against log p(x); on digits 1 -> 89% accuracy, 8 -> 96%, 64 -> 98%
+
+
+class DiagonalGaussian(nn.Module):
+    """Base density N(loc, diag(exp(2 log_scale))), starting at N(0, I); the scale is learned only if asked."""
+
+    def __init__(self, dim: int, learn_scale: bool):
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(dim))
+        self.log_scale = nn.Parameter(torch.zeros(dim), requires_grad=learn_scale)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, D) -> (N,), nats."""
+        diff = (z - self.loc) * torch.exp(-self.log_scale)
+        return -0.5 * diff.pow(2).sum(1) - self.log_scale.sum() - 0.5 * z.shape[1] * math.log(2 * math.pi)
+
+
+class HybridFlow(FlowBody):
+    """Flow density p(x) with a linear softmax classifier on the latent z (DIGLM)."""
+
+    def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: FlowConfig, lam: float, seed: int = 0):
+        if not lam >= 0:
+            raise ValueError(f"lam (weight of log p(y|x) in the loss) must be >= 0, got {lam!r}")
+        super().__init__(shape, levels, cfg, seed)
+        self.num_classes, self.lam = num_classes, float(lam)
+        self.base = DiagonalGaussian(self.dim, cfg.learn_scale)
+        g = torch.Generator().manual_seed(seed)
+        self.head = nn.Linear(self.dim, num_classes)
+        with torch.no_grad():  # seeded here so the head does not depend on the caller's global RNG
+            bound = 1 / math.sqrt(self.dim)
+            self.head.weight.uniform_(-bound, bound, generator=g)
+            self.head.bias.zero_()
+
+    def _density_and_logits(self, x: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p(y) of the dequantised y, class logits), both from one pass through the flow."""
+        z, log_det = self.encode(x, noise)
+        return self.base.log_prob(z) + log_det, self.head(z)
+
+    def _log_prob_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        return self._density_and_logits(x, noise)[0]
+
+    # --- public interface ----------------------------------------------------------------------
+    def log_joint(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) + log p(y=k|x) for all classes: (N, C, H, W) -> (N, K), nats."""
+        self.check_input(x)
+        log_p, logits = self._density_and_logits(x, None)
+        return (log_p + self.log_dy_dx)[:, None] + torch.log_softmax(logits, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits log p(y|x) (normalised) from the linear head on the latent."""
+        self.check_input(x)
+        z, _ = self.encode(x, None)
+        return torch.log_softmax(self.head(z), dim=1)
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(-log p(x) - lam * log p(y|x)) / D, averaged over the batch; uniform dequantisation in train mode."""
+        log_p, logits = self._density_and_logits(x, self._train_noise(x))
+        return (-log_p.mean() + self.lam * F.cross_entropy(logits, y)) / self.dim
