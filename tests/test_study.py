@@ -8,7 +8,7 @@ import fooled
 from fooled.runs import read_npz
 
 
-def test_quick_study_writes_results_report_and_figures(quick_run):
+def test_quick_study_writes_results(quick_run):
     out, proc = quick_run
     results = json.loads((out / "results.json").read_text())
     assert {"config", "config_hash", "versions", "models", "attacks", "verdict"} <= set(results)
@@ -44,11 +44,6 @@ def test_quick_study_writes_results_report_and_figures(quick_run):
     pgd_cnn = {r["eps"]: r["adv_acc"] for r in rows if r["target"] == "cnn" and r["attack"] == "pgd"}
     assert pgd_cnn[0.3] < 0.1 < pgd_cnn[0.05] + 0.5  # a strong budget breaks the CNN
     assert results["verdict"]["answers"], "the verdict must answer something"
-    for name in ("accuracy_vs_eps", "detector_roc", "log_prob_hist", "examples"):
-        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
-        assert (out / "figures" / f"{name}.pdf").exists()
-    report = (out / "report.md").read_text()
-    assert "## Verdict" in report and results["config_hash"] in report
     assert "report.md" in proc.stdout
 
 
