@@ -28,11 +28,11 @@ def _study(out, *extra):
 
 
 def _interrupt(out, sig, stages_done):
-    """Start a quick study, send `sig` once `stages_done` stage files exist; return (returncode, stderr)."""
+    """Start a quick study, send `sig` once `stages_done` finished stages (checkpoints or attack stages) exist."""
     proc = subprocess.Popen(_study(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     stages = out / "stages"
-    while time.monotonic() < deadline and len(list(stages.glob("*.npz")) if stages.exists() else []) < stages_done:
+    while time.monotonic() < deadline and len(list(stages.glob("*.npz")) + list((out / "checkpoints").glob("*.pt"))) < stages_done:
         time.sleep(0.1)
     proc.send_signal(sig)
     stderr = proc.communicate(timeout=120)[1]

@@ -56,10 +56,10 @@ class AttackConfig:
     step_size: float | None = None  # None: 2.5 * eps / steps (Madry et al.)
     restarts: int = 1  # PGD random restarts, worst case kept
     losses: tuple[str, ...] = ("ce", "margin")  # PGD runs each loss and keeps the worst case per example
-    max_examples: int | None = None  # attack at most this many test images (None: all)
-    expensive_examples: int | None = 100  # CW, the audit's extra attacks and the convergence curve use this many (None: all)
+    max_examples: int | None = 200  # attack the first this many test images (None: all); keeps the default study near 5 min on 2 cores
+    expensive_examples: int | None = 64  # CW, the audit's extra attacks and the convergence curve use this many (None: all)
     adaptive: bool = True  # detector-aware PGD: misclassified and not flagged
-    adaptive_steps: int = 50  # per phase: margin PGD, then raising log p(x) while staying misclassified
+    adaptive_steps: int = 40  # per phase: margin PGD, then raising log p(x) while staying misclassified
     transfer: bool = True  # evaluate every model on the PGD adversarials of every other model
     cw: bool = True  # Carlini-Wagner L2, minimal perturbation
     cw_steps: int = 100
@@ -100,7 +100,7 @@ class DetectConfig:
 class ModelsConfig:
     names: tuple[str, ...] = MODELS  # classifiers trained, attacked and scored (the flow is always trained: it is the detector)
     cnn: CNNConfig = CNNConfig()
-    flow: FlowConfig = FlowConfig(blocks=6, hidden=128)
+    flow: FlowConfig = FlowConfig(blocks=6, hidden=128, alpha=0.01, permutation="lu")  # 2.20 bits/dim, 97.8% on digits (seeds 0, 1)
     glow: GlowConfig = GlowConfig()  # used when flow.kind == "glow"
     hybrid: HybridConfig = HybridConfig()
     logreg: LogisticRegressionConfig = LogisticRegressionConfig()

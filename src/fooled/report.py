@@ -21,8 +21,8 @@ FIGURES = [
 ]
 
 
-VERDICT_NUMBERS = [("tpr", "detection rate", True), ("auroc", "AUROC", False), ("evasion", "evasion rate", True),
-                   ("flagged", "flagged", True), ("accuracy_gap", "accuracy difference (points)", True)]
+VERDICT_NUMBERS = [("tpr", "detection rate", "%"), ("auroc", "AUROC", ""), ("evasion", "evasion rate", "%"),
+                   ("flagged", "flagged", "%"), ("accuracy_gap", "accuracy difference", " points")]
 
 
 def _fmt(ci: dict, pct: bool = False, digits: int = 3) -> str:
@@ -51,7 +51,7 @@ def _group(rows, *keys) -> dict:
 def _verdict(results) -> list[str]:
     out = []
     for a in results["verdict"]["answers"]:
-        nums = [f"{label} {_fmt(a[k], pct=pct)}{'%' if pct else ''}" for k, label, pct in VERDICT_NUMBERS if k in a]
+        nums = [f"{label} {_fmt(a[k], pct=bool(unit))}{unit}" for k, label, unit in VERDICT_NUMBERS if k in a]
         out.append(f"- **{a['question']}** {a['answer'].upper()}. {'; '.join(nums)}{'.' if nums else ''} _Criterion: {a['criterion']}._")
     return out
 

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data import Split, batches
-from .flow import DequantisedDensity, bits_per_dim, from_logit, to_logit
+from .flow import GenerativeClassifier, bits_per_dim, from_logit, to_logit
 
 COVARIANCES = ("shared", "per_class")
 SHRINKAGES = (0.0, 0.01, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0)  # grid searched by fit_data when shrinkage is None
@@ -52,7 +52,7 @@ class LogisticRegression(nn.Module):
         return F.cross_entropy(self(x), y) + self.l2 * self.linear.weight.pow(2).sum()
 
 
-class GaussianClassifier(DequantisedDensity):
+class GaussianClassifier(GenerativeClassifier):
     """Gaussian class-conditional densities in logit space, fitted in closed form by `fit_data`.
 
     `covariance`: "shared" (LDA), "per_class" (QDA), or "auto" to choose on validation; `shrinkage` s in
@@ -94,26 +94,6 @@ class GaussianClassifier(DequantisedDensity):
         z, log_det = to_logit(x, self.levels, self.alpha, noise)
         return _gaussian_log_joint(z, self.means, self.scale_tril, self.log_prior) + log_det[:, None]
 
-    def _log_prob_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        return torch.logsumexp(self._log_joint_y(x, noise), dim=1)
-
-    # --- public interface ----------------------------------------------------------------------
-    def log_joint(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x, y=k) for every class: (N, C, H, W) -> (N, K), nats, deterministic (mid-bin)."""
-        self.check_input(x)
-        return self._log_joint_y(x, None) + self.log_dy_dx
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x) of x in [0, 1]^D: (N, C, H, W) -> (N,), nats."""
-        return torch.logsumexp(self.log_joint(x), dim=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits log p(y|x) by Bayes' rule."""
-        return torch.log_softmax(self.log_joint(x), dim=1)
-
-    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean -log p(x, y) per dimension (uniform dequantisation in train mode, mid-bin in eval mode)."""
-        return -self._log_joint_y(x, self._train_noise(x)).gather(1, y[:, None]).mean() / self.dim
 
     @torch.no_grad()
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -167,25 +167,18 @@ class FlowBody(DequantisedDensity):
 
 
 
-class FlowClassifier(FlowBody):
-    """RealNVP-style flow on flattened images with a class-conditional Gaussian base (FlowGMM)."""
-
-    def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: FlowConfig = FlowConfig(), seed: int = 0):
-        super().__init__(shape, levels, cfg, seed)
-        self.num_classes = num_classes
-        self.base = ClassConditionalGaussian(self.dim, num_classes, cfg.mean_norm, cfg.learn_scale, seed)
+class GenerativeClassifier(DequantisedDensity):
+    """A density of (x, y) that is also a classifier: subclasses define `_log_joint_y` (all classes in one pass)."""
 
     def _log_joint_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        """log p(y, k) of the dequantised y = (x (L-1) + u) / L, u = noise or 1/2."""
-        z, log_det = self.encode(x, noise)
-        return self.base.log_joint(z) + log_det[:, None]
+        """log p(y, k) of the dequantised y = (x (L-1) + u) / L, u = noise or 1/2, for every class k: (N, K)."""
+        raise NotImplementedError
 
     def _log_prob_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         return torch.logsumexp(self._log_joint_y(x, noise), dim=1)
 
-    # --- public interface ----------------------------------------------------------------------
     def log_joint(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x, y=k) for all classes from one pass through the flow: (N, C, H, W) -> (N, K), nats."""
+        """log p(x, y=k) for every class: (N, C, H, W) -> (N, K), nats, deterministic (mid-bin)."""
         self.check_input(x)
         return self._log_joint_y(x, None) + self.log_dy_dx
 
@@ -199,8 +192,20 @@ class FlowClassifier(FlowBody):
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean -log p(x, y) per dimension; uniform dequantisation when training, mid-bin in eval mode."""
-        log_joint = self._log_joint_y(x, self._train_noise(x))
-        return -log_joint.gather(1, y[:, None]).mean() / self.dim
+        return -self._log_joint_y(x, self._train_noise(x)).gather(1, y[:, None]).mean() / self.dim
+
+
+class FlowClassifier(GenerativeClassifier, FlowBody):
+    """RealNVP-style flow on flattened images with a class-conditional Gaussian base (FlowGMM); one flow pass for all classes."""
+
+    def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: FlowConfig = FlowConfig(), seed: int = 0):
+        super().__init__(shape, levels, cfg, seed)
+        self.num_classes = num_classes
+        self.base = ClassConditionalGaussian(self.dim, num_classes, cfg.mean_norm, cfg.learn_scale, seed)
+
+    def _log_joint_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        z, log_det = self.encode(x, noise)
+        return self.base.log_joint(z) + log_det[:, None]
 
     @torch.no_grad()
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

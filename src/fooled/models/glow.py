@@ -27,7 +27,7 @@ import normflows as nf
 import torch
 from torch import nn
 
-from .flow import ClassConditionalGaussian, DequantisedDensity, from_logit, to_logit
+from .flow import ClassConditionalGaussian, GenerativeClassifier, from_logit, to_logit
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class _CoarseMeanGaussian(ClassConditionalGaussian):
         self.means = torch.cat([torch.zeros(num_classes, dim - coarse_dim), coarse], dim=1)
 
 
-class GlowClassifier(DequantisedDensity):
+class GlowClassifier(GenerativeClassifier):
     """Multiscale Glow on images with a class-conditional Gaussian base: log p(x), log p(x, y), p(y|x)."""
 
     def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: GlowConfig = GlowConfig(), seed: int = 0):
@@ -144,31 +144,8 @@ class GlowClassifier(DequantisedDensity):
         return from_logit(out.flatten(1), self.levels, self.cfg.alpha).view(-1, *self.shape)
 
     def _log_joint_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        """log p(y, k) of the dequantised y = (x (L-1) + u) / L, u = noise or 1/2, for every class k."""
         z, log_det = self.encode(x, noise)
         return self.base.log_joint(z) + log_det[:, None]
-
-    def _log_prob_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        return torch.logsumexp(self._log_joint_y(x, noise), dim=1)
-
-    # --- public interface ----------------------------------------------------------------------
-    def log_joint(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x, y=k) for all classes from one pass through the flow: (N, C, H, W) -> (N, K), nats."""
-        self.check_input(x)
-        return self._log_joint_y(x, None) + self.log_dy_dx
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x) = logsumexp_k log p(x, k): (N, C, H, W) -> (N,), nats, deterministic."""
-        return torch.logsumexp(self.log_joint(x), dim=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits log p(y|x) by Bayes' rule."""
-        return torch.log_softmax(self.log_joint(x), dim=1)
-
-    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean -log p(x, y) per dimension; uniform dequantisation when training, mid-bin in eval mode."""
-        log_joint = self._log_joint_y(x, self._train_noise(x))
-        return -log_joint.gather(1, y[:, None]).mean() / self.dim
 
     @torch.no_grad()
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
