@@ -39,7 +39,7 @@ class Run:
     def model(self, name: str, seed: int = 0) -> torch.nn.Module:
         """The trained model `name` of `seed`, in eval mode, on CPU."""
         from .models import build_model
-        from .study import _model_key
+        from .study import model_key
         from .train import load_checkpoint
 
         cfg = self.config
@@ -47,7 +47,7 @@ class Run:
             raise FooledError(f"unknown model '{name}'; this run has {', '.join(cfg.models.names)}")
         if seed not in cfg.seeds:
             raise FooledError(f"seed {seed} is not in this run; its seeds are {list(cfg.seeds)}")
-        key = _model_key(cfg, name, seed)
+        key = model_key(cfg, name, seed)
         model = build_model(name, self.data.info, cfg.models, seed)
         load_checkpoint(self.path / "checkpoints" / f"{name}-seed{seed}-{key}.pt", model, key)
         return model

@@ -23,8 +23,8 @@ import torch
 from . import detect
 from .audit import audit, convergence_curve
 from .config import StudyConfig, config_hash, to_dict
-from .data import Splits, load
-from .errors import CheckpointError
+from .data import Splits, dataset_info, load
+from .errors import CheckpointError, FooledError
 from .evaluate import Guard, SeedContext, adaptive_attacks, carlini_wagner, fooling_images, plain_attacks, predict, transfer
 from .likelihood_failures import out_of_distribution
 from .models import build_model, is_density_model
@@ -41,13 +41,12 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        from .errors import FooledError
-
         raise FooledError("--device cuda asked for, but torch sees no CUDA device; use --device auto or cpu")
     return torch.device(device)
 
 
-def _model_key(cfg: StudyConfig, name: str, seed: int) -> str:
+def model_key(cfg: StudyConfig, name: str, seed: int) -> str:
+    """Hash of everything a trained model depends on: its architecture, training, data and seed."""
     arch = to_dict(getattr(cfg.models, name))
     if name == "flow" and cfg.models.flow.kind == "glow":
         arch["glow"] = to_dict(cfg.models.glow)
@@ -56,7 +55,7 @@ def _model_key(cfg: StudyConfig, name: str, seed: int) -> str:
 
 def train_or_load(cfg: StudyConfig, name: str, splits: Splits, seed: int, run_dir: Path, device, log, progress) -> tuple[torch.nn.Module, dict]:
     """The trained model of this config and seed, from its checkpoint when one exists."""
-    key = _model_key(cfg, name, seed)
+    key = model_key(cfg, name, seed)
     path = run_dir / "checkpoints" / f"{name}-seed{seed}-{key}.pt"
     model = build_model(name, splits.info, cfg.models, seed).to(device)
     if path.exists():
@@ -121,7 +120,7 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
 
     n = len(splits.test) if cfg.attacks.max_examples is None else min(len(splits.test), cfg.attacks.max_examples)
     x, y = splits.test.x[:n], splits.test.y[:n]
-    ctx = SeedContext(cfg, seed, run_dir, device, info, x, y, models, {m: _model_key(cfg, m, seed) for m in models}, {}, log, progress)
+    ctx = SeedContext(cfg, seed, run_dir, device, info, x, y, models, {m: model_key(cfg, m, seed) for m in models}, {}, log, progress)
     guards = {}
     for name, model in models.items():
         if is_density_model(model):
@@ -200,7 +199,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, device: str = "auto", lo
     start = time.perf_counter()
     results = {
         "config": to_dict(cfg), "config_hash": config_hash(cfg), "versions": versions(), "device": str(dev),
-        "dataset": dataclasses.asdict(load_info(cfg)), "score": "-log p(x) in nats from the detector (the target itself if it is a density model, else the flow); flagged if above threshold",
+        "dataset": dataclasses.asdict(dataset_info(cfg.data.name)), "score": "-log p(x) in nats from the detector (the target itself if it is a density model, else the flow); flagged if above threshold",
         "models": {name: [] for name in cfg.models.names + (("gmm", "kde") if cfg.models.density_baselines else ())},
     }
     all_scores, all_examples = {}, {}
@@ -237,12 +236,6 @@ def _finished(run_dir: Path, cfg: StudyConfig, figures: bool) -> dict | None:
     if results.get("config_hash") == config_hash(cfg) and all((run_dir / p).exists() for p in outputs):
         return results
     return None
-
-
-def load_info(cfg: StudyConfig):
-    from .data import dataset_info
-
-    return dataset_info(cfg.data.name)
 
 
 def _finite(obj):
