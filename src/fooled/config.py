@@ -250,13 +250,20 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
             value = tomllib.loads(f"v = {text.strip()}")["v"]
         except tomllib.TOMLDecodeError:
             value = text.strip()
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: '{part}' is not a table")
-        node[leaf] = value
+        raw = set_key(raw, key, value)
+    return raw
+
+
+def set_key(raw: dict, key: str, value) -> dict:
+    """A copy of nested dicts `raw` with the dotted `key` set to `value`."""
+    raw = json.loads(json.dumps(raw))
+    node = raw
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"'{key}': '{part}' is not a table")
+    node[leaf] = value
     return raw
 
 

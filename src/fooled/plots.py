@@ -18,7 +18,8 @@ from .runs import read_json, read_npz  # noqa: E402
 LOG2 = np.log(2)
 
 
-def _save(fig, out: Path, name: str) -> list[Path]:
+def save_figure(fig, out: Path, name: str) -> list[Path]:
+    """Save as PNG (150 dpi) and PDF in `out`, and close the figure."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
@@ -40,7 +41,7 @@ def accuracy_vs_eps(results: dict, out: Path) -> list[Path]:
     sns.lineplot(df, x="eps", y="adv_acc", hue="target", style="attack", marker="o", errorbar=("ci", 95), ax=ax)
     ax.set(xlabel=f"perturbation budget eps ({df['norm'].iloc[0]}, pixel scale [0, 1])", ylabel="accuracy on attacked test images",
            ylim=(-0.02, 1.02), title="Accuracy under attack (mean, 95% CI over seeds)")
-    return _save(fig, out, "accuracy_vs_eps")
+    return save_figure(fig, out, "accuracy_vs_eps")
 
 
 def detection(results: dict, scores: dict, out: Path) -> list[Path]:
@@ -62,7 +63,7 @@ def detection(results: dict, scores: dict, out: Path) -> list[Path]:
         ax.set(xlabel="false-positive rate on clean test images", ylabel="detection rate (true-positive rate)",
                title=f"-log p(x) detector, attacks on the {target} (seed {seed})")
         ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, out, "detector_roc")
+    return save_figure(fig, out, "detector_roc")
 
 
 def log_prob_histograms(results: dict, scores: dict, out: Path) -> list[Path]:
@@ -85,7 +86,7 @@ def log_prob_histograms(results: dict, scores: dict, out: Path) -> list[Path]:
         ax.axvline(thr, color="black", ls=":", lw=1)
         ax.set_xlabel("bits/dim under the flow, -log2 p(x) / D (higher = less likely)")
     g.set_titles("attacks on the {col_name}; dotted: threshold")
-    return _save(g.figure, out, "log_prob_hist")
+    return save_figure(g.figure, out, "log_prob_hist")
 
 
 def example_grid(results: dict, examples: dict, scores: dict, out: Path) -> list[Path]:
@@ -141,7 +142,7 @@ def threshold_ablation(table: pd.DataFrame, out: Path) -> list[Path]:
         ax.plot([1e-3, 0.5], [1e-3, 0.5], color="grey", lw=0.8, ls=":")
     g.set_axis_labels("validation false-positive rate", "detection rate of adversarials")
     g.set_titles("linf eps {col_name}")
-    return _save(g.figure, out, "threshold_ablation")
+    return save_figure(g.figure, out, "threshold_ablation")
 
 
 def convergence(results: dict, out: Path) -> list[Path]:
@@ -150,7 +151,7 @@ def convergence(results: dict, out: Path) -> list[Path]:
     sns.lineplot(df, x="steps", y="adv_acc", hue="target", marker="o", errorbar=("ci", 95), ax=ax)
     ax.set(xscale="log", xlabel="PGD steps (log scale)", ylabel="accuracy on attacked images",
            title=f"Attack convergence at linf eps {df['eps'].iloc[0]:g} ({df['n'].iloc[0]} images)")
-    return _save(fig, out, "convergence")
+    return save_figure(fig, out, "convergence")
 
 
 def likelihood_failures(results: dict, scores: dict, out: Path) -> list[Path]:
@@ -174,7 +175,7 @@ def likelihood_failures(results: dict, scores: dict, out: Path) -> list[Path]:
     ax.axvline(thr, color="black", ls=":", lw=1)
     ax.set(xscale="log", xlabel="bits/dim under the flow, log scale (left of dotted line: accepted as in-distribution)", ylabel="")
     ax.set_title(f"Where likelihood fails (seed {seed}): lower bits/dim = higher p(x)")
-    return _save(fig, out, "likelihood_failures")
+    return save_figure(fig, out, "likelihood_failures")
 
 
 def _grid(rows: list[tuple[str, np.ndarray, list[str]]], title: str, out: Path, name: str, ncol: int = 8) -> list[Path]:
@@ -196,7 +197,7 @@ def _grid(rows: list[tuple[str, np.ndarray, list[str]]], title: str, out: Path, 
             ax.text(j * tile_w + w / 2, i * tile_h + gap - 0.15, cap, ha="center", va="bottom", fontsize=5.5)
     ax.set_axis_off()
     ax.set_title(title, fontsize=9)
-    return _save(fig, out, name)
+    return save_figure(fig, out, name)
 
 
 def fooling_grid(results: dict, examples: dict, scores: dict, out: Path) -> list[Path]:

@@ -20,7 +20,6 @@ from typing import Callable
 
 import torch
 
-from . import detect
 from .audit import audit, convergence_curve
 from .config import StudyConfig, config_hash, to_dict
 from .data import Splits, dataset_info, load

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .config import StudyConfig, apply_overrides, config_hash, from_dict, load_config, quick, to_dict
+from .config import StudyConfig, apply_overrides, config_hash, from_dict, load_config, quick, set_key, to_dict
 from .errors import ConfigError, FooledError
 from .runs import atomic_write_bytes, prepare_run_dir, write_json
 
@@ -66,18 +66,6 @@ def _flatten(table: dict, prefix: str = "") -> dict:
         else:
             flat[prefix + key] = value
     return flat
-
-
-def _set(raw: dict, key: str, value) -> dict:
-    raw = json.loads(json.dumps(raw))
-    node = raw
-    *parents, leaf = key.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"'{key}': '{part}' is not a table")
-    node[leaf] = value
-    return raw
 
 
 def _slug(key: str, value) -> str:
@@ -146,11 +134,11 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
 
     def build(raw_cfg: dict, cell_axes: dict) -> StudyConfig:
         for key, value in fixed:
-            raw_cfg = _set(raw_cfg, key, value)
+            raw_cfg = set_key(raw_cfg, key, value)
         raw_cfg = apply_overrides(raw_cfg, overrides)
         for key, value in cell_axes.items():
             if key != "base":
-                raw_cfg = _set(raw_cfg, key, value)
+                raw_cfg = set_key(raw_cfg, key, value)
         return from_dict(raw_cfg)
 
     cells, seen = [], {}

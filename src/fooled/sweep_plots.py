@@ -7,20 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .errors import FooledError  # noqa: E402
-
-
-def _save(fig, out: Path, name: str) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    plt.close(fig)
-    return paths
+from .plots import save_figure  # noqa: E402
 
 
 def _label(df: pd.DataFrame) -> pd.Series:
@@ -42,7 +33,7 @@ def auroc_vs_eps(df: pd.DataFrame, out: Path) -> list[Path]:
     g.set_axis_labels("perturbation budget eps (linf, pixel scale [0, 1])", "AUROC of -log p(x), clean vs attacked")
     g.set_titles("attacks on the {col_name}")
     g.figure.suptitle("Does low likelihood flag the attacked images? (mean, 95% CI over seeds and cells)", y=1.04)
-    return _save(g.figure, out, "sweep_auroc_vs_eps")
+    return save_figure(g.figure, out, "sweep_auroc_vs_eps")
 
 
 def adaptive_evasion(df: pd.DataFrame, out: Path) -> list[Path]:
@@ -55,7 +46,7 @@ def adaptive_evasion(df: pd.DataFrame, out: Path) -> list[Path]:
     g.set(xlim=(0, 1))
     g.set_axis_labels("evasion rate (misclassified, not flagged)", "")
     g.set_titles("adaptive PGD on the {col_name}")
-    return _save(g.figure, out, "sweep_adaptive_evasion")
+    return save_figure(g.figure, out, "sweep_adaptive_evasion")
 
 
 def draw_sweep(sweep_dir: Path) -> list[Path]:
