@@ -32,8 +32,8 @@ class FlowConfig:
     kind: str = "realnvp"  # "realnvp": MLP couplings on flattened images; "glow": the multiscale conv flow of [models.glow]
 
 
-class _BoundedScale(nn.Module):
-    """Wraps a coupling's parameter net so that its log-scales (odd outputs) lie in [-b, b]."""
+class BoundedScale(nn.Module):
+    """Wraps a coupling's parameter net so that its log-scales (odd outputs or channels) lie in [-b, b]."""
 
     def __init__(self, net: nn.Module, bound: float):
         super().__init__()
@@ -43,7 +43,7 @@ class _BoundedScale(nn.Module):
         out = self.net(z)
         shift, log_scale = out[:, 0::2], out[:, 1::2]
         log_scale = self.bound * torch.tanh(log_scale / self.bound)
-        return torch.stack([shift, log_scale], dim=2).flatten(1)
+        return torch.stack([shift, log_scale], dim=2).flatten(1, 2)  # interleave again: (N, D) or (N, C, H, W)
 
 
 class ClassConditionalGaussian(nn.Module):
@@ -134,7 +134,7 @@ class FlowBody(DequantisedDensity):
             for _ in range(cfg.blocks):
                 net = nf.nets.MLP([self.dim // 2, cfg.hidden, cfg.hidden, self.dim], init_zeros=True)
                 flows += [
-                    nf.flows.AffineCouplingBlock(_BoundedScale(net, cfg.scale_bound)),
+                    nf.flows.AffineCouplingBlock(BoundedScale(net, cfg.scale_bound)),
                     nf.flows.LULinearPermute(self.dim) if cfg.permutation == "lu" else nf.flows.Permute(self.dim, mode="shuffle"),
                     nf.flows.ActNorm(self.dim),
                 ]

@@ -27,7 +27,7 @@ import normflows as nf
 import torch
 from torch import nn
 
-from .flow import ClassConditionalGaussian, GenerativeClassifier, from_logit, to_logit
+from .flow import BoundedScale, ClassConditionalGaussian, GenerativeClassifier, from_logit, to_logit
 
 
 @dataclass(frozen=True)
@@ -41,25 +41,11 @@ class GlowConfig:
     learn_scale: bool = True  # per-class diagonal latent scale learned; else unit variance
 
 
-class _BoundedConvScale(nn.Module):
-    """Wraps a coupling's conv net so that its log-scales (odd output channels) lie in [-b, b]."""
-
-    def __init__(self, net: nn.Module, bound: float):
-        super().__init__()
-        self.net, self.bound = net, bound
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        out = self.net(z)
-        shift, log_scale = out[:, 0::2], out[:, 1::2]
-        log_scale = self.bound * torch.tanh(log_scale / self.bound)
-        return torch.stack([shift, log_scale], dim=2).flatten(1, 2)
-
-
 def _glow_block(channels: int, hidden: int, bound: float) -> nf.flows.GlowBlock:
     block = nf.flows.GlowBlock(channels, hidden, scale=True, scale_map="exp", split_mode="channel", init_zeros=True, use_lu=True)
     coupling = block.flows[0].flows[1]  # GlowBlock = [AffineCouplingBlock = [Split, AffineCoupling, Merge], 1x1 conv, ActNorm]
     assert isinstance(coupling, nf.flows.AffineCoupling), "normflows changed GlowBlock's layout"
-    coupling.param_map = _BoundedConvScale(coupling.param_map, bound)
+    coupling.param_map = BoundedScale(coupling.param_map, bound)
     return block
 
 
