@@ -4,6 +4,11 @@ import sys
 import pytest
 import torch
 
+from fooled.config import TrainConfig
+from fooled.data import load
+from fooled.models.flow import FlowClassifier, FlowConfig
+from fooled.train import fit
+
 torch.set_num_threads(1)  # many small ops: one thread is as fast here and keeps parallel test runs from thrashing
 
 
@@ -18,3 +23,17 @@ def quick_run(tmp_path_factory):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The digits splits of seed 0."""
+    return load("digits", seed=0)
+
+
+@pytest.fixture(scope="session")
+def flow(digits):
+    """A small flow trained on digits for a few epochs (~7 s on one core), shared by the detector and OOD tests."""
+    model = FlowClassifier((1, 8, 8), 10, 17, FlowConfig(blocks=2, hidden=32))
+    fit(model, digits.train, digits.val, TrainConfig(epochs=5), seed=0)
+    return model

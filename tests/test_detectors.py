@@ -7,8 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from fooled.config import TrainConfig
-from fooled.data import load
 from fooled.detect import calibrate_threshold, neg_log_prob
 from fooled.detectors import (
     DETECTORS,
@@ -22,23 +20,8 @@ from fooled.detectors import (
     typicality,
 )
 from fooled.errors import ConfigError
-from fooled.models.flow import FlowClassifier, FlowConfig
-from fooled.train import fit
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load("digits", seed=0)
-
-
-@pytest.fixture(scope="module")
-def flow(digits):
-    """A small flow trained on digits for a few epochs (~7 s on one core)."""
-    model = FlowClassifier((1, 8, 8), 10, 17, FlowConfig(blocks=2, hidden=32))
-    fit(model, digits.train, digits.val, TrainConfig(epochs=5), seed=0)
-    return model
 
 
 @pytest.fixture(scope="module")

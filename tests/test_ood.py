@@ -6,27 +6,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fooled.config import TrainConfig
-from fooled.data import dataset_info, load
+from fooled.data import dataset_info
 from fooled.errors import ConfigError
-from fooled.models.flow import FlowClassifier, FlowConfig, bpd_from_log_prob
+from fooled.models.flow import bpd_from_log_prob
 from fooled.ood import OOD_SETS, max_likelihood_images, ood_sets, ood_summary, quantise
-from fooled.train import fit
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load("digits", seed=0)
-
-
-@pytest.fixture(scope="module")
-def flow(digits):
-    """A small flow trained on digits for a few epochs (~7 s on one core)."""
-    model = FlowClassifier((1, 8, 8), 10, 17, FlowConfig(blocks=2, hidden=32))
-    fit(model, digits.train, digits.val, TrainConfig(epochs=5), seed=0)
-    return model
 
 
 def gen(seed=0):

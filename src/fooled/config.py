@@ -272,16 +272,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     raw = {}
     if path is not None:
         path = Path(path)
-        try:
-            raw = tomllib.loads(path.read_text())
-        except (FileNotFoundError, IsADirectoryError):
-            raise ConfigError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: invalid TOML: {e}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not a text file") from None
+        raw = read_toml(path, "config file")
         raw.setdefault("name", path.stem)
     return from_dict(apply_overrides(raw, overrides))
+
+
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML file as dicts, with one-line errors naming `what` is missing or malformed."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{what} not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
 
 
 def override(cfg: StudyConfig, overrides: list[str] | tuple[str, ...]) -> StudyConfig:

@@ -26,13 +26,12 @@ import os
 import re
 import sys
 import time
-import tomllib
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .config import StudyConfig, apply_overrides, config_hash, from_dict, load_config, quick, set_key, to_dict
+from .config import StudyConfig, apply_overrides, config_hash, from_dict, load_config, quick, read_toml, set_key, to_dict
 from .errors import ConfigError, FooledError
 from .runs import atomic_write_bytes, prepare_run_dir, write_json
 
@@ -83,17 +82,6 @@ def cell_name(axes: dict, cfg: StudyConfig) -> str:
     return f"{readable or 'cell'}-{config_hash(cfg)}"
 
 
-def _read_toml(path: Path, what: str) -> dict:
-    try:
-        return tomllib.loads(path.read_text())
-    except (FileNotFoundError, IsADirectoryError):
-        raise ConfigError(f"{what} not found: {path}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file") from None
-
-
 def _check_schema(raw: dict, path: Path) -> None:
     for key in raw:
         if key not in SWEEP_KEYS:
@@ -118,7 +106,7 @@ def _check_schema(raw: dict, path: Path) -> None:
 def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, quick_cells: bool = False) -> Sweep:
     """Read and validate a sweep file; build every cell's config (base < [set] < `overrides` < axes)."""
     path = Path(path)
-    raw = _read_toml(path, "sweep file")
+    raw = read_toml(path, "sweep file")
     _check_schema(raw, path)
     axes = _flatten(raw["axes"])
     fixed = list(_flatten(raw.get("set", {})).items())

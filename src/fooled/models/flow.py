@@ -168,11 +168,21 @@ class FlowBody(DequantisedDensity):
 
 
 class GenerativeClassifier(DequantisedDensity):
-    """A density of (x, y) that is also a classifier: subclasses define `_log_joint_y` (all classes in one pass)."""
+    """A density of (x, y) that is also a classifier, all classes from one pass.
+
+    The defaults serve flows with `encode(x, noise) -> (z, log_det)`, `decode(z)` and a class-conditional `base`;
+    other models override `_log_joint_y` (and `sample`).
+    """
 
     def _log_joint_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         """log p(y, k) of the dequantised y = (x (L-1) + u) / L, u = noise or 1/2, for every class k: (N, K)."""
-        raise NotImplementedError
+        z, log_det = self.encode(x, noise)
+        return self.base.log_joint(z) + log_det[:, None]
+
+    @torch.no_grad()
+    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images of the given classes, in [0, 1]."""
+        return self.decode(self.base.sample(y, generator))
 
     def _log_prob_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         return torch.logsumexp(self._log_joint_y(x, noise), dim=1)
@@ -202,15 +212,6 @@ class FlowClassifier(GenerativeClassifier, FlowBody):
         super().__init__(shape, levels, cfg, seed)
         self.num_classes = num_classes
         self.base = ClassConditionalGaussian(self.dim, num_classes, cfg.mean_norm, cfg.learn_scale, seed)
-
-    def _log_joint_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        z, log_det = self.encode(x, noise)
-        return self.base.log_joint(z) + log_det[:, None]
-
-    @torch.no_grad()
-    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Images of the given classes, in [0, 1]."""
-        return self.decode(self.base.sample(y, generator))
 
 
 def check_images(x: torch.Tensor, shape: tuple[int, ...]) -> None:

@@ -129,14 +129,5 @@ class GlowClassifier(GenerativeClassifier):
                 out, _ = layer(out)
         return from_logit(out.flatten(1), self.levels, self.cfg.alpha).view(-1, *self.shape)
 
-    def _log_joint_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        z, log_det = self.encode(x, noise)
-        return self.base.log_joint(z) + log_det[:, None]
-
-    @torch.no_grad()
-    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Images of the given classes, in [0, 1]."""
-        return self.decode(self.base.sample(y, generator))
-
 
 __all__ = ["GlowConfig", "GlowClassifier"]
