@@ -48,7 +48,7 @@ def test_figures_and_report_redraw_a_finished_run_without_models(quick_run, tmp_
     shutil.copytree(out, copy, ignore=shutil.ignore_patterns("checkpoints", "stages", "figures", "report.md"))
     assert fooled("figures", str(copy)).returncode == 0
     for name in ("accuracy_vs_eps", "detector_roc", "threshold_ablation", "log_prob_hist", "likelihood_failures", "examples",
-                 "fooling", "ood_examples", "convergence"):
+                 "fooling", "ood_examples", "convergence", "samples"):
         assert (copy / "figures" / f"{name}.png").stat().st_size > 10_000, name
         assert (copy / "figures" / f"{name}.pdf").exists(), name
     assert fooled("report", str(copy)).returncode == 0

@@ -43,6 +43,10 @@ def test_quick_study_writes_results(quick_run):
     assert {r["source"] for r in results["transfer"]} == set(models)
     pgd_cnn = {r["eps"]: r["adv_acc"] for r in rows if r["target"] == "cnn" and r["attack"] == "pgd"}
     assert pgd_cnn[0.3] < 0.1 < pgd_cnn[0.05] + 0.5  # a strong budget breaks the CNN
+    examples = read_npz(out / "examples.npz")
+    for name in ("flow", "hybrid", "gaussian"):  # the samples figure: two draws of every class
+        s = examples[f"samples__{name}"]
+        assert s.shape == (20, 1, 8, 8) and s.min() >= 0 and s.max() <= 1
     assert results["verdict"]["answers"], "the verdict must answer something"
     assert "report.md" in proc.stdout
 

@@ -1,4 +1,4 @@
-"""Command line: `fooled study | figures | report`, thin over the package's functions.
+"""Command line: `fooled study | tradeoff | figures | report | ablate | sweep`, thin over the package's functions.
 
 User errors (bad config, path, data, checkpoint) print one line on stderr and exit with code 2.
 """
@@ -25,6 +25,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=int, help="seeds run at once in separate processes (default: CPU cores on CPU, 1 on GPU)")
     s.add_argument("--no-figures", action="store_true", help="skip figures and report (draw them later with `fooled figures`)")
     s.add_argument("--quiet", action="store_true", help="no progress output")
+    t = sub.add_parser("tradeoff", help="bits/dim vs accuracy of the flow and hybrid heads as the class term grows; chooses it on validation")
+    t.add_argument("config", nargs="?", help="experiment TOML (default: the digits study)")
+    t.add_argument("--out", help="run directory (default: runs/<config name>-tradeoff)")
+    t.add_argument("--seeds", type=int, help="use seeds 0..N-1 instead of the config's")
+    t.add_argument("--quick", action="store_true", help="small variant for smoke tests (one seed, few epochs)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    t.add_argument("--jobs", type=int, help="seeds at once in separate processes (default: CPU cores on CPU, 1 on GPU)")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when present")
     f = sub.add_parser("figures", help="redraw the figures of a run directory from its saved files")
     f.add_argument("run_dir")
     r = sub.add_parser("report", help="rewrite report.md of a run directory from results.json")
@@ -46,20 +54,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _study(args) -> int:
+def _config(args):
+    """The config of `study` and `tradeoff`: file, then --seeds, --quick, and --set last (it wins)."""
     from .config import load_config, override, quick, with_seeds
     from .errors import ConfigError
-    from .study import run_study, silent, stderr_log
 
     cfg = load_config(args.config)
     if args.seeds is not None:
         cfg = with_seeds(cfg, args.seeds)
     if args.quick:
         cfg = quick(cfg)
-    cfg = override(cfg, args.set)  # last, so --set wins over --quick and --seeds
-    out = Path(args.out) if args.out else Path("runs") / cfg.name
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    return override(cfg, args.set)
+
+
+def _study(args) -> int:
+    from .study import run_study, silent, stderr_log
+
+    cfg = _config(args)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
     results = run_study(cfg, out, device=args.device, log=silent if args.quiet else stderr_log,
                         progress=not args.quiet and sys.stderr.isatty(), jobs=args.jobs, figures=not args.no_figures)
     _summary(results, out)
@@ -77,6 +91,20 @@ def _summary(results: dict, out: Path) -> None:
     for a in results["verdict"]["answers"]:
         print(f"{a['answer'].upper():<7} {a['question']}")
     print(f"report: {out / 'report.md'}  ({results['seconds']:.0f} s)")
+
+
+def _tradeoff(args) -> int:
+    from .study import stderr_log
+    from .tradeoff import run_tradeoff
+
+    cfg = _config(args)
+    out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-tradeoff"
+    summary = run_tradeoff(cfg, out, device=args.device, log=stderr_log, jobs=args.jobs)
+    for name, c in summary["chosen"].items():
+        print(f"{name}: {c['knob']} = {c['value']:g} chosen on validation (accuracy {100 * c['val_acc']:.1f} %, "
+              f"{c['val_bpd']:.3f} bits/dim); configured {summary['configured'][name]:g}")
+    print(f"table: {out / 'tradeoff.csv'}  figure: {out / 'figures' / 'tradeoff.png'}")
+    return 0
 
 
 def _ablate(args) -> int:
@@ -102,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             for path in (draw_sweep if is_sweep_dir(args.run_dir) else draw_all)(args.run_dir):
                 print(path)
             return 0
+        if args.command == "tradeoff":
+            return _tradeoff(args)
         if args.command == "ablate":
             return _ablate(args)
         if args.command == "sweep":

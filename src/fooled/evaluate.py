@@ -96,21 +96,25 @@ class SeedContext:
 
 
 def pgd_worst_case(model, x, y, *, eps, norm, cfg: StudyConfig, generator, steps=None, restarts=None) -> torch.Tensor:
-    """PGD with every configured loss; per example the first result that is misclassified is kept."""
+    """PGD with every configured loss; per example the first result that is misclassified is kept.
+
+    Each loss after the first attacks only the images that the earlier ones left correctly classified
+    (the others would keep their earlier result anyway).
+    """
     a = cfg.attacks
     steps = steps or a.steps
     step_size = a.step_size if a.step_size is not None else 2.5 * eps / steps
-    best, done = None, None
-    for loss in a.losses:
-        x_adv = attacks.pgd(model, x, y, eps=eps, steps=steps, step_size=step_size, norm=norm,
+    best, done = x, torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for i, loss in enumerate(a.losses):
+        todo = (~done).nonzero().squeeze(1)
+        if not len(todo):
+            break
+        x_adv = attacks.pgd(model, x[todo], y[todo], eps=eps, steps=steps, step_size=step_size, norm=norm,
                             restarts=restarts or a.restarts, loss=loss, generator=generator)
-        wrong = (predict(model, x_adv) != y.cpu()).to(x.device)
-        if best is None:
-            best, done = x_adv, wrong
-        else:
-            take = wrong & ~done
-            best = torch.where(take.view(-1, *[1] * (x.dim() - 1)), x_adv, best)
-            done = done | wrong
+        wrong = (predict(model, x_adv) != y[todo].cpu()).to(x.device)
+        take = todo if i == 0 else todo[wrong]  # the first loss's result stands even where it failed
+        best = best.index_copy(0, take, x_adv if i == 0 else x_adv[wrong])
+        done[todo[wrong]] = True
     return best
 
 

@@ -125,6 +125,8 @@ def draw_all(run_dir: str | Path) -> list[Path]:
         paths += ood_grid(results, examples, out)
     if results.get("fooling"):
         paths += fooling_grid(results, examples, scores, out)
+    if any(k.startswith("samples__") for k in examples):
+        paths += samples_grid(results, examples, out)
     from .ablation import threshold_table
 
     paths += threshold_ablation(threshold_table(results, scores), out)
@@ -221,3 +223,37 @@ def fooling_grid(results: dict, examples: dict, scores: dict, out: Path) -> list
 def ood_grid(results: dict, examples: dict, out: Path) -> list[Path]:
     rows = [(name.removeprefix("ood__"), examples[name], [""] * len(examples[name])) for name in examples if name.startswith("ood__")]
     return _grid(rows, "Out-of-distribution sets and images of maximal likelihood (grown from noise)", out, "ood_examples")
+
+
+def samples_grid(results: dict, examples: dict, out: Path) -> list[Path]:
+    """Samples x ~ p(x|y) per class (columns) from each generative classifier (rows)."""
+    K, seed = results["dataset"]["num_classes"], results["config"]["seeds"][0]
+    rows = []
+    for name in sorted(k.removeprefix("samples__") for k in examples if k.startswith("samples__")):
+        imgs = examples[f"samples__{name}"]
+        for d in range(len(imgs) // K):
+            rows.append((f"{name}\ndraw {d + 1}", imgs[d * K : (d + 1) * K], [f"y = {k}" if d == 0 else "" for k in range(K)]))
+    return _grid(rows, f"Samples from p(x | y), one column per class (temperature 1, seed {seed})", out, "samples", ncol=min(10, K))
+
+
+def tradeoff_figure(table: pd.DataFrame, summary: dict, out: Path) -> list[Path]:
+    """Test bits/dim against test accuracy as the class term grows, per head; the value chosen on validation starred."""
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    colors = dict(zip(sorted(table["model"].unique()), sns.color_palette("colorblind")))
+    for name, rows in table.groupby("model"):
+        stats = rows.groupby("value").agg(bpd=("test_bpd", "mean"), bpd_sd=("test_bpd", "std"), acc=("test_acc", "mean"),
+                                          acc_sd=("test_acc", "std")).fillna(0.0).reset_index()
+        knob = rows["knob"].iloc[0].split(".")[-1]
+        ax.errorbar(stats["bpd"], stats["acc"], xerr=stats["bpd_sd"], yerr=stats["acc_sd"], marker="o", ms=4, capsize=2,
+                    color=colors[name], label=f"{name} (knob: {knob})")
+        for _, s in stats.iterrows():
+            ax.annotate(f"{s['value']:g}", (s["bpd"], s["acc"]), textcoords="offset points", xytext=(4, -9), fontsize=7, color=colors[name])
+        chosen = summary["chosen"][name]["value"]
+        c = stats[stats["value"] == chosen].iloc[0]
+        ax.plot([c["bpd"]], [c["acc"]], marker="*", ms=13, color=colors[name], mec="black", ls="none")
+    ax.set(xlabel="test bits/dim (lower: better model of p(x))", ylabel="test accuracy",
+           title=f"What classification costs in bits/dim (mean ± sd over {table['seed'].nunique()} seeds; * chosen on validation)")
+    ax.title.set_fontsize(8)
+    ax.legend(fontsize=7)
+    return save_figure(fig, out, "tradeoff")

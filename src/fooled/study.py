@@ -98,6 +98,13 @@ def density_baselines(cfg: StudyConfig, splits: Splits, seed: int, run_dir: Path
     return rows
 
 
+def samples(models: dict, num_classes: int, seed: int, draws: int = 2) -> dict:
+    """`draws` samples of every class from each model that can sample p(x|y), for the samples figure."""
+    y = torch.arange(num_classes).repeat(draws)
+    return {f"samples__{name}": m.sample(y, torch.Generator().manual_seed(seed)).cpu().numpy()
+            for name, m in models.items() if hasattr(m, "sample")}
+
+
 def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) -> dict:
     """One seed: train (or load) the models, attack them, score everything; returns this seed's records."""
     splits = load(cfg.data.name, seed=seed, root=cfg.data.root, download=cfg.data.download,
@@ -131,7 +138,7 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
     # density classifiers are their own detector; the others are guarded by the flow
     ctx.guards = {name: guards.get(name, guards[DETECTOR]) for name in models}
     if seed == cfg.seeds[0]:
-        ctx.examples.update({"clean": x[:10].numpy(), "labels": y[:10].numpy()})
+        ctx.examples.update({"clean": x[:10].numpy(), "labels": y[:10].numpy(), **samples(models, info.num_classes, seed)})
 
     a = cfg.attacks
     rows, advs = plain_attacks(ctx)
@@ -161,10 +168,10 @@ def silent(msg: str) -> None:
     pass
 
 
-def _seed_job(cfg: StudyConfig, seed: int, run_dir: Path, device: torch.device, log, threads: int) -> dict:
+def _seed_job(work, cfg: StudyConfig, seed: int, run_dir: Path, device: torch.device, log, threads: int):
     """A seed in a worker process: one intra-op thread per worker, so workers do not fight over cores."""
     torch.set_num_threads(threads)
-    return run_seed(cfg, seed, run_dir, device, log, progress=False)
+    return work(cfg, seed, run_dir, device, log, progress=False)
 
 
 def default_jobs(cfg: StudyConfig, device: torch.device) -> int:
@@ -172,12 +179,14 @@ def default_jobs(cfg: StudyConfig, device: torch.device) -> int:
     return 1 if device.type != "cpu" else max(1, min(len(cfg.seeds), 2 * (os.cpu_count() or 1)))
 
 
-def _all_seeds(cfg, run_dir, dev, log, progress, jobs):
+def all_seeds(cfg, run_dir, dev, log, progress, jobs, work=None) -> list:
+    """`work(cfg, seed, run_dir, device, log, progress)` for every seed (default `run_seed`), `jobs` seeds at once in processes."""
+    work = work or run_seed
     if jobs <= 1 or len(cfg.seeds) == 1:
-        return [run_seed(cfg, seed, run_dir, dev, log, progress) for seed in cfg.seeds]
+        return [work(cfg, seed, run_dir, dev, log, progress) for seed in cfg.seeds]
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_seed_job, cfg, seed, run_dir, dev, log, threads) for seed in cfg.seeds]
+        futures = [pool.submit(_seed_job, work, cfg, seed, run_dir, dev, log, threads) for seed in cfg.seeds]
         return [f.result() for f in futures]
 
 
@@ -204,7 +213,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, device: str = "auto", lo
     all_scores, all_examples = {}, {}
     for key in LISTS:
         results[key] = []
-    for records in _all_seeds(cfg, run_dir, dev, log, progress, jobs):
+    for records in all_seeds(cfg, run_dir, dev, log, progress, jobs):
         for name, row in records["models"].items():
             results["models"][name].append(row)
         for key in LISTS:

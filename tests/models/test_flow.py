@@ -110,3 +110,27 @@ def test_training_loss_decreases_and_samples_are_images():
     assert flow.training_loss(x, y).item() < first - 0.2
     s = flow.sample(torch.tensor([0, 1, 1]), torch.Generator().manual_seed(0))
     assert s.shape == (3, 1, 4, 4) and s.min() >= 0 and s.max() <= 1
+
+
+def test_lu_permutation_caches_its_weight_in_eval_mode_and_follows_parameter_updates():
+    from fooled.models.flow import LUPermute
+
+    flow = _flow(permutation="lu", noise=0.05)
+    x = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+
+    def scores(training):
+        flow.train(training)  # train mode rebuilds W = LU every call; eval mode uses the cache
+        xa = x.clone().requires_grad_(True)
+        log_p = flow._log_prob_y(xa, None)  # mid-bin in both modes
+        (grad,) = torch.autograd.grad(log_p.sum(), xa)
+        return log_p.detach(), grad
+
+    (a, grad_a), (b, grad_b) = scores(False), scores(True)
+    assert torch.allclose(a, b, rtol=1e-5, atol=1e-4) and torch.allclose(grad_a, grad_b, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():  # an in-place update, as an optimiser step or load_state_dict makes
+        for layer in flow.flows:
+            if isinstance(layer, LUPermute):
+                layer.linear.upper_entries.add_(0.05)
+    c, d = scores(False)[0], scores(True)[0]
+    assert not torch.allclose(c, a, atol=1e-3), "the eval cache must see the new parameters"
+    assert torch.allclose(c, d, rtol=1e-5, atol=1e-4)

@@ -96,3 +96,20 @@ def test_training_raises_accuracy_on_a_digits_subset():
         bpd = model.dequantised_bpd(splits.test.x, torch.Generator().manual_seed(0)).mean().item()
     assert after > 0.8 and after > before + 0.4
     assert 1.5 < bpd < 4.09  # log2(17) = 4.09 bits/dim is the uniform density
+
+
+def test_samples_follow_p_x_given_y_by_rejection_on_the_heads_posterior():
+    model = _hybrid(noise=0.0)
+    with torch.no_grad():  # p(y|z) depends on z_0 only: class 0 likes z_0 > 0, class 1 z_0 < 0, class 2 indifferent
+        model.head.weight.zero_()
+        model.head.weight[0, 0], model.head.weight[1, 0] = 8.0, -8.0
+        model.head.bias.copy_(torch.tensor([0.0, 0.0, -20.0]))  # class 2 is (almost) never accepted...
+    model.decode = lambda z: z  # look at the latent draws themselves
+    y = torch.tensor([0] * 400 + [1] * 400)
+    z = model.sample(y, torch.Generator().manual_seed(0))
+    assert z.shape == (800, 16)
+    # p(z | y=0) is N(0, I) reweighted by sigmoid(8 z_0) * ...: E[z_0 | y=0] is about E|z_0| = 0.8, and symmetric for y=1
+    assert 0.6 < z[:400, 0].mean() < 1.0 and -1.0 < z[400:, 0].mean() < -0.6
+    assert abs(z[:, 1:].mean()) < 0.05  # the other coordinates are untouched
+    with pytest.raises(RuntimeError, match="rejection sampling"):  # ...so asking for it fails loudly instead of looping
+        model.sample(torch.tensor([2]), torch.Generator().manual_seed(0), max_rounds=5)

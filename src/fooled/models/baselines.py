@@ -99,6 +99,7 @@ class GaussianClassifier(GenerativeClassifier):
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images of the given classes, in [0, 1]."""
         eps = torch.randn(len(y), self.dim, 1, generator=generator, device="cpu").to(self.means.device)
+        y = y.to(self.means.device)
         z = self.means[y] + (self.scale_tril[y] @ eps).squeeze(2)
         return from_logit(z, self.levels, self.alpha).view(-1, *self.shape)
 

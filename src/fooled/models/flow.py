@@ -46,6 +46,36 @@ class BoundedScale(nn.Module):
         return torch.stack([shift, log_scale], dim=2).flatten(1, 2)  # interleave again: (N, D) or (N, C, H, W)
 
 
+class LUPermute(nf.flows.LULinearPermute):
+    """normflows' LULinearPermute; in eval mode W = LU and log|det W| are built once per parameter version, not per call.
+
+    Attacks call the flow thousands of times with fixed weights: rebuilding L and U each call was a quarter of
+    their time. The cache is keyed by the parameters' storage and version counters, so an optimiser step,
+    `load_state_dict` or `.to(device)` invalidates it; gradients flow to the input (and the bias), not to L and U.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__(dim)
+        self._key, self._weight = None, None
+
+    def _cached(self) -> tuple[torch.Tensor, torch.Tensor]:
+        lin = self.linear
+        key = tuple((p.data_ptr(), p._version) for p in (lin.lower_entries, lin.upper_entries, lin.unconstrained_upper_diag))
+        if key != self._key:
+            with torch.no_grad():
+                lower, upper = lin._create_lower_upper()
+                self._weight = (lower @ upper, lin.logabsdet())
+            self._key = key
+        return self._weight
+
+    def inverse(self, z: torch.Tensor, context=None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.training:
+            return super().inverse(z, context)
+        weight, logabsdet = self._cached()
+        z, _ = self.permutation(z)
+        return torch.nn.functional.linear(z, weight, self.linear.bias), logabsdet.expand(len(z))
+
+
 class ClassConditionalGaussian(nn.Module):
     """Base density: one diagonal Gaussian per class with fixed, well-separated means."""
 
@@ -66,7 +96,8 @@ class ClassConditionalGaussian(nn.Module):
 
     @torch.no_grad()
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        eps = torch.randn(len(y), self.means.shape[1], generator=generator, device=self.means.device)
+        eps = torch.randn(len(y), self.means.shape[1], generator=generator, device="cpu").to(self.means.device)
+        y = y.to(self.means.device)
         return self.means[y] + torch.exp(self.log_scale[y]) * eps
 
 
@@ -135,7 +166,7 @@ class FlowBody(DequantisedDensity):
                 net = nf.nets.MLP([self.dim // 2, cfg.hidden, cfg.hidden, self.dim], init_zeros=True)
                 flows += [
                     nf.flows.AffineCouplingBlock(BoundedScale(net, cfg.scale_bound)),
-                    nf.flows.LULinearPermute(self.dim) if cfg.permutation == "lu" else nf.flows.Permute(self.dim, mode="shuffle"),
+                    LUPermute(self.dim) if cfg.permutation == "lu" else nf.flows.Permute(self.dim, mode="shuffle"),
                     nf.flows.ActNorm(self.dim),
                 ]
             self.flows = nn.ModuleList(flows)

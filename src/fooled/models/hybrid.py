@@ -76,6 +76,25 @@ class HybridFlow(FlowBody):
         z, _ = self.encode(x, None)
         return torch.log_softmax(self.head(z), dim=1)
 
+    @torch.no_grad()
+    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None, max_rounds: int = 1000) -> torch.Tensor:
+        """Images of the given classes, in [0, 1], drawn exactly from p(x|y) by rejection in the latent:
+        z ~ p(z) is kept for class y with probability p(y|z) <= 1, so kept draws follow p(z|y)."""
+        y = y.to(self.base.loc.device)
+        z = torch.empty(len(y), self.dim, device=y.device)
+        todo = torch.ones(len(y), dtype=torch.bool, device=y.device)
+        for _ in range(max_rounds):
+            idx = todo.nonzero().squeeze(1)
+            if not len(idx):
+                return self.decode(z)
+            eps = torch.randn(len(idx), self.dim, generator=generator, device="cpu").to(z.device)
+            cand = self.base.loc + torch.exp(self.base.log_scale) * eps
+            p_y = torch.softmax(self.head(cand), dim=1).gather(1, y[idx, None]).squeeze(1)
+            keep = torch.rand(len(idx), generator=generator, device="cpu").to(z.device) < p_y
+            z[idx[keep]] = cand[keep]
+            todo[idx[keep]] = False
+        raise RuntimeError(f"rejection sampling kept no draw for {int(todo.sum())} of {len(y)} images in {max_rounds} rounds")
+
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(-log p(x) - lam * log p(y|x)) / D, averaged over the batch; uniform dequantisation in train mode."""
         log_p, logits = self._density_and_logits(x, self._train_noise(x))

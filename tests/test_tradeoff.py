@@ -1,0 +1,51 @@
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+
+from fooled.config import StudyConfig, quick
+from fooled.errors import FooledError
+from fooled.tradeoff import choose, cost_of_classification, run_tradeoff
+
+
+def _row(seed, value, val_acc, val_bpd, test_acc, test_bpd):
+    return {"seed": seed, "model": "flow", "knob": "models.flow.mean_norm", "value": value, "val_acc": val_acc,
+            "val_bpd": val_bpd, "test_acc": test_acc, "test_bpd": test_bpd}
+
+
+def test_choice_uses_validation_only_best_accuracy_then_fewest_bits():
+    table = pd.DataFrame([
+        _row(0, 0.0, 0.40, 2.20, 0.40, 2.20),
+        _row(0, 6.0, 0.970, 2.25, 0.99, 2.21),  # within half a point of the best validation accuracy, fewer bits
+        _row(0, 12.0, 0.974, 2.30, 0.90, 2.40),
+        _row(0, 20.0, 0.960, 2.40, 0.99, 2.10),  # best on test: must not matter
+    ])
+    assert choose(table)["flow"]["value"] == 6.0
+    assert choose(table, tolerance=0.0)["flow"]["value"] == 12.0
+    cost = cost_of_classification(table)["flow"]
+    assert cost["6"]["extra_bpd"] == pytest.approx(0.01) and cost["20"]["test_acc"] == 0.99
+
+
+def test_tradeoff_trains_each_value_and_writes_table_choice_and_figure(tmp_path):
+    cfg = quick(StudyConfig())
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=2))
+    knobs = {"flow": ("models.flow.mean_norm", (0.0, 12.0)), "hybrid": ("models.hybrid.lam", (0.0, 64.0))}
+    summary = run_tradeoff(cfg, tmp_path, device="cpu", log=lambda m: None, jobs=1, knobs=knobs)
+    table = pd.read_csv(tmp_path / "tradeoff.csv")
+    assert len(table) == 4 and set(table["model"]) == {"flow", "hybrid"}
+    assert table["val_bpd"].between(1, 6).all() and table["test_acc"].between(0, 1).all()
+    # the class term buys accuracy: an unconditional flow (mean norm 0) or hybrid (lam 0) classifies worse
+    for name in ("flow", "hybrid"):
+        rows = table[table["model"] == name].set_index("value")
+        assert rows["val_acc"].iloc[-1] > rows["val_acc"].iloc[0]
+    assert summary["chosen"]["flow"]["value"] in (0.0, 12.0) and summary["configured"] == {"flow": 12.0, "hybrid": 64.0}
+    assert json.loads((tmp_path / "tradeoff.json").read_text())["chosen"] == summary["chosen"]
+    assert (tmp_path / "figures" / "tradeoff.png").stat().st_size > 10_000
+    assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 4  # a rerun loads them
+
+
+def test_tradeoff_names_a_head_missing_from_the_config(tmp_path):
+    cfg = dataclasses.replace(StudyConfig(), models=dataclasses.replace(StudyConfig().models, names=("cnn", "flow")))
+    with pytest.raises(FooledError, match="'hybrid'"):
+        run_tradeoff(cfg, tmp_path, device="cpu")
