@@ -4,7 +4,9 @@
 
 Runs `fooled study` into a fresh temporary folder (cold: trains and attacks everything), then the same
 command again (cached: every stage loads from the run directory), and prints both wall times and the peak
-resident memory of the whole process tree (the study and its worker processes together), sampled every 50 ms.
+memory of the whole process tree (the study, the forkserver and the seed workers together), sampled every 250 ms:
+the sum of proportional set sizes (PSS: a page shared by n processes counts 1/n in each), and for reference the
+sum of resident set sizes, which counts the shared libraries and the modules the workers inherit once per process.
 The last line is `ratio: R`, cold time divided by cached time.
 """
 
@@ -19,8 +21,8 @@ import time
 from pathlib import Path
 
 
-def _tree_rss_kib(root: int) -> int:
-    """Resident memory of `root` and all its descendants, from /proc (Linux)."""
+def _tree(root: int) -> set[int]:
+    """`root` and all its descendants, from /proc (Linux)."""
     parents = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -34,27 +36,37 @@ def _tree_rss_kib(root: int) -> int:
         kids = [p for p, pp in parents.items() if pp == pid and p not in tree]
         tree.update(kids)
         frontier += kids
-    total = 0
-    for pid in tree:
+    return tree
+
+
+def _memory_kib(pids: set[int]) -> tuple[int, int]:
+    """(sum of PSS, sum of RSS) of the processes, KiB. PSS divides each shared page among the processes that map
+    it (the libraries and the forkserver's imported modules), so its sum is the memory the tree really holds;
+    the RSS sum counts a shared page once per process."""
+    pss = rss = 0
+    for pid in pids:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+                elif line.startswith("Rss:"):
+                    rss += int(line.split()[1])
         except OSError:
             pass
-    return total
+    return pss, rss
 
 
-def run(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak tree RSS (KiB) of a command."""
+def run(cmd: list[str]) -> tuple[float, int, int]:
+    """Wall seconds and peak tree PSS and RSS (KiB) of a command."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak = [0]
+    peak = [0, 0]
 
     def sample():
         while proc.poll() is None:
-            peak[0] = max(peak[0], _tree_rss_kib(proc.pid))
-            time.sleep(0.05)
+            pss, rss = _memory_kib(_tree(proc.pid))
+            peak[0], peak[1] = max(peak[0], pss), max(peak[1], rss)
+            time.sleep(0.25)
 
     t = threading.Thread(target=sample, daemon=True)
     t.start()
@@ -62,7 +74,7 @@ def run(cmd: list[str]) -> tuple[float, int]:
     t.join()
     if proc.returncode != 0:
         sys.exit(f"study failed ({proc.returncode}): {err[-2000:]}")
-    return time.perf_counter() - start, peak[0]
+    return time.perf_counter() - start, peak[0], peak[1]
 
 
 def main() -> None:
@@ -71,10 +83,10 @@ def main() -> None:
     quick = ["--quick"] if "--quick" in args else []
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "fooled.cli", "study", "--out", os.path.join(tmp, "run"), "--quiet", *quick, *extra]
-        cold, cold_peak = run(cmd)
-        cached, cached_peak = run(cmd)
-    print(f"cold:   {cold:7.1f} s, peak memory {cold_peak / 1024:7.0f} MiB (process tree)")
-    print(f"cached: {cached:7.1f} s, peak memory {cached_peak / 1024:7.0f} MiB (process tree)")
+        cold, cold_pss, cold_rss = run(cmd)
+        cached, cached_pss, cached_rss = run(cmd)
+    for label, secs, pss, rss in (("cold", cold, cold_pss, cold_rss), ("cached", cached, cached_pss, cached_rss)):
+        print(f"{label + ':':<8}{secs:7.1f} s, peak memory {pss / 1024:6.0f} MiB (process tree, PSS; RSS summed over processes: {rss / 1024:.0f} MiB)")
     print(f"cpus: {os.cpu_count()}")
     print(f"ratio: {cold / cached:.1f}")
 

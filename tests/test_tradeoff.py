@@ -33,7 +33,7 @@ def test_tradeoff_trains_each_value_and_writes_table_choice_and_figure(tmp_path)
     knobs = {"flow": ("models.flow.mean_norm", (0.0, 12.0)), "hybrid": ("models.hybrid.lam", (0.0, 64.0))}
     summary = run_tradeoff(cfg, tmp_path, device="cpu", log=lambda m: None, jobs=1, knobs=knobs)
     table = pd.read_csv(tmp_path / "tradeoff.csv")
-    assert len(table) == 4 and set(table["model"]) == {"flow", "hybrid"}
+    assert len(table) == 6 and set(table["model"]) == {"flow", "hybrid"}  # 2 values per head, and the flow with and without its bound
     assert table["val_bpd"].between(1, 6).all() and table["test_acc"].between(0, 1).all()
     # the class term buys accuracy: an unconditional flow (mean norm 0) or hybrid (lam 0) classifies worse
     for name in ("flow", "hybrid"):
@@ -42,10 +42,36 @@ def test_tradeoff_trains_each_value_and_writes_table_choice_and_figure(tmp_path)
     assert summary["chosen"]["flow"]["value"] in (0.0, 12.0) and summary["configured"] == {"flow": 12.0, "hybrid": 64.0}
     assert json.loads((tmp_path / "tradeoff.json").read_text())["chosen"] == summary["chosen"]
     assert (tmp_path / "figures" / "tradeoff.png").stat().st_size > 10_000
-    assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 4  # a rerun loads them
+    bound = summary["scale_bound"]
+    assert bound["bound"] == 2.0 and bound["extra_bpd"] == pytest.approx(bound["bounded_bpd"] - bound["unbounded_bpd"])
+    # the bounded flow is the mean-norm-12 flow of the grid (same checkpoint): 5 models trained, and a rerun loads them
+    assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 5
 
 
 def test_tradeoff_names_a_head_missing_from_the_config(tmp_path):
     cfg = dataclasses.replace(StudyConfig(), models=dataclasses.replace(StudyConfig().models, names=("cnn", "flow")))
     with pytest.raises(FooledError, match="'hybrid'"):
         run_tradeoff(cfg, tmp_path, device="cpu")
+
+
+def test_study_report_says_what_classification_costs_when_the_configs_tradeoff_sits_next_to_it(quick_run, tmp_path):
+    import shutil
+
+    from fooled.report import write_report
+    from fooled.runs import write_json
+    from fooled.tradeoff import describe
+
+    out, _ = quick_run
+    results = json.loads((out / "results.json").read_text())
+    run = tmp_path / results["config"]["name"]
+    shutil.copytree(out, run, ignore=shutil.ignore_patterns("checkpoints", "stages"))
+    table = pd.DataFrame([_row(0, 0.0, 0.40, 2.20, 0.41, 2.21), _row(0, 12.0, 0.97, 2.28, 0.975, 2.29)])
+    summary = {"config_hash": results["config_hash"], "seeds": [0], "chosen": choose(table), "cost": cost_of_classification(table),
+               "configured": {"flow": 12.0}, "scale_bound": None}
+    lines = describe(summary)
+    assert len(lines) == 1 and "+0.080 bits/dim" in lines[0] and "97.5 %" in lines[0] and "Validation chooses the same value" in lines[0]
+    write_json(tmp_path / f"{run.name}-tradeoff" / "tradeoff.json", summary)
+    assert lines[0] in write_report(run).read_text()
+    write_json(tmp_path / f"{run.name}-tradeoff" / "tradeoff.json", {**summary, "config_hash": "another"})
+    report = write_report(run).read_text()
+    assert lines[0] not in report and "Run `fooled tradeoff`" in report  # a trade-off made for another config is not cited

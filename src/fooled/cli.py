@@ -103,6 +103,10 @@ def _tradeoff(args) -> int:
     for name, c in summary["chosen"].items():
         print(f"{name}: {c['knob']} = {c['value']:g} chosen on validation (accuracy {100 * c['val_acc']:.1f} %, "
               f"{c['val_bpd']:.3f} bits/dim); configured {summary['configured'][name]:g}")
+    b = summary["scale_bound"]
+    if b:
+        print(f"flow: the tanh bound |log-scale| <= {b['bound']:g} costs {b['extra_bpd']:+.3f} bits/dim "
+              f"({b['bounded_bpd']:.3f} bounded vs {b['unbounded_bpd']:.3f} unbounded, test)")
     print(f"table: {out / 'tradeoff.csv'}  figure: {out / 'figures' / 'tradeoff.png'}")
     return 0
 

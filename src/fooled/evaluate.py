@@ -96,21 +96,22 @@ class SeedContext:
 
 
 def pgd_worst_case(model, x, y, *, eps, norm, cfg: StudyConfig, generator, steps=None, restarts=None) -> torch.Tensor:
-    """PGD with every configured loss; per example the first result that is misclassified is kept.
+    """PGD from `restarts` random starts with every configured loss; per example the first misclassified result is kept.
 
-    Each loss after the first attacks only the images that the earlier ones left correctly classified
-    (the others would keep their earlier result anyway).
+    Each run after the first (restart x loss) attacks only the images that the earlier ones left correctly
+    classified: the others would keep their earlier result anyway. Where every run fails, the first run's
+    result stands.
     """
     a = cfg.attacks
     steps = steps or a.steps
     step_size = a.step_size if a.step_size is not None else 2.5 * eps / steps
     best, done = x, torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    for i, loss in enumerate(a.losses):
+    for i, loss in enumerate(list(a.losses) * (restarts or a.restarts)):
         todo = (~done).nonzero().squeeze(1)
         if not len(todo):
             break
         x_adv = attacks.pgd(model, x[todo], y[todo], eps=eps, steps=steps, step_size=step_size, norm=norm,
-                            restarts=restarts or a.restarts, loss=loss, generator=generator)
+                            loss=loss, generator=generator)
         wrong = (predict(model, x_adv) != y[todo].cpu()).to(x.device)
         take = todo if i == 0 else todo[wrong]  # the first loss's result stands even where it failed
         best = best.index_copy(0, take, x_adv if i == 0 else x_adv[wrong])

@@ -18,6 +18,7 @@ FIGURES = [
     ("fooling", "Fooling images grown from noise"),
     ("ood_examples", "Out-of-distribution sets and maximal-likelihood images"),
     ("convergence", "Attack convergence: accuracy against PGD steps"),
+    ("samples", "Samples from p(x | y) of each generative classifier, one column per class"),
 ]
 
 
@@ -48,7 +49,7 @@ def _group(rows, *keys) -> dict:
     return dict(sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])))
 
 
-def _verdict(results) -> list[str]:
+def verdict_lines(results) -> list[str]:
     out = []
     for a in results["verdict"]["answers"]:
         nums = [f"{label} {_fmt(a[k], pct=bool(unit))}{unit}" for k, label, unit in VERDICT_NUMBERS if k in a]
@@ -86,17 +87,25 @@ def _methods(results) -> list[str]:
     ]
 
 
-def render(results: dict) -> str:
+def render(results: dict, tradeoff: dict | None = None) -> str:
+    """The report; `tradeoff` is the summary of `fooled tradeoff` for the same config, if it was run."""
     cfg = results["config"]
     out = [f"# fooled: {cfg['name']} ({results['dataset']['name']}, {len(cfg['seeds'])} seed{'s' if len(cfg['seeds']) > 1 else ''})", "",
            "Would a model of p(x, y) notice the inputs that fool a classifier of p(y|x), because their p(x) is low?", "",
-           "## Verdict", ""] + _verdict(results) + ["", "## Methods", ""] + _methods(results)
+           "## Verdict", ""] + verdict_lines(results) + ["", "## Methods", ""] + _methods(results)
 
     out += ["", "## Models", "", "Test accuracy (%) and bits/dim; mean [95% interval over seeds].", ""]
     out.append(_table(["model", "test accuracy %", "test bits/dim", "parameters", "train seconds"], [
         [name, _ci(rows, "test_acc", pct=True) if rows[0].get("test_acc") is not None else "-", _ci(rows, "test_bpd") if rows[0].get("test_bpd") is not None else "-",
          f"{rows[0].get('n_params', 0):,}", f"{sum(r.get('train_seconds', 0) for r in rows) / len(rows):.1f}"]
         for name, rows in results["models"].items()]))
+    out += ["", "### What classification costs in bits/dim", ""]
+    if tradeoff:
+        from .tradeoff import describe
+
+        out += describe(tradeoff) + ["", "From `fooled tradeoff` (its figure: `tradeoff.png` in its run directory)."]
+    else:
+        out.append("Run `fooled tradeoff` with this config: it trains each head with and without its class term and says what it costs.")
 
     out += ["", "## Attacks and the likelihood detector", "",
             "Detected: flagged at the validation threshold. Evasion: misclassified and not flagged. Bits/dim under the detector.", ""]
@@ -151,8 +160,13 @@ def render(results: dict) -> str:
 
 
 def write_report(run_dir: str | Path) -> Path:
-    """Write RUN_DIR/report.md from RUN_DIR/results.json."""
+    """Write RUN_DIR/report.md from RUN_DIR/results.json (and the config's `fooled tradeoff` summary next to it, if any)."""
     run_dir = Path(run_dir)
     path = run_dir / "report.md"
-    atomic_write_bytes(path, render(read_json(run_dir / "results.json")).encode())
+    results = read_json(run_dir / "results.json")
+    tradeoff = run_dir.parent / f"{results['config']['name']}-tradeoff" / "tradeoff.json"  # `fooled tradeoff`'s default place
+    tradeoff = read_json(tradeoff) if tradeoff.exists() else None
+    if tradeoff and tradeoff.get("config_hash") != results["config_hash"]:
+        tradeoff = None  # made for another config
+    atomic_write_bytes(path, render(results, tradeoff).encode())
     return path

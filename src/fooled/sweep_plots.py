@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .errors import FooledError  # noqa: E402
-from .plots import save_figure  # noqa: E402
+from .plots import save_figure, t_interval  # noqa: E402
 
 
 def _label(df: pd.DataFrame) -> pd.Series:
@@ -27,7 +27,7 @@ def auroc_vs_eps(df: pd.DataFrame, out: Path) -> list[Path]:
         return []
     hue = "dataset" if d["dataset"].nunique() > 1 else "label"
     g = sns.relplot(d, x="eps", y="auroc", hue=hue, style="attack", col="target", kind="line", marker="o",
-                    errorbar=("ci", 95), height=3.6, aspect=1.1, facet_kws={"ylim": (-0.02, 1.02)})
+                    errorbar=t_interval, height=3.6, aspect=1.1, facet_kws={"ylim": (-0.02, 1.02)})
     for ax in g.axes.flat:
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     g.set_axis_labels("perturbation budget eps (linf, pixel scale [0, 1])", "AUROC of -log p(x), clean vs attacked")
@@ -41,7 +41,7 @@ def adaptive_evasion(df: pd.DataFrame, out: Path) -> list[Path]:
     d = df[df["attack"] == "adaptive_pgd"].assign(eps=lambda t: t["eps"].map("{:g}".format))
     if d.empty:
         return []
-    g = sns.catplot(d, y="label", x="evasion_rate", hue="eps", col="target", kind="bar", orient="h", errorbar=("ci", 95),
+    g = sns.catplot(d, y="label", x="evasion_rate", hue="eps", col="target", kind="bar", orient="h", errorbar=t_interval,
                     height=max(2.5, 0.45 * d["label"].nunique() * d["eps"].nunique() ** 0.5 + 1.5), aspect=1.3)
     g.set(xlim=(0, 1))
     g.set_axis_labels("evasion rate (misclassified, not flagged)", "")

@@ -1,0 +1,51 @@
+"""Fill README.md's generated blocks from the default runs, so its numbers are computed, never typed.
+
+    fooled study && fooled tradeoff && python scripts/update_readme.py
+
+Reads runs/digits/results.json (the verdict and model table) and runs/digits-tradeoff/tradeoff.json (what
+classification costs in bits/dim), and copies the trade-off figure next to the study's in figures/.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from fooled.report import verdict_lines
+from fooled.runs import read_json
+from fooled.tradeoff import describe
+from fooled.verdict import mean_ci
+
+
+def _block(text: str, name: str, lines: list[str]) -> str:
+    pattern = rf"<!-- {name}:start -->.*<!-- {name}:end -->"
+    if not re.search(pattern, text, flags=re.S):
+        sys.exit(f"README.md has no <!-- {name}:start --> ... <!-- {name}:end --> block")
+    return re.sub(pattern, lambda _: f"<!-- {name}:start -->\n" + "\n".join(lines) + f"\n<!-- {name}:end -->", text, flags=re.S)
+
+
+def _fmt(value, scale: float, digits: int) -> str:
+    return "-" if value is None else f"{scale * value:.{digits}f}"
+
+
+def main(root: Path = Path(".")) -> None:
+    results = read_json(root / "runs/digits/results.json")
+    rows = [f"| {name} | {_fmt(mean_ci([r.get('test_acc') for r in rs])['mean'], 100, 1)} | "
+            f"{_fmt(mean_ci([r.get('test_bpd') for r in rs])['mean'], 1, 3)} |" for name, rs in results["models"].items()]
+    verdict = [f"Verdict of `fooled study` ({results['dataset']['name']}, {len(results['config']['seeds'])} seeds, "
+               f"{results['seconds']:.0f} s on {results['device']}; mean [95% interval over seeds]):", ""]
+    verdict += verdict_lines(results) + ["", "| model | test accuracy % | test bits/dim |", "|---|---|---|"] + rows
+    text = _block((root / "README.md").read_text(), "verdict", verdict)
+    tradeoff_dir = root / "runs/digits-tradeoff"
+    summary = read_json(tradeoff_dir / "tradeoff.json")
+    if summary["config_hash"] != results["config_hash"]:
+        sys.exit("runs/digits-tradeoff was made for another config than runs/digits: rerun `fooled tradeoff`")
+    text = _block(text, "tradeoff", describe(summary))
+    (root / "README.md").write_text(text)
+    shutil.copy(tradeoff_dir / "figures/tradeoff.png", root / "figures/tradeoff.png")
+
+
+if __name__ == "__main__":
+    main()
