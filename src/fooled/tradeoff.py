@@ -121,7 +121,7 @@ def describe(summary: dict) -> list[str]:
     b = summary.get("scale_bound")
     if b:
         lines.append(f"- The tanh bound on the flow's coupling log-scales (|s| <= {b['bound']:g}), which keeps log p(x) finite on any input, "
-                     f"costs {b['extra_bpd']:+.3f} bits/dim ({b['bounded_bpd']:.3f} bounded vs {b['unbounded_bpd']:.3f} unbounded; "
+                     f"costs {_signed(b['extra_bpd'])} bits/dim ({b['bounded_bpd']:.3f} bounded vs {b['unbounded_bpd']:.3f} unbounded; "
                      f"accuracy {100 * b['bounded_acc']:.1f} % vs {100 * b['unbounded_acc']:.1f} %).")
     return lines
 
@@ -155,6 +155,11 @@ def run_tradeoff(cfg: StudyConfig, out_dir: str | Path, *, device: str = "auto",
 
         tradeoff_figure(main_knobs(table), summary, run_dir / "figures")
     return summary
+
+
+def _signed(v: float) -> str:
+    """+0.049, -0.012, or ±0.000 where the difference rounds to nothing."""
+    return "±0.000" if abs(v) < 5e-4 else f"{v:+.3f}"
 
 
 def _get(cfg, dotted: str):

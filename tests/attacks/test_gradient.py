@@ -195,3 +195,20 @@ def test_select_is_exact():
     a, b = torch.rand(50, 3, 4, 4), torch.rand(50, 3, 4, 4)
     mask = torch.rand(50) > 0.5
     assert torch.equal(select(mask, a, b), torch.where(mask[:, None, None, None], a, b))
+
+
+def test_final_iterate_counts_where_no_earlier_iterate_succeeded():
+    class FirstPixel(torch.nn.Module):  # class 1 iff the first pixel exceeds the threshold
+        def __init__(self):
+            super().__init__()
+            self.threshold = torch.nn.Parameter(torch.tensor(0.5))
+
+        def forward(self, x):
+            p = x.flatten(1)[:, :1]
+            return torch.cat([self.threshold - p, p - self.threshold], dim=1)
+
+    x = torch.full((4, 1, 2, 2), 0.3)
+    x[:2, 0, 0, 0] = 0.45  # one step of 0.1 crosses the threshold: only the final iterate succeeds
+    y = torch.zeros(4, dtype=torch.long)
+    x_adv = pgd(FirstPixel(), x, y, eps=0.1, steps=1, step_size=0.1, random_start=False)
+    assert torch.allclose(x_adv[:, 0, 0, 0], torch.tensor([0.55, 0.55, 0.4, 0.4]))  # robust ones keep their best (final) iterate too

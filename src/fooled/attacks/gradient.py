@@ -72,8 +72,11 @@ def pgd(
     """Projected gradient ascent of `loss` in the eps-ball; per example the best iterate of all restarts.
 
     "Best" means successful first (misclassified, or classified as `target`), then highest
-    objective. step_size defaults to 2.5 * eps / steps. Without random_start, restarts would
-    repeat the same run, so one run is made. early_stop ends a run once every example succeeds.
+    objective. Every iterate is ranked by the forward pass that computes its gradient; the final
+    iterate of a run (which has no gradient to compute) is ranked only where no earlier iterate
+    succeeded, since only there can it change success. step_size defaults to 2.5 * eps / steps.
+    Without random_start, restarts would repeat the same run, so one run is made. early_stop ends
+    a run once every example succeeds.
     """
     check_model(model)
     x = check_images(x)
@@ -137,9 +140,17 @@ def _ascend(model, fn, x_adv, x, y, target, eps, steps, step_size, norm, bounds,
         if early_stop and best_succ.all():
             return best_x, best_succ, best_obj
         x_adv = project(ascent_step(x_adv, grad, step_size, norm), x, eps, norm, bounds)
-    with torch.no_grad():
-        logits = model(x_adv)
-        track(x_adv, logits, fn(logits, x_adv))
+    with torch.no_grad():  # the final iterate, where no iterate has succeeded yet (elsewhere it cannot change success)
+        idx = (~best_succ).nonzero().squeeze(1)
+        if len(idx):
+            x_last = x_adv[idx]
+            logits = model(x_last)
+            succ = is_success(logits, y[idx], None if target is None else target[idx])
+            obj = fn(logits, x_last, idx)
+            better = lexi_better(succ, obj, best_succ[idx], best_obj[idx])
+            best_x = best_x.index_copy(0, idx, select(better, x_last, best_x[idx]))
+            best_succ = best_succ.index_copy(0, idx, succ)
+            best_obj = best_obj.index_copy(0, idx, torch.where(better, obj, best_obj[idx]))
     return best_x, best_succ, best_obj
 
 

@@ -40,8 +40,9 @@ def get_loss(loss):
 
 
 def objective(loss, y, target=None):
-    """The function (logits, x_adv) -> (N,) that an attack maximises, untargeted or toward target."""
+    """The function (logits, x_adv, idx=None) -> (N,) that an attack maximises, untargeted or toward target;
+    with `idx`, logits and x_adv are those of the examples y[idx] (or target[idx])."""
     loss = get_loss(loss)
     if target is None:
-        return lambda logits, x_adv: loss(logits, y, x_adv)
-    return lambda logits, x_adv: -loss(logits, target, x_adv)
+        return lambda logits, x_adv, idx=None: loss(logits, y if idx is None else y[idx], x_adv)
+    return lambda logits, x_adv, idx=None: -loss(logits, target if idx is None else target[idx], x_adv)

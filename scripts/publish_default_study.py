@@ -1,9 +1,10 @@
-"""Fill README.md's generated blocks from the default runs, so its numbers are computed, never typed.
+"""Publish the default runs in the repository, so README's numbers are computed, never typed.
 
-    fooled study && fooled tradeoff && python scripts/update_readme.py
+    fooled tradeoff && fooled study && python scripts/publish_default_study.py
 
-Reads runs/digits/results.json (the verdict and model table) and runs/digits-tradeoff/tradeoff.json (what
-classification costs in bits/dim), and copies the trade-off figure next to the study's in figures/.
+Fills README.md's generated blocks from runs/digits/results.json (the verdict and model table) and
+runs/digits-tradeoff/tradeoff.json (what classification costs in bits/dim), copies the study's report to
+REPORT.md and its figures, with the trade-off figure, to figures/.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ def main(root: Path = Path(".")) -> None:
         sys.exit("runs/digits-tradeoff was made for another config than runs/digits: rerun `fooled tradeoff`")
     text = _block(text, "tradeoff", describe(summary))
     (root / "README.md").write_text(text)
-    shutil.copy(tradeoff_dir / "figures/tradeoff.png", root / "figures/tradeoff.png")
+    shutil.copy(root / "runs/digits/report.md", root / "REPORT.md")
+    figures = sorted((root / "runs/digits/figures").glob("*.p[dn][fg]")) + sorted((tradeoff_dir / "figures").glob("tradeoff.p[dn][fg]"))
+    for path in figures:
+        shutil.copy(path, root / "figures" / path.name)
+    print(f"README.md, REPORT.md and {len(figures)} files in figures/ updated")
 
 
 if __name__ == "__main__":
