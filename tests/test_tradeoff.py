@@ -48,9 +48,9 @@ def test_tradeoff_trains_each_value_and_writes_table_choice_and_figure(tmp_path)
     assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 5
 
 
-def test_tradeoff_names_a_head_missing_from_the_config(tmp_path):
-    cfg = dataclasses.replace(StudyConfig(), models=dataclasses.replace(StudyConfig().models, names=("cnn", "flow")))
-    with pytest.raises(FooledError, match="'hybrid'"):
+def test_tradeoff_needs_a_density_head_and_says_which(tmp_path):
+    cfg = dataclasses.replace(StudyConfig(), models=dataclasses.replace(StudyConfig().models, names=("cnn", "logreg")))
+    with pytest.raises(FooledError, match="'flow', 'hybrid'"):
         run_tradeoff(cfg, tmp_path, device="cpu")
 
 

@@ -133,9 +133,9 @@ def run_tradeoff(cfg: StudyConfig, out_dir: str | Path, *, device: str = "auto",
 
     from .study import all_seeds, default_jobs, resolve_device
 
-    unknown = sorted(set(knobs) - set(cfg.models.names))
-    if unknown:
-        raise FooledError(f"tradeoff: model {unknown[0]!r} is not in models.names {list(cfg.models.names)}")
+    knobs = {name: knob for name, knob in knobs.items() if name in cfg.models.names}  # the heads this config has
+    if not knobs:
+        raise FooledError(f"tradeoff: models.names {list(cfg.models.names)} has none of the class-conditional density heads 'flow', 'hybrid'")
     run_dir = prepare_run_dir(Path(out_dir))
     dev = resolve_device(device)
     jobs = default_jobs(cfg, dev) if jobs is None else jobs
