@@ -2,8 +2,8 @@
 
     python benchmarks/attacks.py
 
-Both run with a random start on one CPU thread; each is timed (process CPU time) over several
-interleaved repeats and the median is kept.
+Both run with a random start on one CPU thread, timed (process CPU time) back to back in alternating
+order; the ratio is the median over the pairs.
 The last line is `ratio: R` with R = torchattacks time / our time (R > 1: ours is faster).
 The two do not do quite the same work: torchattacks returns the last iterate; ours ranks every iterate
 and returns the best one per example (so its robust accuracy is lower or equal), which costs one more
@@ -20,7 +20,7 @@ from torch import nn
 
 from fooled.attacks import pgd
 
-EPS, STEPS, BATCH, REPEATS = 0.1, 20, 256, 15
+EPS, STEPS, BATCH, REPEATS = 0.1, 20, 256, 30
 
 
 def digits():
@@ -47,17 +47,21 @@ def train(model, x, y, epochs=8):
     return model.eval()
 
 
-def median_times(*fns):
-    """Median CPU time of each function (one thread, so CPU time ~ wall time on an idle machine and
-    far steadier on a shared one); repeats are interleaved so background load hits both alike."""
-    times = [[] for _ in fns]
+def paired_times(theirs, ours):
+    """CPU times of the two functions, run back to back REPEATS times in alternating order (one thread, so CPU
+    time ~ wall time on an idle machine and far steadier on a shared one). This machine's speed drifts by
+    +-15 % over seconds; each pair sees the same drift, so the median of the per-pair ratios is far steadier
+    than the ratio of the two medians."""
+    pairs = []
     for repeat in range(REPEATS + 1):
-        for fn, ts in zip(fns, times):
+        t = {}
+        for name, fn in ((("theirs", theirs), ("ours", ours)) if repeat % 2 else (("ours", ours), ("theirs", theirs))):
             start = time.process_time()
             fn()
-            if repeat:  # the first round is a warm-up
-                ts.append(time.process_time() - start)
-    return [statistics.median(ts) for ts in times]
+            t[name] = time.process_time() - start
+        if repeat:  # the first round is a warm-up
+            pairs.append((t["theirs"], t["ours"]))
+    return pairs
 
 
 def main():
@@ -79,12 +83,14 @@ def main():
 
     print(f"clean accuracy {acc(xb):.3f}; robust accuracy at linf eps {EPS}: "
           f"torchattacks {acc(theirs(xb, yb)):.3f}, fooled {acc(ours()):.3f}")
-    t_theirs, t_ours = median_times(lambda: theirs(xb, yb), ours)
-    print(f"batch {len(xb)}, {STEPS} steps, median CPU time of {REPEATS}, {torch.get_num_threads()} thread")
-    print(f"torchattacks.PGD: {t_theirs * 1e3:.1f} ms")
-    print(f"fooled pgd:       {t_ours * 1e3:.1f} ms")
-    print(f"ratio: {t_theirs / t_ours:.3f}")
-
+    pairs = paired_times(lambda: theirs(xb, yb), ours)
+    t_theirs, t_ours = (statistics.median(p[i] for p in pairs) for i in (0, 1))
+    ratios = sorted(a / b for a, b in pairs)
+    print(f"batch {len(xb)}, {STEPS} steps, {REPEATS} paired repeats, {torch.get_num_threads()} thread")
+    print(f"torchattacks.PGD: {t_theirs * 1e3:.1f} ms (median)")
+    print(f"fooled pgd:       {t_ours * 1e3:.1f} ms (median)")
+    print(f"per-pair ratios: quartiles {ratios[len(ratios) // 4]:.3f} / {ratios[len(ratios) // 2]:.3f} / {ratios[3 * len(ratios) // 4]:.3f}")
+    print(f"ratio: {statistics.median(ratios):.3f}")
 
 if __name__ == "__main__":
     main()
