@@ -1,6 +1,7 @@
 """An interrupted study resumes without redoing finished stages, and gives the numbers of an uninterrupted run."""
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -66,7 +67,14 @@ def test_rerun_redoes_only_what_changed(quick_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(reference, out)
     before = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.npz")}
-    assert subprocess.run(_study(out, "--set", "attacks.cw_steps=21", "--no-figures"), capture_output=True, timeout=600).returncode == 0
+    cmd = [arg for arg in _study(out, "--set", "attacks.cw_steps=21", "--no-figures") if arg != "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # one summary line per stage with its time; trained models are loaded, not retrained
+    for stage in ("attacks on cnn: 11 budgets", "transfer: ", "adaptive attacks: ", "Carlini-Wagner: 5 rows", "fooling images: ",
+                  "likelihood failures: ", "audit: "):
+        assert re.search(rf"^  {re.escape(stage)}.* in \d+\.\d s$", proc.stderr, flags=re.M), stage
+    assert "flow: loaded checkpoint" in proc.stderr and "trained in" not in proc.stderr
     after = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.npz")}
     new = sorted(set(after) - set(before))
     assert new and all("-cw-" in name for name in new), new

@@ -45,5 +45,4 @@ def out_of_distribution(ctx: SeedContext, splits: Splits) -> list[dict]:
         if ctx.seed == ctx.cfg.seeds[0]:
             ctx.examples[f"max_likelihood_trace__{name}"] = np.asarray(stage["trace"])
         rows += summary
-    ctx.log(f"  likelihood failures: {len(rows)} sets scored")
     return rows

@@ -141,21 +141,28 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
         ctx.examples.update({"clean": x[:10].numpy(), "labels": y[:10].numpy(), **samples(models, info.num_classes, seed)})
 
     a = cfg.attacks
+
+    def timed(label: str, run: Callable[[], object], summary: Callable[[object], str] = lambda out: f"{len(out)} rows"):
+        """Run one stage of this seed and log one line with what it made and its time."""
+        start = time.perf_counter()
+        out = run()
+        log(f"  {label}: {summary(out)} in {time.perf_counter() - start:.1f} s")
+        return out
+
     rows, advs = plain_attacks(ctx)
-    transfer_rows = transfer(ctx, advs) if a.transfer else []
+    transfer_rows = timed("transfer", lambda: transfer(ctx, advs)) if a.transfer else []
     if a.adaptive:
-        rows += adaptive_attacks(ctx, advs)
-        log("  adaptive attacks: done")
-    cw_rows = carlini_wagner(ctx) if a.cw else []
-    fooling_rows = fooling_images(ctx) if cfg.fooling.enabled else []
-    ood_rows = out_of_distribution(ctx, splits) if cfg.ood.enabled else []
+        rows += timed("adaptive attacks", lambda: adaptive_attacks(ctx, advs))
+    cw_rows = timed("Carlini-Wagner", lambda: carlini_wagner(ctx)) if a.cw else []
+    fooling_rows = timed("fooling images", lambda: fooling_images(ctx)) if cfg.fooling.enabled else []
+    ood_rows = timed("likelihood failures", lambda: out_of_distribution(ctx, splits), lambda out: f"{len(out)} sets scored") if cfg.ood.enabled else []
     audit_rows, convergence = [], []
     if cfg.audit.enabled:
-        audit_rows = audit(ctx, rows, advs, transfer_rows, fooling_rows)
-        mid_eps = sorted(a.eps)[len(a.eps) // 2]
-        for target in models:
-            convergence += convergence_curve(ctx, target, mid_eps)
-        log(f"  audit: {sum(c['passed'] for c in audit_rows)}/{len(audit_rows)} checks passed")
+        def audit_all():
+            mid_eps = sorted(a.eps)[len(a.eps) // 2]
+            return audit(ctx, rows, advs, transfer_rows, fooling_rows), [c for t in models for c in convergence_curve(ctx, t, mid_eps)]
+
+        audit_rows, convergence = timed("audit", audit_all, lambda out: f"{sum(c['passed'] for c in out[0])}/{len(out[0])} checks passed")
     return {"models": model_rows, "attacks": rows, "transfer": transfer_rows, "cw": cw_rows, "fooling": fooling_rows, "ood": ood_rows,
             "audit": audit_rows, "convergence": convergence, "scores": ctx.scores, "examples": ctx.examples}
 
