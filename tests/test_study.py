@@ -71,3 +71,30 @@ def test_load_run_gives_config_data_and_trained_models(quick_run):
     acc = (flow(test.x).argmax(1) == test.y).float().mean().item()
     assert acc == torch.tensor(run.results["models"]["flow"][0]["test_acc"]).item() or abs(acc - run.results["models"]["flow"][0]["test_acc"]) < 1e-6
     assert torch.isfinite(flow.log_prob(test.x)).all()
+
+
+def test_seeds_in_parallel_worker_processes_give_the_numbers_of_one_process(tmp_path):
+    import dataclasses
+
+    from fooled.config import StudyConfig, override, quick
+    from fooled.study import run_study, silent
+
+    cfg = override(quick(StudyConfig()), ['models.names=["cnn", "flow"]', 'attacks.names=["fgsm", "pgd"]', "attacks.adaptive=false",
+                                          "attacks.cw=false", "attacks.transfer=false", "fooling.enabled=false", "ood.enabled=false",
+                                          "audit.enabled=false", "models.density_baselines=false", "train.epochs=2", "attacks.max_examples=40"])
+    cfg = dataclasses.replace(cfg, seeds=(0, 1))
+
+    def numbers(jobs):
+        r = run_study(cfg, tmp_path / f"jobs{jobs}", device="cpu", log=silent, figures=False, jobs=jobs)  # workers need a picklable log
+        drop = {"seconds", "train_seconds"}
+        return ({m: [{k: v for k, v in row.items() if k not in drop} for row in rows] for m, rows in r["models"].items()},
+                [{k: v for k, v in row.items() if k not in drop} for row in r["attacks"]])
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in each worker: the same float summation order
+    try:
+        serial = numbers(1)
+    finally:
+        torch.set_num_threads(threads)
+    assert {row["seed"] for row in serial[1]} == {0, 1}
+    assert numbers(2) == serial  # two forkserver workers, one intra-op thread each

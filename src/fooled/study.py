@@ -194,8 +194,11 @@ def all_seeds(cfg, run_dir, dev, log, progress, jobs, work=None) -> list:
     threads = max(1, (os.cpu_count() or 1) // jobs)
     # workers fork from a server that imported the package once, so they share its pages (torch alone is ~500 MB)
     # instead of importing everything again each; the server itself never runs torch, so forking from it is safe
-    mp = multiprocessing.get_context("forkserver")
-    mp.set_forkserver_preload(["fooled.study"])
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        mp = multiprocessing.get_context("forkserver")
+        mp.set_forkserver_preload(["fooled.study"])
+    else:  # Windows
+        mp = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp) as pool:
         futures = [pool.submit(_seed_job, work, cfg, seed, run_dir, dev, log, threads) for seed in cfg.seeds]
         return [f.result() for f in futures]
