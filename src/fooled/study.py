@@ -196,7 +196,7 @@ def all_seeds(cfg, run_dir, dev, log, progress, jobs, work=None) -> list:
     # instead of importing everything again each; the server itself never runs torch, so forking from it is safe
     if "forkserver" in multiprocessing.get_all_start_methods():
         mp = multiprocessing.get_context("forkserver")
-        mp.set_forkserver_preload(["fooled.study"])
+        mp.set_forkserver_preload(["fooled._preload"])
     else:  # Windows
         mp = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp) as pool:
