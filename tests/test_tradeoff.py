@@ -4,6 +4,7 @@ import json
 import pandas as pd
 import pytest
 
+from fooled.cli import main
 from fooled.config import StudyConfig, quick
 from fooled.errors import FooledError
 from fooled.tradeoff import choose, cost_of_classification, run_tradeoff
@@ -42,6 +43,8 @@ def test_tradeoff_trains_each_value_and_writes_table_choice_and_figure(tmp_path)
     assert summary["chosen"]["flow"]["value"] in (0.0, 12.0) and summary["configured"] == {"flow": 12.0, "hybrid": 64.0}
     assert json.loads((tmp_path / "tradeoff.json").read_text())["chosen"] == summary["chosen"]
     assert (tmp_path / "figures" / "tradeoff.png").stat().st_size > 10_000
+    (tmp_path / "figures" / "tradeoff.png").unlink()  # `fooled figures` redraws it from the table alone
+    assert main(["figures", str(tmp_path)]) == 0 and (tmp_path / "figures" / "tradeoff.png").stat().st_size > 10_000
     bound = summary["scale_bound"]
     assert bound["bound"] == 2.0 and bound["extra_bpd"] == pytest.approx(bound["bounded_bpd"] - bound["unbounded_bpd"])
     # the bounded flow is the mean-norm-12 flow of the grid (same checkpoint): 5 models trained, and a rerun loads them

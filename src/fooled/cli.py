@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
     t.add_argument("--jobs", type=int, help="seeds at once in separate processes (default: CPU cores on CPU, 1 on GPU)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when present")
-    f = sub.add_parser("figures", help="redraw the figures of a run directory from its saved files")
+    f = sub.add_parser("figures", help="redraw the figures of a study, sweep or tradeoff directory from its saved files")
     f.add_argument("run_dir")
     r = sub.add_parser("report", help="rewrite report.md of a run directory from results.json")
     r.add_argument("run_dir")
@@ -130,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "figures":
             from .plots import draw_all
             from .sweep import draw_sweep, is_sweep_dir
+            from .tradeoff import draw_tradeoff, is_tradeoff_dir
 
-            for path in (draw_sweep if is_sweep_dir(args.run_dir) else draw_all)(args.run_dir):
+            draw = draw_sweep if is_sweep_dir(args.run_dir) else draw_tradeoff if is_tradeoff_dir(args.run_dir) else draw_all
+            for path in draw(args.run_dir):
                 print(path)
             return 0
         if args.command == "tradeoff":

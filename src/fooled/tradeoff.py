@@ -151,10 +151,22 @@ def run_tradeoff(cfg: StudyConfig, out_dir: str | Path, *, device: str = "auto",
               f"{100 * TOLERANCE:g} points), test numbers reported.", ""] + describe(summary) + ["", "![trade-off](figures/tradeoff.png)", ""]
     atomic_write_bytes(run_dir / "report.md", "\n".join(report).encode())
     if figures:
-        from .plots import tradeoff_figure
-
-        tradeoff_figure(main_knobs(table), summary, run_dir / "figures")
+        draw_tradeoff(run_dir)
     return summary
+
+
+def is_tradeoff_dir(path: str | Path) -> bool:
+    return (Path(path) / "tradeoff.json").exists()
+
+
+def draw_tradeoff(run_dir: str | Path) -> list[Path]:
+    """Redraw the trade-off figure of a `fooled tradeoff` run directory from tradeoff.csv and tradeoff.json."""
+    from .plots import tradeoff_figure
+    from .runs import read_json
+
+    run_dir = Path(run_dir)
+    table = pd.read_csv(run_dir / "tradeoff.csv")
+    return tradeoff_figure(main_knobs(table), read_json(run_dir / "tradeoff.json"), run_dir / "figures")
 
 
 def _signed(v: float) -> str:
@@ -169,4 +181,4 @@ def _get(cfg, dotted: str):
     return node
 
 
-__all__ = ["KNOBS", "TOLERANCE", "tradeoff_seed", "main_knobs", "bound_cost", "choose", "cost_of_classification", "describe", "run_tradeoff"]
+__all__ = ["KNOBS", "TOLERANCE", "tradeoff_seed", "main_knobs", "bound_cost", "choose", "cost_of_classification", "describe", "run_tradeoff", "draw_tradeoff", "is_tradeoff_dir"]
