@@ -60,7 +60,7 @@ class LUPermute(nf.flows.LULinearPermute):
 
     def _cached(self) -> tuple[torch.Tensor, torch.Tensor]:
         lin = self.linear
-        key = tuple((p.data_ptr(), p._version) for p in (lin.lower_entries, lin.upper_entries, lin.unconstrained_upper_diag))
+        key = tuple((id(p), p.data_ptr(), p._version) for p in (lin.lower_entries, lin.upper_entries, lin.unconstrained_upper_diag))
         if key != self._key:
             with torch.no_grad():
                 lower, upper = lin._create_lower_upper()
