@@ -1,5 +1,6 @@
 import dataclasses
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -78,3 +79,15 @@ def test_study_report_says_what_classification_costs_when_the_configs_tradeoff_s
     write_json(tmp_path / f"{run.name}-tradeoff" / "tradeoff.json", {**summary, "config_hash": "another"})
     report = write_report(run).read_text()
     assert lines[0] not in report and "Run `fooled tradeoff`" in report  # a trade-off made for another config is not cited
+
+
+def test_glow_configs_vary_the_glow_flows_own_mean_norm_and_bound():
+    from fooled.config import load_config
+    from fooled.tradeoff import BOUND_KEY, for_flow_kind
+
+    glow = load_config(Path(__file__).parents[1] / "experiments" / "mnist.toml")
+    assert glow.models.flow.kind == "glow"
+    assert for_flow_kind(glow, "models.flow.mean_norm") == "models.glow.mean_norm"
+    assert for_flow_kind(glow, BOUND_KEY) == "models.glow.scale_bound"
+    assert for_flow_kind(StudyConfig(), "models.flow.mean_norm") == "models.flow.mean_norm"
+    assert for_flow_kind(glow, "models.hybrid.lam") == "models.hybrid.lam"

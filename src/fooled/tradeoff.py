@@ -28,6 +28,11 @@ TOLERANCE = 0.005  # validation accuracy within half a point of the best counts 
 BOUND_KEY, UNBOUNDED = "models.flow.scale_bound", 1e4  # tanh-bounded log-scales vs (in effect) unbounded: |s| << 1e4
 
 
+def for_flow_kind(cfg: StudyConfig, key: str) -> str:
+    """A `models.flow.*` key of the flow this config builds: the Glow flow keeps its mean norm and bound in [models.glow]."""
+    return key.replace("models.flow.", "models.glow.", 1) if cfg.models.flow.kind == "glow" else key
+
+
 def _scores(model, split, seed: int) -> tuple[float, float]:
     """(accuracy, mean bits/dim under uniform dequantisation) of a trained density classifier on a split."""
     acc = float((predict(model, split.x) == split.y).float().mean())
@@ -54,20 +59,21 @@ def tradeoff_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progr
         return {"seed": seed, "model": name, "knob": key, "value": float(value), "val_acc": val_acc, "val_bpd": val_bpd,
                 "test_acc": test_acc, "test_bpd": test_bpd, "train_seconds": meta["train_seconds"]}
 
-    rows = [row(name, key, value) for name, (key, values) in knobs.items() for value in values]
+    rows = [row(name, for_flow_kind(cfg, key), value) for name, (key, values) in knobs.items() for value in values]
     if bound and "flow" in cfg.models.names:  # the flow as configured, with its bound and in effect without
-        rows += [row("flow", BOUND_KEY, value) for value in (_get(cfg, BOUND_KEY), UNBOUNDED)]
+        key = for_flow_kind(cfg, BOUND_KEY)
+        rows += [row("flow", key, value) for value in (_get(cfg, key), UNBOUNDED)]
     return rows
 
 
 def main_knobs(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of each head's trade-off knob (not the scale-bound comparison)."""
-    return table[table["knob"] != BOUND_KEY]
+    return table[~table["knob"].str.endswith(".scale_bound")]
 
 
 def bound_cost(table: pd.DataFrame) -> dict | None:
     """Test bits/dim and accuracy of the flow with bounded and (in effect) unbounded coupling scales, mean over seeds."""
-    rows = table[table["knob"] == BOUND_KEY]
+    rows = table[table["knob"].str.endswith(".scale_bound")]
     if rows.empty:
         return None
     mean = rows.groupby("value")[["test_acc", "test_bpd"]].mean()
@@ -144,7 +150,7 @@ def run_tradeoff(cfg: StudyConfig, out_dir: str | Path, *, device: str = "auto",
     atomic_write_bytes(run_dir / "tradeoff.csv", table.to_csv(index=False).encode())
     summary = {"config_hash": config_hash(cfg), "seeds": list(cfg.seeds), "tolerance": TOLERANCE, "chosen": choose(table), "cost": cost_of_classification(table),
                "scale_bound": bound_cost(table),
-               "configured": {name: float(_get(cfg, key)) for name, (key, _) in knobs.items()}}
+               "configured": {name: float(_get(cfg, for_flow_kind(cfg, key))) for name, (key, _) in knobs.items()}}
     write_json(run_dir / "tradeoff.json", summary)
     report = ["# What classification costs a density model", "", f"Config `{cfg.name}`, seeds {list(cfg.seeds)}; "
               "each knob chosen on validation (best accuracy, then fewest bits/dim within "
