@@ -29,6 +29,14 @@ def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512) -> t
     return torch.cat([model(x[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
 
 
+@torch.no_grad()
+def mean_bpd(model: torch.nn.Module, x: torch.Tensor, seed: int, batch_size: int = 512) -> float:
+    """Mean bits/dim of images x under a density model, uniform dequantisation noise drawn from `seed`."""
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    return float(torch.cat([model.dequantised_bpd(xb.to(device), g).cpu() for xb in x.split(batch_size)]).mean())
+
+
 @dataclass
 class Guard:
     """A density model's anomaly scores (-log p(x) and the other detectors) with thresholds from clean validation images."""

@@ -24,7 +24,7 @@ from .audit import audit, convergence_curve
 from .config import StudyConfig, config_hash, to_dict
 from .data import Splits, dataset_info, load
 from .errors import CheckpointError, FooledError
-from .evaluate import Guard, SeedContext, adaptive_attacks, carlini_wagner, fooling_images, plain_attacks, predict, transfer
+from .evaluate import Guard, SeedContext, adaptive_attacks, carlini_wagner, fooling_images, mean_bpd, plain_attacks, predict, transfer
 from .likelihood_failures import out_of_distribution
 from .models import build_model, is_density_model
 from .runs import prepare_run_dir, versions, write_json, write_npz
@@ -117,9 +117,7 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
         models[name] = model
         row = {"seed": seed, "test_acc": float((predict(model, splits.test.x) == splits.test.y).float().mean()), **meta}
         if is_density_model(model):
-            g = torch.Generator().manual_seed(seed)
-            bpd = torch.cat([model.dequantised_bpd(xb.to(device), g).cpu() for xb in splits.test.x.split(512)])
-            row["test_bpd"] = float(bpd.mean())
+            row["test_bpd"] = mean_bpd(model, splits.test.x, seed)
         model_rows[name] = row
     if cfg.models.density_baselines:
         model_rows.update(density_baselines(cfg, splits, seed, run_dir))

@@ -15,12 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from .config import StudyConfig, config_hash, override
 from .data import load
 from .errors import FooledError
-from .evaluate import predict
+from .evaluate import mean_bpd, predict
 from .runs import atomic_write_bytes, prepare_run_dir, write_json
 
 KNOBS = {"flow": ("models.flow.mean_norm", (0.0, 3.0, 6.0, 12.0, 20.0)), "hybrid": ("models.hybrid.lam", (0.0, 1.0, 8.0, 64.0))}
@@ -35,11 +34,7 @@ def for_flow_kind(cfg: StudyConfig, key: str) -> str:
 
 def _scores(model, split, seed: int) -> tuple[float, float]:
     """(accuracy, mean bits/dim under uniform dequantisation) of a trained density classifier on a split."""
-    acc = float((predict(model, split.x) == split.y).float().mean())
-    device = next(model.parameters()).device
-    g = torch.Generator().manual_seed(seed)
-    bpd = torch.cat([model.dequantised_bpd(xb.to(device), g).cpu() for xb in split.x.split(512)])
-    return acc, float(bpd.mean())
+    return float((predict(model, split.x) == split.y).float().mean()), mean_bpd(model, split.x, seed)
 
 
 def tradeoff_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress, knobs=KNOBS, bound=True) -> list[dict]:
