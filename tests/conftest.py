@@ -37,3 +37,18 @@ def flow(digits):
     model = FlowClassifier((1, 8, 8), 10, 17, FlowConfig(blocks=2, hidden=32))
     fit(model, digits.train, digits.val, TrainConfig(epochs=5), seed=0)
     return model
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """`cli_error(*argv)` runs `fooled ARGV` in-process, checks it is a user error (exit 2, one stderr line, no
+    traceback) and returns that line."""
+    from fooled.cli import main
+
+    def run(*argv) -> str:
+        assert main([str(a) for a in argv]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        return err
+
+    return run

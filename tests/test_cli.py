@@ -14,14 +14,10 @@ def fooled(*args, cwd=None):
     ("[detect]\nfpr = 2.0\n", "detect.fpr must lie in (0, 1)"),
     ("[data]\nname = 'mnist'\n", "--data-root"),
 ])
-def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys, toml, message):
-    from fooled.cli import main
-
+def test_bad_config_is_one_line_and_exit_2(tmp_path, cli_error, toml, message):
     cfg = tmp_path / "bad.toml"
     cfg.write_text(toml)
-    assert main(["study", str(cfg), "--out", str(tmp_path / "run")]) == 2
-    err = capsys.readouterr().err
-    assert message in err and len(err.strip().splitlines()) == 1
+    assert message in cli_error("study", cfg, "--out", tmp_path / "run")
 
 
 def test_unwritable_out_is_one_line_and_exit_2(tmp_path):
@@ -32,12 +28,9 @@ def test_unwritable_out_is_one_line_and_exit_2(tmp_path):
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_figures_report_and_ablate_of_a_missing_run_are_clear_errors(tmp_path, capsys):
-    from fooled.cli import main
-
+def test_figures_report_and_ablate_of_a_missing_run_are_clear_errors(tmp_path, cli_error):
     for cmd in ("figures", "report", "ablate"):
-        assert main([cmd, str(tmp_path)]) == 2
-        assert "results.json" in capsys.readouterr().err
+        assert "results.json" in cli_error(cmd, tmp_path)
 
 
 def test_figures_and_report_redraw_a_finished_run_without_models(quick_run, tmp_path):

@@ -129,20 +129,16 @@ def test_failed_cell_is_reported_the_others_finish_and_a_rerun_retries_only_it(t
     ("[axes]\nseeds = [[0], [0]]\n", "have the same config"),
     ("[axes\n", "invalid TOML"),
 ])
-def test_bad_sweep_file_is_one_line_and_exit_2(tmp_path, capsys, text, message):
+def test_bad_sweep_file_is_one_line_and_exit_2(tmp_path, cli_error, text, message):
     spec = tmp_path / "bad.toml"
     spec.write_text(text)
-    assert main(["sweep", str(spec), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert message in cli_error("sweep", spec, "--out", tmp_path / "out")
     assert not (tmp_path / "out").exists()  # validated before anything ran
 
 
-def test_ray_engine_without_ray_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+def test_ray_engine_without_ray_says_how_to_install_it(tmp_path, cli_error, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
-    assert main(["sweep", str(SWEEPS / "digits_small.toml"), "--engine", "ray", "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert 'pip install -e ".[ray]"' in err and len(err.strip().splitlines()) == 1
+    assert 'pip install -e ".[ray]"' in cli_error("sweep", SWEEPS / "digits_small.toml", "--engine", "ray", "--out", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

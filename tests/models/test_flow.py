@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fooled.models.flow import FlowClassifier, FlowConfig, bits_per_dim, bpd_from_log_prob
+from model_helpers import assert_trains_and_samples
 
 
 def _flow(shape=(1, 4, 4), levels=17, noise=0.3, **kw):
@@ -97,19 +98,7 @@ def test_training_loss_decreases_and_samples_are_images():
     torch.manual_seed(0)
     flow = FlowClassifier((1, 4, 4), 2, 17, FlowConfig(blocks=2, hidden=16, mean_norm=4.0))
     x = (torch.rand(64, 1, 4, 4) * 16).round() / 16
-    y = (x.mean((1, 2, 3)) > 0.5).long()
-    opt = torch.optim.Adam(flow.parameters(), lr=1e-2)
-    flow.train()
-    first = flow.training_loss(x, y).item()
-    for _ in range(60):
-        loss = flow.training_loss(x, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    flow.eval()
-    assert flow.training_loss(x, y).item() < first - 0.2
-    s = flow.sample(torch.tensor([0, 1, 1]), torch.Generator().manual_seed(0))
-    assert s.shape == (3, 1, 4, 4) and s.min() >= 0 and s.max() <= 1
+    assert_trains_and_samples(flow, x, (x.mean((1, 2, 3)) > 0.5).long(), steps=60)
 
 
 def test_lu_permutation_caches_its_weight_in_eval_mode_and_follows_parameter_updates():

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fooled.models.glow import GlowClassifier, GlowConfig
+from model_helpers import assert_trains_and_samples
 
 TINY = GlowConfig(scales=2, blocks_per_scale=1, hidden_channels=8)
 SHAPES = [(1, 8, 8), (3, 8, 8), (1, 28, 28)]
@@ -130,18 +131,6 @@ def test_training_loss_decreases_and_samples_are_images():
     torch.manual_seed(0)
     glow = GlowClassifier((1, 8, 8), 2, 17, GlowConfig(scales=2, blocks_per_scale=1, hidden_channels=16, mean_norm=4.0))
     x = _images(64, (1, 8, 8), levels=17)
-    y = (x.mean((1, 2, 3)) > 0.5).long()
-    opt = torch.optim.Adam(glow.parameters(), lr=1e-2)
-    glow.train()
-    first = glow.training_loss(x, y).item()
-    for _ in range(30):
-        loss = glow.training_loss(x, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    glow.eval()
-    assert glow.training_loss(x, y).item() < first - 0.2
-    s = glow.sample(torch.tensor([0, 1, 1]), torch.Generator().manual_seed(0))
-    assert s.shape == (3, 1, 8, 8) and s.min() >= 0 and s.max() <= 1
+    assert_trains_and_samples(glow, x, (x.mean((1, 2, 3)) > 0.5).long(), steps=30)
     bpd = glow.dequantised_bpd(x[:8], torch.Generator().manual_seed(0))
     assert bpd.shape == (8,) and torch.isfinite(bpd).all()
