@@ -52,6 +52,16 @@ def check_labels(labels, n, device, name="y"):
     return labels.detach().to(device=device, dtype=torch.long)
 
 
+def check_attack_inputs(model, x, y, target=None):
+    """(x, y, target) of an attack call, validated: a callable model, images in [0, 1], a label (and target) per image."""
+    check_model(model)
+    x = check_images(x)
+    y = check_labels(y, len(x), x.device)
+    if target is not None:
+        target = check_labels(target, len(x), x.device, name="target")
+    return x, y, target
+
+
 def check_positive(name, value, *, allow_zero=False, integer=False):
     kind = numbers.Integral if integer else numbers.Real
     ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)

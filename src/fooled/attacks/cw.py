@@ -3,9 +3,7 @@
 import torch
 
 from fooled.attacks._common import (
-    check_images,
-    check_labels,
-    check_model,
+    check_attack_inputs,
     check_positive,
     frozen,
     is_success,
@@ -37,11 +35,7 @@ def cw_l2(
     ||x_adv - x||^2 + c * max(-margin, -kappa), with a per-example binary search over c.
     The attack is deterministic; `generator` is accepted for a uniform attack signature.
     """
-    check_model(model)
-    x = check_images(x)
-    y = check_labels(y, len(x), x.device)
-    if target is not None:
-        target = check_labels(target, len(x), x.device, name="target")
+    x, y, target = check_attack_inputs(model, x, y, target)
     check_positive("c_init", c_init)
     check_positive("binary_steps", binary_steps, integer=True)
     check_positive("steps", steps, integer=True)

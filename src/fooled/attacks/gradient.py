@@ -10,7 +10,7 @@ import torch
 from fooled.attacks._common import (
     ascent_step,
     box,
-    check_images,
+    check_attack_inputs,
     check_labels,
     check_model,
     check_norm,
@@ -38,11 +38,7 @@ def attack_success(model, x_adv, y, target=None):
 
 def fgsm(model, x, y, *, eps, loss="ce", target=None):
     """Fast gradient sign method: one linf step of size eps, clamped to [0, 1]."""
-    check_model(model)
-    x = check_images(x)
-    y = check_labels(y, len(x), x.device)
-    if target is not None:
-        target = check_labels(target, len(x), x.device, name="target")
+    x, y, target = check_attack_inputs(model, x, y, target)
     check_positive("eps", eps, allow_zero=True)
     fn = objective(loss, y, target)
     if eps == 0:
@@ -78,11 +74,7 @@ def pgd(
     Without random_start, restarts would repeat the same run, so one run is made. early_stop ends
     a run once every example succeeds.
     """
-    check_model(model)
-    x = check_images(x)
-    y = check_labels(y, len(x), x.device)
-    if target is not None:
-        target = check_labels(target, len(x), x.device, name="target")
+    x, y, target = check_attack_inputs(model, x, y, target)
     check_positive("eps", eps, allow_zero=True)
     check_positive("steps", steps, integer=True)
     check_positive("restarts", restarts, integer=True)
