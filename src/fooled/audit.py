@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .evaluate import SeedContext, pgd_worst_case, predict
+from .attacks import linear_linf_robust
+from .evaluate import SeedContext, pgd_key, pgd_worst_case, predict
+from .models.baselines import LogisticRegression
 
 
 def _acc(model, x, y) -> float:
@@ -28,14 +30,22 @@ def convergence_curve(ctx: SeedContext, target: str, eps: float, steps_grid=(1, 
         accs = []
         for steps in steps_grid:
             x_adv = pgd_worst_case(model, ctx.x.to(ctx.device), ctx.y.to(ctx.device), eps=eps, norm="linf", cfg=ctx.cfg,
-                                   generator=ctx.generator("convergence", target, steps), steps=steps, restarts=1)
+                                   generator=ctx.generator("convergence", target, steps), steps=steps, restarts=1, early_stop=True)
             accs.append(_acc(model, x_adv, ctx.y))
         return {"adv_acc": np.array(accs)}
 
-    key = {"model": ctx.keys[target], "eps": eps, "grid": list(steps_grid), "losses": ctx.cfg.attacks.losses}
+    key = {"model": ctx.keys[target], "eps": eps, "grid": list(steps_grid), **pgd_key(ctx.cfg.attacks), "early_stop": True}
     stage = ctx.stage(f"{target}-convergence-eps{eps:g}", key, compute)
     return [{"seed": ctx.seed, "target": target, "eps": eps, "steps": s, "adv_acc": float(a), "n": len(ctx.x)}
             for s, a in zip(steps_grid, stage["adv_acc"])]
+
+
+def convergence_eps(rows: list[dict], target: str) -> float | None:
+    """The linf budget of the convergence check and curve for `target`: the one whose PGD accuracy is nearest half the
+    clean accuracy (the smaller on a tie), where the most images sit near the decision boundary, so more effort
+    could fool the most. At a budget where PGD already fools nearly every image the check could not fail."""
+    pgd = [r for r in rows if r["target"] == target and r["attack"] == "pgd" and not r["adaptive"]]
+    return min(pgd, key=lambda r: (abs(r["adv_acc"] - r["clean_acc"] / 2), r["eps"]))["eps"] if pgd else None
 
 
 def audit(ctx: SeedContext, rows: list[dict], advs: dict, transfer_rows: list[dict], fooling_rows: list[dict]) -> list[dict]:
@@ -44,16 +54,18 @@ def audit(ctx: SeedContext, rows: list[dict], advs: dict, transfer_rows: list[di
     cfg, a = ctx.cfg, ctx.cfg.attacks
     sub = ctx.subset(a.expensive_examples)
     K = ctx.info.num_classes
-    mid_eps = sorted(a.eps)[len(a.eps) // 2]
     checks = []
     for target, model in ctx.models.items():
 
         def strong(c: SeedContext, eps, label, steps=None, restarts=None) -> float:
-            """Adversarial accuracy of linf PGD (every loss) on the images of context `c`, cached as a stage."""
-            key = {"model": ctx.keys[target], "eps": eps, "steps": steps or a.steps, "restarts": restarts or a.restarts, "losses": a.losses}
+            """Adversarial accuracy of linf PGD (every loss) on the images of context `c`, cached as a stage; each image
+            stops at its first misclassified iterate (early_stop), which changes which images are fooled in no way."""
+            key = {"model": ctx.keys[target], "eps": eps, **pgd_key(a), "steps": steps or a.steps, "restarts": restarts or a.restarts,
+                   "early_stop": True}
             stage = c.stage(f"{target}-audit-{label}-eps{eps:g}", key, lambda: {"x_adv": pgd_worst_case(
                 model, c.x.to(ctx.device), c.y.to(ctx.device), eps=eps, norm="linf", cfg=cfg,
-                generator=ctx.generator("audit", label, target, eps), steps=steps, restarts=restarts).cpu().numpy()})
+                generator=ctx.generator("audit", label, target, eps), steps=steps, restarts=restarts,
+                early_stop=True).cpu().numpy()})
             return _acc(model, torch.from_numpy(stage["x_adv"]), c.y)
 
         acc_large = strong(sub, cfg.audit.large_eps, "large")
@@ -64,13 +76,20 @@ def audit(ctx: SeedContext, rows: list[dict], advs: dict, transfer_rows: list[di
                              f"adversarial accuracy {acc_unbounded:.3f}"))
 
         pgd = {r["eps"]: r["adv_acc"] for r in rows if r["target"] == target and r["attack"] == "pgd" and not r["adaptive"]}
-        if (target, "pgd", mid_eps) in advs:  # on every attacked image: with 64, one image is 1.6 points, more than the tolerance
-            acc_base = _acc(model, advs[(target, "pgd", mid_eps)], ctx.y)
-            acc_double = strong(ctx, mid_eps, "double", steps=2 * a.steps, restarts=2 * a.restarts)
+        conv_eps = convergence_eps(rows, target)
+        if (target, "pgd", conv_eps) in advs:  # on every attacked image: with 64, one image is 1.6 points, more than the tolerance
+            acc_base = _acc(model, advs[(target, "pgd", conv_eps)], ctx.y)
+            acc_double = strong(ctx, conv_eps, "double", steps=2 * a.steps, restarts=2 * a.restarts)
             checks.append(_check(ctx, "converged: doubling steps and restarts changes accuracy by less than the tolerance", target,
                                  abs(acc_double - acc_base) < cfg.audit.tolerance,
-                                 f"eps {mid_eps:g}, {len(ctx.x)} images: {acc_base:.3f} with {a.steps} steps x {a.restarts} restarts, "
+                                 f"eps {conv_eps:g}, {len(ctx.x)} images: {acc_base:.3f} with {a.steps} steps x {a.restarts} restarts, "
                                  f"{acc_double:.3f} with {2 * a.steps} x {2 * a.restarts} (tolerance {cfg.audit.tolerance:g})"))
+        if isinstance(model, LogisticRegression) and pgd:  # a linear model: its exact robust accuracy is known
+            exact = {e: float(linear_linf_robust(model.linear.weight.cpu(), model.linear.bias.cpu(), ctx.x, ctx.y, e).float().mean())
+                     for e in sorted(pgd)}
+            checks.append(_check(ctx, "PGD reaches the exact robust accuracy of the linear model", target,
+                                 all(pgd[e] <= exact[e] + 1e-9 for e in exact),
+                                 "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f}, exact {exact[e]:.3f}" for e in exact)))
         fgsm = {r["eps"]: r["adv_acc"] for r in rows if r["target"] == target and r["attack"] == "fgsm"}
         common = sorted(set(pgd) & set(fgsm))
         if common:

@@ -23,7 +23,7 @@ from .models.hybrid import HybridConfig
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 ATTACKS = ("fgsm", "pgd", "pgd_l2")
 NORM_OF = {"fgsm": "linf", "pgd": "linf", "pgd_l2": "l2"}
-LOSSES = ("ce", "margin")
+LOSSES = ("ce", "margin", "multitarget")
 FLOW_KINDS = ("realnvp", "glow")
 MODELS = ("cnn", "flow", "hybrid", "logreg", "gaussian")
 
@@ -55,7 +55,8 @@ class AttackConfig:
     steps: int = 40  # PGD iterations
     step_size: float | None = None  # None: 2.5 * eps / steps (Madry et al.)
     restarts: int = 1  # PGD random restarts, worst case kept
-    losses: tuple[str, ...] = ("ce", "margin")  # PGD runs each loss and keeps the worst case per example
+    losses: tuple[str, ...] = ("ce", "margin", "multitarget")  # PGD runs each loss and keeps the worst case per example
+    targets: int | None = None  # "multitarget": targeted margin PGD toward this many most likely wrong classes (None: all)
     max_examples: int | None = 200  # attack the first this many test images (None: all); keeps the default study near 5 min on 2 cores
     expensive_examples: int | None = 64  # CW, the audit's extra attacks and the convergence curve use this many (None: all)
     adaptive: bool = True  # detector-aware PGD: misclassified and not flagged
@@ -189,6 +190,7 @@ def _check_range(cfg: StudyConfig) -> None:
     for loss in cfg.attacks.losses:
         need(loss in LOSSES, f"attacks.losses: unknown loss '{loss}'; expected one of {', '.join(LOSSES)}")
     need(len(cfg.attacks.losses) > 0, "attacks.losses: need at least one loss")
+    need(cfg.attacks.targets is None or cfg.attacks.targets >= 1, "attacks.targets must be >= 1 (or left out: every other class)")
     need(all(e >= 0 for e in cfg.attacks.eps) and len(cfg.attacks.eps) > 0, "attacks.eps: need at least one budget, each >= 0")
     need(all(e >= 0 for e in cfg.attacks.l2_eps) and len(cfg.attacks.l2_eps) > 0, "attacks.l2_eps: need at least one budget, each >= 0")
     need(min(cfg.attacks.steps, cfg.attacks.adaptive_steps, cfg.attacks.cw_steps, cfg.attacks.cw_binary_steps) >= 1,

@@ -103,28 +103,38 @@ class SeedContext:
         return bpd_from_log_prob(-torch.as_tensor(neg_log_prob), self.info.dim, self.info.levels).numpy()
 
 
-def pgd_worst_case(model, x, y, *, eps, norm, cfg: StudyConfig, generator, steps=None, restarts=None) -> torch.Tensor:
+def pgd_worst_case(model, x, y, *, eps, norm, cfg: StudyConfig, generator, steps=None, restarts=None,
+                   early_stop=False) -> torch.Tensor:
     """PGD from `restarts` random starts with every configured loss; per example the first misclassified result is kept.
 
     Each run after the first (restart x loss) attacks only the images that the earlier ones left correctly
     classified: the others would keep their earlier result anyway. Where every run fails, the first run's
-    result stands.
+    result stands. The loss "multitarget" is `attacks.multitarget_pgd` toward `attacks.targets` classes.
+    early_stop (for accuracy only): each image stops at its first misclassified iterate.
     """
     a = cfg.attacks
     steps = steps or a.steps
     step_size = a.step_size if a.step_size is not None else 2.5 * eps / steps
+    kwargs = dict(eps=eps, steps=steps, step_size=step_size, norm=norm, generator=generator, early_stop=early_stop)
     best, done = x, torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for i, loss in enumerate(list(a.losses) * (restarts or a.restarts)):
         todo = (~done).nonzero().squeeze(1)
         if not len(todo):
             break
-        x_adv = attacks.pgd(model, x[todo], y[todo], eps=eps, steps=steps, step_size=step_size, norm=norm,
-                            loss=loss, generator=generator)
+        if loss == "multitarget":
+            x_adv = attacks.multitarget_pgd(model, x[todo], y[todo], targets=a.targets, **kwargs)
+        else:
+            x_adv = attacks.pgd(model, x[todo], y[todo], loss=loss, **kwargs)
         wrong = (predict(model, x_adv) != y[todo].cpu()).to(x.device)
         take = todo if i == 0 else todo[wrong]  # the first loss's result stands even where it failed
         best = best.index_copy(0, take, x_adv if i == 0 else x_adv[wrong])
         done[todo[wrong]] = True
     return best
+
+
+def pgd_key(a) -> dict:
+    """What decides the study's PGD (pgd_worst_case) besides model, eps and norm: part of its stages' keys."""
+    return {"steps": a.steps, "step_size": a.step_size, "restarts": a.restarts, "losses": a.losses, "targets": a.targets}
 
 
 def _run_attack(name: str, model, x, y, eps: float, ctx: SeedContext) -> torch.Tensor:
@@ -168,8 +178,7 @@ def _row(ctx: SeedContext, target: str, attack: str, eps: float, x_adv: torch.Te
 
 def _plain_key(ctx: SeedContext, target: str, name: str, eps: float) -> dict:
     a = ctx.cfg.attacks
-    return {"model": ctx.keys[target], "attack": name, "eps": eps, "steps": a.steps, "step_size": a.step_size,
-            "restarts": a.restarts, "losses": a.losses}
+    return {"model": ctx.keys[target], "attack": name, "eps": eps, **pgd_key(a)}
 
 
 def plain_attacks(ctx: SeedContext) -> tuple[list[dict], dict]:

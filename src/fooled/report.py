@@ -57,6 +57,13 @@ def verdict_lines(results) -> list[str]:
     return out
 
 
+def _multitarget_note(a: dict) -> str:
+    if "multitarget" not in a["losses"]:
+        return ""
+    toward = "every other class" if a.get("targets") is None else f"each of the {a['targets']} most likely wrong classes"
+    return f" (multitarget: targeted margin PGD toward {toward}, Gowal et al. 2019; exact on a linear model)"
+
+
 def _methods(results) -> list[str]:
     cfg, info = results["config"], results["dataset"]
     a, f, m = cfg["attacks"], cfg["fooling"], cfg["models"]
@@ -72,10 +79,11 @@ def _methods(results) -> list[str]:
         f"- **Attacks** (white-box, on {a['max_examples'] or 'all'} test images): FGSM and PGD in linf at eps "
         f"{', '.join(map(str, a['eps']))}, PGD in L2 at eps {', '.join(map(str, a['l2_eps']))}; PGD {a['steps']} steps, step "
         f"{'2.5 eps / steps' if a['step_size'] is None else a['step_size']}, {a['restarts']} random start(s), worst case per image over "
-        f"the {' and '.join(a['losses'])} losses. Detector-aware PGD starts from the PGD adversarials and raises log p(x) above the "
+        f"the {', '.join(a['losses'])} losses{_multitarget_note(a)}. Detector-aware PGD starts from the PGD adversarials and raises log p(x) above the "
         f"threshold while staying misclassified ({a['adaptive_steps']} steps, per-image Lagrange weight). Carlini-Wagner L2 "
         f"({a['cw_binary_steps']} x {a['cw_steps']} steps), the audit's extra attacks and the convergence curve use the first "
-        f"{a['expensive_examples']} test images. Transfer: every model on every other model's PGD adversarials. Fooling images "
+        f"{a['expensive_examples']} test images; the convergence check (doubled steps and restarts, on every attacked image) and "
+        f"curve run per model at the budget where PGD leaves about half the clean accuracy. Transfer: every model on every other model's PGD adversarials. Fooling images "
         f"(Nguyen et al. 2015): {f['per_class']} per class, gradient ascent ({f['steps']} steps) and an evolutionary search "
         f"({f['generations']} generations x {f['population']}), until p(target|x) >= {f['confidence']}.",
         f"- **Detection**: {results['score']}. Threshold: the {1 - cfg['detect']['fpr']:.0%} quantile of clean validation scores "

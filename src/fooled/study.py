@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from .audit import audit, convergence_curve
+from .audit import audit, convergence_curve, convergence_eps
 from .config import StudyConfig, config_hash, to_dict
 from .data import Splits, dataset_info, load
 from .errors import CheckpointError, FooledError
@@ -157,8 +157,8 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
     audit_rows, convergence = [], []
     if cfg.audit.enabled:
         def audit_all():
-            mid_eps = sorted(a.eps)[len(a.eps) // 2]
-            return audit(ctx, rows, advs, transfer_rows, fooling_rows), [c for t in models for c in convergence_curve(ctx, t, mid_eps)]
+            curves = [c for t in models if (e := convergence_eps(rows, t)) is not None for c in convergence_curve(ctx, t, e)]
+            return audit(ctx, rows, advs, transfer_rows, fooling_rows), curves
 
         audit_rows, convergence = timed("audit", audit_all, lambda out: f"{sum(c['passed'] for c in out[0])}/{len(out[0])} checks passed")
     return {"models": model_rows, "attacks": rows, "transfer": transfer_rows, "cw": cw_rows, "fooling": fooling_rows, "ood": ood_rows,

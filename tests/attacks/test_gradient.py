@@ -130,6 +130,46 @@ def test_early_stop_keeps_the_successes(model, batch):
     assert attack_success(model, x_adv, y).all()
 
 
+@pytest.mark.parametrize("kwargs", [dict(eps=0.05), dict(eps=0.1, restarts=3), dict(eps=0.1, loss="margin"),
+                                    dict(eps=1.0, norm="l2"), dict(eps=0.1, target=3)])
+def test_early_stop_fools_exactly_the_examples_the_full_run_fools(model, batch, kwargs):
+    # the examples still attacked follow the same trajectory as in the full run, so success is the same
+    x, y = batch
+    full = pgd(model, x, y, steps=10, generator=gen(), **kwargs)
+    early = pgd(model, x, y, steps=10, generator=gen(), early_stop=True, **kwargs)
+    target = kwargs.get("target")
+    ok_full, ok_early = attack_success(model, full, y, target), attack_success(model, early, y, target)
+    assert 0.1 < ok_full.float().mean() < 1  # some fooled, some not: both parts are exercised
+    assert torch.equal(ok_full, ok_early)
+    # the unfooled ones: the same best iterate (up to float rounding: a smaller batch may sum in another order)
+    assert torch.allclose(early[~ok_early], full[~ok_full], atol=1e-5)
+    assert_in_budget(early, x, kwargs["eps"], kwargs.get("norm", "linf"))
+
+
+def first_pixel_model():
+    class FirstPixel(torch.nn.Module):  # class 1 iff the first pixel exceeds the threshold
+        def __init__(self):
+            super().__init__()
+            self.threshold = torch.nn.Parameter(torch.tensor(0.5))
+
+        def forward(self, x):
+            p = x.flatten(1)[:, :1]
+            return torch.cat([self.threshold - p, p - self.threshold], dim=1)
+
+    return FirstPixel()
+
+
+def test_early_stop_returns_the_first_successful_iterate():
+    x = torch.full((2, 1, 2, 2), 0.3)
+    x[0, 0, 0, 0] = 0.45  # fooled by the first step of 0.1; the full run goes on to raise the loss
+    y = torch.zeros(2, dtype=torch.long)
+    kwargs = dict(eps=0.3, steps=3, step_size=0.1, random_start=False)
+    full = pgd(first_pixel_model(), x, y, **kwargs)
+    early = pgd(first_pixel_model(), x, y, early_stop=True, **kwargs)
+    assert torch.allclose(full[:, 0, 0, 0], torch.tensor([0.65, 0.6]))  # the final iterate is ranked only where none succeeded
+    assert torch.allclose(early[:, 0, 0, 0], torch.tensor([0.55, 0.6]))
+
+
 def test_pgd_sweep_matches_single_runs(model, batch):
     x, y = batch
     eps_list = [0.0, 0.05, 0.3]
@@ -198,17 +238,8 @@ def test_select_is_exact():
 
 
 def test_final_iterate_counts_where_no_earlier_iterate_succeeded():
-    class FirstPixel(torch.nn.Module):  # class 1 iff the first pixel exceeds the threshold
-        def __init__(self):
-            super().__init__()
-            self.threshold = torch.nn.Parameter(torch.tensor(0.5))
-
-        def forward(self, x):
-            p = x.flatten(1)[:, :1]
-            return torch.cat([self.threshold - p, p - self.threshold], dim=1)
-
     x = torch.full((4, 1, 2, 2), 0.3)
     x[:2, 0, 0, 0] = 0.45  # one step of 0.1 crosses the threshold: only the final iterate succeeds
     y = torch.zeros(4, dtype=torch.long)
-    x_adv = pgd(FirstPixel(), x, y, eps=0.1, steps=1, step_size=0.1, random_start=False)
+    x_adv = pgd(first_pixel_model(), x, y, eps=0.1, steps=1, step_size=0.1, random_start=False)
     assert torch.allclose(x_adv[:, 0, 0, 0], torch.tensor([0.55, 0.55, 0.4, 0.4]))  # robust ones keep their best (final) iterate too

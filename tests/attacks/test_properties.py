@@ -17,6 +17,7 @@ cases = st.fixed_dictionaries(
         eps=st.one_of(st.just(0.0), st.floats(0.0, 0.5)),
         attack=st.sampled_from(["fgsm", "pgd_linf", "pgd_l2"]),
         training=st.booleans(),
+        early_stop=st.booleans(),
     )
 )
 
@@ -38,7 +39,8 @@ def test_attacks_stay_in_budget_and_leave_model_alone(case):
         x_adv = fgsm(model, x, y, eps=eps)
     else:
         norm = attack.removeprefix("pgd_")
-        x_adv = pgd(model, x, y, eps=eps, steps=3, norm=norm, restarts=2, generator=g)
+        x_adv = pgd(model, x, y, eps=eps, steps=3, norm=norm, restarts=2, generator=g,
+                    early_stop=case["early_stop"])
     assert_in_budget(x_adv, x, eps, "l2" if attack == "pgd_l2" else "linf", tol=1e-6)
     assert_unchanged(model, before)
     if eps == 0:

@@ -7,8 +7,9 @@ the eps-ball and [0, 1], and draw randomness only from an explicit `generator`.
 
 from fooled.attacks.adaptive import adaptive_pgd
 from fooled.attacks.cw import cw_l2, median_l2
+from fooled.attacks.exact import linear_linf_robust
 from fooled.attacks.fooling import fooling_evolution, fooling_gradient
-from fooled.attacks.gradient import attack_success, fgsm, pgd, pgd_sweep
+from fooled.attacks.gradient import attack_success, fgsm, multitarget_pgd, pgd, pgd_sweep
 from fooled.attacks.losses import cross_entropy, get_loss, margin
 
 __all__ = [
@@ -20,8 +21,10 @@ __all__ = [
     "fooling_evolution",
     "fooling_gradient",
     "get_loss",
+    "linear_linf_robust",
     "margin",
     "median_l2",
+    "multitarget_pgd",
     "pgd",
     "pgd_sweep",
 ]

@@ -71,8 +71,12 @@ def pgd(
     objective. Every iterate is ranked by the forward pass that computes its gradient; the final
     iterate of a run (which has no gradient to compute) is ranked only where no earlier iterate
     succeeded, since only there can it change success. step_size defaults to 2.5 * eps / steps.
-    Without random_start, restarts would repeat the same run, so one run is made. early_stop ends
-    a run once every example succeeds.
+    Without random_start, restarts would repeat the same run, so one run is made.
+
+    early_stop=True is for robust accuracy: an example leaves the batch at its first successful
+    iterate, which is returned, and later restarts attack only the examples not yet fooled. The
+    others follow the same trajectory as without it, so the same examples are fooled, for less
+    work; the fooled ones get a shallower adversarial (successful, but not the highest objective).
     """
     x, y, target = check_attack_inputs(model, x, y, target)
     check_positive("eps", eps, allow_zero=True)
@@ -105,6 +109,8 @@ def _ascend(model, fn, x_adv, x, y, target, eps, steps, step_size, norm, bounds,
 
     `best` carries the result of earlier restarts (None for the first run); an iterate replaces
     it only if it ranks strictly higher, so the first restart replays a single-restart run.
+    With early_stop, an example leaves the batch at its first successful iterate: the examples
+    that stay follow the same trajectory as without it, so success is the same, for less work.
     """
     if best is None:
         best = (
@@ -112,38 +118,89 @@ def _ascend(model, fn, x_adv, x, y, target, eps, steps, step_size, norm, bounds,
             torch.zeros(len(x), dtype=torch.bool, device=x.device),
             torch.full((len(x),), -torch.inf, dtype=x.dtype, device=x.device),
         )
-    best_x, best_succ, best_obj = best
-
-    def track(x_adv, logits, obj):
-        nonlocal best_x, best_succ, best_obj
-        succ = is_success(logits, y, target)
-        better = lexi_better(succ, obj, best_succ, best_obj)
-        best_x = select(better, x_adv, best_x)
-        best_succ = best_succ | succ  # success never ranks below failure, so this is where(better, ...)
-        best_obj = torch.where(better, obj, best_obj)
-
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        logits = model(x_adv)
-        obj = fn(logits, x_adv)
-        (grad,) = torch.autograd.grad(obj.sum(), x_adv)
+    best = list(best)
+    run = _Active(x, y, target, bounds)
+    for step in range(steps + 1):
+        if step == steps or early_stop:  # the final iterate only matters where no iterate has succeeded yet
+            keep = ~best[1] if run.idx is None else ~best[1][run.idx]
+            if not keep.all():
+                x_adv = run.narrow(keep, x_adv)
+        if run.empty:
+            break
+        last = step == steps
+        with torch.set_grad_enabled(not last):
+            x_adv.requires_grad_(not last)
+            logits = model(x_adv)
+            obj = fn(logits, x_adv, run.idx)
+            if not last:
+                (grad,) = torch.autograd.grad(obj.sum(), x_adv)
         x_adv = x_adv.detach()
-        track(x_adv, logits, obj.detach())
-        if early_stop and best_succ.all():
-            return best_x, best_succ, best_obj
-        x_adv = project(ascent_step(x_adv, grad, step_size, norm), x, eps, norm, bounds)
-    with torch.no_grad():  # the final iterate, where no iterate has succeeded yet (elsewhere it cannot change success)
-        idx = (~best_succ).nonzero().squeeze(1)
-        if len(idx):
-            x_last = x_adv[idx]
-            logits = model(x_last)
-            succ = is_success(logits, y[idx], None if target is None else target[idx])
-            obj = fn(logits, x_last, idx)
-            better = lexi_better(succ, obj, best_succ[idx], best_obj[idx])
-            best_x = best_x.index_copy(0, idx, select(better, x_last, best_x[idx]))
-            best_succ = best_succ.index_copy(0, idx, succ)
-            best_obj = best_obj.index_copy(0, idx, torch.where(better, obj, best_obj[idx]))
-    return best_x, best_succ, best_obj
+        _track(best, run.idx, x_adv, is_success(logits, run.y, run.target), obj.detach())
+        if not last:
+            x_adv = project(ascent_step(x_adv, grad, step_size, norm), run.x, eps, norm, run.bounds)
+    return tuple(best)
+
+
+class _Active:
+    """The examples a PGD run still attacks: positions `idx` in the batch (None: all) and their x, y, target, bounds."""
+
+    def __init__(self, x, y, target, bounds):
+        self.idx, self.x, self.y, self.target, self.bounds = None, x, y, target, bounds
+
+    @property
+    def empty(self):
+        return self.idx is not None and not len(self.idx)
+
+    def narrow(self, keep, x_adv):
+        """Keep only the examples where `keep` (over the active ones) is True; returns x_adv narrowed alike."""
+        k = keep.nonzero().squeeze(1)
+        self.idx = k if self.idx is None else self.idx[k]
+        self.x, self.y = self.x[k], self.y[k]
+        self.target = None if self.target is None else self.target[k]
+        self.bounds = None if self.bounds is None else (self.bounds[0][k], self.bounds[1][k])
+        return x_adv[k]
+
+
+def _track(best, idx, x_adv, succ, obj):
+    """Update best = [x, success, objective] in place with the iterate x_adv of the examples idx (None: all)."""
+    best_x, best_succ, best_obj = best if idx is None else (b[idx] for b in best)
+    better = lexi_better(succ, obj, best_succ, best_obj)
+    new = (select(better, x_adv, best_x), best_succ | succ, torch.where(better, obj, best_obj))
+    # success never ranks below failure, so best_succ | succ is where(better, succ, best_succ)
+    best[:] = new if idx is None else [b.index_copy(0, idx, n) for b, n in zip(best, new)]
+
+
+def multitarget_pgd(model, x, y, *, eps, targets=None, generator=None, **pgd_kwargs):
+    """MultiTargeted PGD (Gowal et al. 2019): targeted margin PGD toward each of the `targets` classes the model
+    ranks highest at the clean input (None: every other class), most likely first, each run only on the images
+    the earlier runs left correctly classified.
+
+    Per example the first run that misclassifies it (as any wrong class) gives the result, else the first run.
+    The untargeted losses follow the currently closest wrong class and can miss a farther one that the budget
+    does reach; on a linear model this attack is exact: it finds every image that the budget can misclassify.
+    pgd_kwargs go to `pgd` (steps, step_size, norm, restarts, early_stop, ...), except loss and target.
+    """
+    x, y, _ = check_attack_inputs(model, x, y)
+    for fixed in ("loss", "target"):
+        if fixed in pgd_kwargs:
+            raise ConfigError(f"multitarget_pgd sets {fixed} itself (targeted margin); do not pass {fixed}=")
+    with frozen(model), torch.no_grad():
+        logits = model(x)
+    n_other = logits.shape[1] - 1
+    k = n_other if targets is None else min(check_positive("targets", targets, integer=True), n_other)
+    order = logits.scatter(1, y[:, None], -torch.inf).argsort(1, descending=True)[:, :k]
+    best, done = None, torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for rank in range(k):
+        todo = (~done).nonzero().squeeze(1)
+        if not len(todo):
+            break
+        x_adv = pgd(model, x[todo], y[todo], eps=eps, loss="margin", target=order[todo, rank], generator=generator,
+                    **pgd_kwargs)
+        with frozen(model), torch.no_grad():
+            wrong = model(x_adv).argmax(1) != y[todo]
+        best = x_adv if best is None else best.index_copy(0, todo[wrong], x_adv[wrong])
+        done[todo[wrong]] = True
+    return x.clone() if best is None else best
 
 
 def pgd_sweep(model, x, y, *, eps_list, target=None, **pgd_kwargs):
