@@ -60,8 +60,8 @@ def verdict_lines(results) -> list[str]:
 def _multitarget_note(a: dict) -> str:
     if "multitarget" not in a["losses"]:
         return ""
-    toward = "every other class" if a.get("targets") is None else f"each of the {a['targets']} most likely wrong classes"
-    return f" (multitarget: targeted margin PGD toward {toward}, Gowal et al. 2019; exact on a linear model)"
+    toward = "every other class" if a.get("targets") is None else f"the {a['targets']} wrong classes with the largest first-order reachable margin"
+    return f" (multitarget: targeted margin PGD toward {toward}, after Gowal et al. 2019; exact on a linear model)"
 
 
 def _methods(results) -> list[str]:

@@ -1,4 +1,4 @@
-"""MultiTargeted PGD: exact on a linear model, never weaker than untargeted PGD, and its argument checks."""
+"""MultiTargeted PGD: exact on a linear model with one target, its target ranking, and its argument checks."""
 
 import pytest
 import torch
@@ -6,6 +6,7 @@ from torch import nn
 
 from attack_helpers import assert_in_budget, gen, train
 from fooled.attacks import attack_success, linear_linf_robust, multitarget_pgd, pgd
+from fooled.attacks.gradient import reachable_margins
 from fooled.errors import ConfigError
 
 
@@ -24,9 +25,31 @@ def test_exact_on_a_linear_model(linear, batch, eps):
     x, y = batch
     robust = exactly_robust(linear, x, y, eps)
     assert 0 < robust.float().mean() < 1
-    x_adv = multitarget_pgd(linear, x, y, eps=eps, steps=20, generator=gen())
-    assert_in_budget(x_adv, x, eps)
-    assert torch.equal(~attack_success(linear, x_adv, y), robust)
+    for targets in (1, 3, None):  # the first-order ranking is exact here, so the first target is enough
+        x_adv = multitarget_pgd(linear, x, y, eps=eps, steps=20, targets=targets, generator=gen())
+        assert_in_budget(x_adv, x, eps)
+        assert torch.equal(~attack_success(linear, x_adv, y), robust)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.05, 0.2])
+def test_reachable_margins_are_exact_on_a_linear_model(linear, batch, eps):
+    x, y = batch
+    reach = reachable_margins(linear, x, y, eps=eps)
+    assert torch.isinf(reach.gather(1, y[:, None])).all()
+    assert torch.equal(reach.amax(1) < 0, exactly_robust(linear, x, y, eps))
+    if eps == 0:  # no budget: the margins at x
+        logits = linear(x).detach()
+        gaps = (logits - logits.gather(1, y[:, None])).scatter(1, y[:, None], -torch.inf)
+        assert torch.allclose(reach, gaps, atol=1e-5)
+
+
+def test_l2_ranking_adds_eps_times_the_gradient_norm(linear, batch):
+    x, y = batch
+    w = linear[1].weight.detach()
+    reach = reachable_margins(linear, x, y, eps=0.5, norm="l2")
+    gaps = reachable_margins(linear, x, y, eps=0.0, norm="l2")
+    expected = gaps + 0.5 * (w[None, :, :] - w[y][:, None, :]).norm(dim=2)
+    assert torch.allclose(reach[~torch.isinf(reach)], expected[~torch.isinf(reach)], atol=1e-4)
 
 
 def test_untargeted_losses_miss_some_that_multitarget_finds(linear, batch):
@@ -37,17 +60,17 @@ def test_untargeted_losses_miss_some_that_multitarget_finds(linear, batch):
                   for loss in ("ce", "margin")]
     missed = ~(untargeted[0] | untargeted[1]) & ~exactly_robust(linear, x, y, eps)
     assert missed.any()
-    found = attack_success(linear, multitarget_pgd(linear, x, y, eps=eps, steps=20, generator=gen()), y)
+    found = attack_success(linear, multitarget_pgd(linear, x, y, eps=eps, steps=20, targets=1, generator=gen()), y)
     assert found[missed].all()
 
 
-def test_fewer_targets_try_the_most_likely_classes_first(model, batch):
+def test_fewer_targets_try_the_most_promising_classes_first(model, batch):
     x, y = batch
     rates = [attack_success(model, multitarget_pgd(model, x, y, eps=0.05, steps=10, targets=k, generator=gen()), y)
              .float().mean().item() for k in (1, 3, None)]
     assert rates[0] <= rates[1] <= rates[2]
-    # one target: the wrong class the model ranks highest, a targeted margin run toward it
-    top = model(x).detach().scatter(1, y[:, None], -torch.inf).argmax(1)
+    # one target: the class with the largest first-order reachable margin, a targeted margin run toward it
+    top = reachable_margins(model, x, y, eps=0.05).argmax(1)
     one = pgd(model, x, y, eps=0.05, steps=10, loss="margin", target=top, generator=gen())
     assert rates[0] == attack_success(model, one, y).float().mean().item()
 

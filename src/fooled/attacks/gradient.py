@@ -6,6 +6,7 @@ randomness only from `generator`, and projects its result onto the eps-ball and 
 """
 
 import torch
+import torch.nn.functional as F
 
 from fooled.attacks._common import (
     ascent_step,
@@ -17,6 +18,7 @@ from fooled.attacks._common import (
     check_positive,
     frozen,
     is_success,
+    l2_norm,
     lexi_better,
     project,
     select,
@@ -170,25 +172,28 @@ def _track(best, idx, x_adv, succ, obj):
     best[:] = new if idx is None else [b.index_copy(0, idx, n) for b, n in zip(best, new)]
 
 
-def multitarget_pgd(model, x, y, *, eps, targets=None, generator=None, **pgd_kwargs):
-    """MultiTargeted PGD (Gowal et al. 2019): targeted margin PGD toward each of the `targets` classes the model
-    ranks highest at the clean input (None: every other class), most likely first, each run only on the images
-    the earlier runs left correctly classified.
+def multitarget_pgd(model, x, y, *, eps, targets=3, generator=None, **pgd_kwargs):
+    """MultiTargeted PGD (Gowal et al. 2019): targeted margin PGD toward each of the `targets` most promising wrong
+    classes (None: every one), in turn, each run only on the images the earlier runs left correctly classified.
 
-    Per example the first run that misclassifies it (as any wrong class) gives the result, else the first run.
     The untargeted losses follow the currently closest wrong class and can miss a farther one that the budget
-    does reach; on a linear model this attack is exact: it finds every image that the budget can misclassify.
-    pgd_kwargs go to `pgd` (steps, step_size, norm, restarts, early_stop, ...), except loss and target.
+    does reach. Classes are ranked per image by `reachable_margins`, the first-order estimate of the largest
+    margin z_j - z_y inside the ball; on a linear model that estimate is exact, so one target finds every
+    image the budget can misclassify. Per image the first run that misclassifies it (as any wrong class)
+    gives the result, else the first run. pgd_kwargs go to `pgd` (steps, step_size, norm, restarts,
+    early_stop, ...), except loss and target.
     """
     x, y, _ = check_attack_inputs(model, x, y)
     for fixed in ("loss", "target"):
         if fixed in pgd_kwargs:
             raise ConfigError(f"multitarget_pgd sets {fixed} itself (targeted margin); do not pass {fixed}=")
-    with frozen(model), torch.no_grad():
-        logits = model(x)
-    n_other = logits.shape[1] - 1
-    k = n_other if targets is None else min(check_positive("targets", targets, integer=True), n_other)
-    order = logits.scatter(1, y[:, None], -torch.inf).argsort(1, descending=True)[:, :k]
+    if targets is not None:
+        check_positive("targets", targets, integer=True)
+    norm = check_norm(pgd_kwargs.get("norm", "linf"))
+    check_positive("eps", eps, allow_zero=True)
+    reach = reachable_margins(model, x, y, eps=eps, norm=norm)
+    k = reach.shape[1] - 1 if targets is None else min(targets, reach.shape[1] - 1)
+    order = reach.argsort(1, descending=True)[:, :k]  # y itself has -inf, so it is never among them
     best, done = None, torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for rank in range(k):
         todo = (~done).nonzero().squeeze(1)
@@ -201,6 +206,30 @@ def multitarget_pgd(model, x, y, *, eps, targets=None, generator=None, **pgd_kwa
         best = x_adv if best is None else best.index_copy(0, todo[wrong], x_adv[wrong])
         done[todo[wrong]] = True
     return x.clone() if best is None else best
+
+
+def reachable_margins(model, x, y, *, eps, norm="linf"):
+    """(N, K): per image and class j, the first-order estimate of the largest z_j - z_y in the eps-ball and [0, 1];
+    -inf for j = y. With g the gradient of z_j - z_y at x: z_j - z_y plus the largest g . delta over the box
+    (linf: exact for a linear model) or plus eps ||g||_2 (L2, ignoring the box). One backward pass per class."""
+    x, y, _ = check_attack_inputs(model, x, y)
+    if norm == "linf":
+        lo, hi = (b - x for b in box(x, eps))
+    with frozen(model), torch.enable_grad():
+        x_in = x.clone().requires_grad_(True)
+        logits = model(x_in)
+        num_classes = logits.shape[1]
+        out = torch.empty(len(x), num_classes, dtype=x.dtype, device=x.device)
+        true = logits.gather(1, y[:, None]).squeeze(1)
+        for j in range(num_classes):
+            gap = logits[:, j] - true
+            (g,) = torch.autograd.grad(gap.sum(), x_in, retain_graph=j < num_classes - 1)
+            if norm == "linf":
+                gain = torch.maximum(g * hi, g * lo).flatten(1).sum(1)
+            else:
+                gain = eps * l2_norm(g)
+            out[:, j] = (gap + gain).detach()
+    return out.masked_fill(F.one_hot(y, num_classes).bool(), -torch.inf)
 
 
 def pgd_sweep(model, x, y, *, eps_list, target=None, **pgd_kwargs):
