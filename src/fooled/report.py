@@ -82,8 +82,9 @@ def _methods(results) -> list[str]:
         f"the {', '.join(a['losses'])} losses{_multitarget_note(a)}. Detector-aware PGD starts from the PGD adversarials and raises log p(x) above the "
         f"threshold while staying misclassified ({a['adaptive_steps']} steps, per-image Lagrange weight). Carlini-Wagner L2 "
         f"({a['cw_binary_steps']} x {a['cw_steps']} steps), the audit's extra attacks and the convergence curve use the first "
-        f"{a['expensive_examples']} test images; the convergence check (doubled steps and restarts, on every attacked image) and "
-        f"curve run per model at the budget where PGD leaves about half the clean accuracy. Transfer: every model on every other model's PGD adversarials. Fooling images "
+        f"{a['expensive_examples']} test images (so the convergence check, doubled steps and restarts, allows no image to change "
+        f"when one image is more than its tolerance); the convergence check and curve run per model at the budget where PGD "
+        f"leaves about half the clean accuracy. Transfer: every model on every other model's PGD adversarials. Fooling images "
         f"(Nguyen et al. 2015): {f['per_class']} per class, gradient ascent ({f['steps']} steps) and an evolutionary search "
         f"({f['generations']} generations x {f['population']}), until p(target|x) >= {f['confidence']}.",
         f"- **Detection**: {results['score']}. Threshold: the {1 - cfg['detect']['fpr']:.0%} quantile of clean validation scores "

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 @dataclass(frozen=True)
 class CNNConfig:
-    channels: tuple[int, int] = (32, 64)  # filters of the two 3x3 conv layers
+    channels: tuple[int, int] = (16, 32)  # filters of the two 3x3 conv layers (digits; MNIST-class configs set more)
     hidden: int = 128  # width of the dense layer before the logits
     dropout: float = 0.25  # dropout before the logits, against overfitting on small data
 
