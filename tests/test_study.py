@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 import fooled
+from fooled.audit import convergence_eps
 from fooled.runs import read_npz
 
 
@@ -37,6 +38,14 @@ def test_quick_study_writes_results(quick_run):
         assert r["adv_acc"] <= plain["adv_acc"] + 1e-9
         assert r["evasion_rate"] >= plain["evasion_rate"] - 1e-9
     assert {r["check"] for r in results["audit"]} and all(isinstance(r["passed"], bool) for r in results["audit"])
+    exact = [r for r in results["audit"] if r["check"].startswith("PGD reaches the exact robust accuracy")]
+    assert [r["target"] for r in exact] == ["logreg"] and exact[0]["passed"], exact  # MultiTargeted PGD is exact there
+    converged = {r["target"]: r for r in results["audit"] if r["check"].startswith("converged")}
+    assert set(converged) == set(models)
+    for t in models:  # the check and the curve at the budget where PGD leaves about half the clean accuracy
+        eps = convergence_eps(rows, t)
+        assert converged[t]["detail"].startswith(f"eps {eps:g}, ")
+        assert {c["eps"] for c in results["convergence"] if c["target"] == t} == {eps}
     assert {r["set"] for r in results["ood"]} >= {"natural patches", "uniform noise", "constant", "inverted", "blurred", "max-likelihood"}
     assert {(r["target"], r["method"]) for r in results["fooling"]} == {(t, m) for t in models for m in ("gradient", "evolution")}
     assert all(0 <= r["success_rate"] <= 1 for r in results["fooling"] + results["cw"])
@@ -98,3 +107,15 @@ def test_seeds_in_parallel_worker_processes_give_the_numbers_of_one_process(tmp_
         torch.set_num_threads(threads)
     assert {row["seed"] for row in serial[1]} == {0, 1}
     assert numbers(2) == serial  # two forkserver workers, one intra-op thread each
+
+
+def test_convergence_eps_is_where_pgd_leaves_half_the_clean_accuracy():
+    def row(eps, acc, target="cnn", attack="pgd", adaptive=False):
+        return {"target": target, "attack": attack, "adaptive": adaptive, "eps": eps, "adv_acc": acc, "clean_acc": 0.9}
+
+    rows = [row(0.05, 0.8), row(0.1, 0.5), row(0.2, 0.1), row(0.1, 0.45, attack="fgsm"), row(0.05, 0.45, adaptive=True),
+            row(0.05, 0.45, target="flow"), row(0.1, 0.0, target="flow")]
+    assert convergence_eps(rows, "cnn") == 0.1
+    assert convergence_eps(rows, "flow") == 0.05
+    assert convergence_eps([row(0.05, 0.6), row(0.1, 0.3)], "cnn") == 0.05  # a tie: the smaller budget
+    assert convergence_eps(rows, "logreg") is None
