@@ -5,8 +5,7 @@ import torch
 from torch import nn
 
 from attack_helpers import assert_in_budget, gen, train
-from fooled.attacks import attack_success, linear_linf_robust, multitarget_pgd, pgd
-from fooled.attacks.gradient import reachable_margins
+from fooled.attacks import attack_success, linear_linf_robust, multitarget_pgd, pgd, reachable_margins
 from fooled.errors import ConfigError
 
 

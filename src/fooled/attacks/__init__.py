@@ -9,7 +9,7 @@ from fooled.attacks.adaptive import adaptive_pgd
 from fooled.attacks.cw import cw_l2, median_l2
 from fooled.attacks.exact import linear_linf_robust
 from fooled.attacks.fooling import fooling_evolution, fooling_gradient
-from fooled.attacks.gradient import attack_success, fgsm, multitarget_pgd, pgd, pgd_sweep
+from fooled.attacks.gradient import attack_success, fgsm, multitarget_pgd, pgd, pgd_sweep, reachable_margins
 from fooled.attacks.losses import cross_entropy, get_loss, margin
 
 __all__ = [
@@ -27,4 +27,5 @@ __all__ = [
     "multitarget_pgd",
     "pgd",
     "pgd_sweep",
+    "reachable_margins",
 ]
