@@ -1,4 +1,4 @@
-"""Budget, box and purity hold for random tiny models, inputs and budgets."""
+"""Budget, box and purity hold for every attack on random tiny models, inputs and budgets."""
 
 import torch
 from hypothesis import given, settings
@@ -6,7 +6,18 @@ from hypothesis import strategies as st
 from torch import nn
 
 from attack_helpers import assert_in_budget, assert_unchanged, snapshot
-from fooled.attacks import fgsm, pgd
+from fooled.attacks import (
+    adaptive_pgd,
+    cw_l2,
+    fgsm,
+    fooling_evolution,
+    fooling_gradient,
+    multitarget_pgd,
+    pgd,
+)
+
+BUDGETED = ["fgsm", "pgd_linf", "pgd_l2", "multitarget_linf", "multitarget_l2", "adaptive_linf", "adaptive_l2"]
+UNBUDGETED = ["cw_l2", "fooling_gradient", "fooling_evolution"]  # no eps: only the [0, 1] box and the model's purity
 
 cases = st.fixed_dictionaries(
     dict(
@@ -15,14 +26,37 @@ cases = st.fixed_dictionaries(
         classes=st.integers(2, 5),
         n=st.integers(1, 6),
         eps=st.one_of(st.just(0.0), st.floats(0.0, 0.5)),
-        attack=st.sampled_from(["fgsm", "pgd_linf", "pgd_l2"]),
+        attack=st.sampled_from(BUDGETED + UNBUDGETED),
         training=st.booleans(),
         early_stop=st.booleans(),
     )
 )
 
 
-@settings(max_examples=20, deadline=None)
+def log_prob(x):
+    """A differentiable stand-in density: a standard normal on the pixels around 0.5."""
+    return -0.5 * ((x.flatten(1) - 0.5) ** 2).sum(1)
+
+
+def run(case, model, x, y, g):
+    attack, eps = case["attack"], case["eps"]
+    norm = attack.rsplit("_", 1)[-1]
+    if attack == "fgsm":
+        return fgsm(model, x, y, eps=eps)
+    if attack.startswith("pgd"):
+        return pgd(model, x, y, eps=eps, steps=3, norm=norm, restarts=2, generator=g, early_stop=case["early_stop"])
+    if attack.startswith("multitarget"):
+        return multitarget_pgd(model, x, y, eps=eps, steps=3, norm=norm, targets=2, generator=g, early_stop=case["early_stop"])
+    if attack.startswith("adaptive"):
+        return adaptive_pgd(model, x, y, log_prob=log_prob, threshold=-0.5, eps=eps, steps=3, norm=norm, generator=g)
+    if attack == "cw_l2":
+        return cw_l2(model, x, y, binary_steps=2, steps=5)
+    if attack == "fooling_gradient":  # (images, confidence)
+        return fooling_gradient(model, 0, len(x), shape=x.shape[1:], steps=5, generator=g)[0]
+    return fooling_evolution(model, 0, len(x), shape=x.shape[1:], generations=3, population=4, generator=g)[0]
+
+
+@settings(max_examples=40, deadline=None)
 @given(case=cases)
 def test_attacks_stay_in_budget_and_leave_model_alone(case):
     g = torch.Generator().manual_seed(case["seed"])
@@ -34,14 +68,11 @@ def test_attacks_stay_in_budget_and_leave_model_alone(case):
     x[-1, -1, -1, -1] = 1.0
     y = torch.randint(case["classes"], (case["n"],), generator=g)
     before = snapshot(model)
-    eps, attack = case["eps"], case["attack"]
-    if attack == "fgsm":
-        x_adv = fgsm(model, x, y, eps=eps)
-    else:
-        norm = attack.removeprefix("pgd_")
-        x_adv = pgd(model, x, y, eps=eps, steps=3, norm=norm, restarts=2, generator=g,
-                    early_stop=case["early_stop"])
-    assert_in_budget(x_adv, x, eps, "l2" if attack == "pgd_l2" else "linf", tol=1e-6)
+    x_adv = run(case, model, x, y, g)
     assert_unchanged(model, before)
-    if eps == 0:
-        assert torch.equal(x_adv, x)
+    if case["attack"] in BUDGETED:
+        assert_in_budget(x_adv, x, case["eps"], "l2" if case["attack"].endswith("l2") else "linf", tol=1e-6)
+        if case["eps"] == 0:
+            assert torch.equal(x_adv, x)
+    else:
+        assert x_adv.shape == x.shape and not x_adv.requires_grad and x_adv.min() >= 0 and x_adv.max() <= 1
