@@ -1,6 +1,6 @@
-"""The report's audit table: a failed check shows a failing seed's detail."""
+"""The report: a failed audit check shows a failing seed's detail; a rate never rounds onto a threshold it misses."""
 
-from fooled.report import _audit_detail
+from fooled.report import _audit_detail, _fmt
 
 
 def test_audit_detail_shows_a_failing_seed_before_a_passing_one():
@@ -8,3 +8,12 @@ def test_audit_detail_shows_a_failing_seed_before_a_passing_one():
             {"seed": 2, "passed": False, "detail": "1 image moved"}]
     assert _audit_detail(rows) == "seed 1: 2 images moved"
     assert _audit_detail([r | {"passed": True} for r in rows]) == "seed 0: fine"
+
+
+def test_rates_just_under_a_threshold_keep_a_second_decimal():
+    ci = {"mean": 0.8996, "lo": 0.882, "hi": 0.918, "n": 3}
+    assert _fmt(ci, pct=True) == "89.96 [88.2, 91.8]"
+    assert _fmt({"mean": 0.9, "lo": 0.9, "hi": 0.9, "n": 1}, pct=True) == "90.0"
+    assert _fmt({"mean": 0.4651, "lo": 0.428, "hi": 0.501, "n": 3}, pct=True) == "46.5 [42.8, 50.1]"
+    assert _fmt({"mean": 0.49996, "lo": 0.1, "hi": 1.0, "n": 3}, pct=True) == "49.996 [10.0, 100.0]"  # exact ends stay short
+    assert _fmt({"mean": (0.85 + 0.9 + 0.95) / 3, "n": 1}, pct=True) == "90.0"  # 89.99999999999999: float noise, not a miss

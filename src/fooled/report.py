@@ -26,10 +26,20 @@ VERDICT_NUMBERS = [("tpr", "detection rate", "%"), ("auroc", "AUROC", ""), ("eva
                    ("flagged", "flagged", "%"), ("accuracy_gap", "accuracy difference", " points")]
 
 
+def _pct(v: float) -> str:
+    """A rate in percent with one decimal, or more where one would round onto a multiple of 10 % (where the verdict's
+    thresholds sit) that the rate does not reach: 89.96 % is not shown as 90.0 % under "yes if >= 90%"."""
+    for decimals in (1, 2, 3, 4):
+        text = f"{100 * v:.{decimals}f}"
+        if float(text) % 10 or abs(float(text) - 100 * v) < 1e-9:  # not on a multiple of 10, or exactly on it
+            break
+    return text
+
+
 def _fmt(ci: dict, pct: bool = False, digits: int = 3) -> str:
     if ci["mean"] is None:
         return "n/a"
-    f = (lambda v: f"{100 * v:.1f}") if pct else (lambda v: f"{v:.{digits}f}")
+    f = _pct if pct else (lambda v: f"{v:.{digits}f}")
     return f(ci["mean"]) if ci["n"] < 2 else f"{f(ci['mean'])} [{f(ci['lo'])}, {f(ci['hi'])}]"
 
 
