@@ -17,3 +17,5 @@ def test_rates_just_under_a_threshold_keep_a_second_decimal():
     assert _fmt({"mean": 0.4651, "lo": 0.428, "hi": 0.501, "n": 3}, pct=True) == "46.5 [42.8, 50.1]"
     assert _fmt({"mean": 0.49996, "lo": 0.1, "hi": 1.0, "n": 3}, pct=True) == "49.996 [10.0, 100.0]"  # exact ends stay short
     assert _fmt({"mean": (0.85 + 0.9 + 0.95) / 3, "n": 1}, pct=True) == "90.0"  # 89.99999999999999: float noise, not a miss
+    assert _fmt({"mean": 0.4000333, "n": 1}, pct=True) == "40.0"  # rounded down onto 40: no threshold is misstated
+    assert _fmt({"mean": 0.399999996, "n": 1}, pct=True) == "40.0"  # 240 of 600 images, averaged in float32
