@@ -319,7 +319,7 @@ def quick(cfg: StudyConfig) -> StudyConfig:
             hybrid=dataclasses.replace(cfg.models.hybrid, flow=dataclasses.replace(cfg.models.hybrid.flow, blocks=2, hidden=64))),
         train=dataclasses.replace(cfg.train, epochs=min(cfg.train.epochs, 8), patience=3),
         attacks=dataclasses.replace(cfg.attacks, steps=min(cfg.attacks.steps, 10), max_examples=100, expensive_examples=50,
-                                    adaptive_steps=10, cw_steps=20, cw_binary_steps=3),
+                                    adaptive_steps=10, cw_steps=20, cw_binary_steps=3, targets=1),
         fooling=dataclasses.replace(cfg.fooling, per_class=1, steps=50, generations=30, population=8),
         ood=dataclasses.replace(cfg.ood, n=100, max_likelihood_images=10, max_likelihood_steps=50),
     )
