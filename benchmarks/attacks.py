@@ -97,6 +97,9 @@ def main():
 
     print(f"clean accuracy {acc(xb):.3f}; robust accuracy at linf eps {EPS}: "
           + ", ".join(f"{name} {acc(fn()):.3f}" for name, fn in fns.items()))
+    with torch.no_grad():
+        fooled_by = [model(fns[name]()).argmax(1) != yb for name in ("ours", "ours, early_stop")]
+    print(f"ours fools the same images in both modes: {torch.equal(*fooled_by)}")
     rounds = round_times(fns)
     print(f"batch {len(xb)}, {STEPS} steps, {REPEATS} rounds, {torch.get_num_threads()} thread")
     for name in fns:
