@@ -14,10 +14,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from fooled.report import verdict_lines
-from fooled.runs import read_json
-from fooled.tradeoff import describe
-from fooled.verdict import mean_ci
+from fooled.analysis import mean_ci, write_report
+from fooled.analysis.report import verdict_lines
+from fooled.analysis.tradeoff import describe
+from fooled.rundir import read_json
 
 
 def _block(text: str, name: str, lines: list[str]) -> str:
@@ -45,7 +45,7 @@ def main(root: Path = Path(".")) -> None:
         sys.exit("runs/digits-tradeoff was made for another config than runs/digits: rerun `fooled tradeoff`")
     text = _block(text, "tradeoff", describe(summary))
     (root / "README.md").write_text(text)
-    shutil.copy(root / "runs/digits/report.md", root / "REPORT.md")
+    shutil.copy(write_report(root / "runs/digits", tradeoff_dir), root / "REPORT.md")  # the report with the trade-off
     figures = sorted((root / "runs/digits/figures").glob("*.p[dn][fg]")) + sorted((tradeoff_dir / "figures").glob("tradeoff.p[dn][fg]"))
     for path in figures:
         shutil.copy(path, root / "figures" / path.name)

@@ -12,6 +12,13 @@ from fooled.train import fit
 torch.set_num_threads(1)  # many small ops: one thread is as fast here and keeps parallel test runs from thrashing
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that runs a whole study (through `quick_run` or its own) is `slow`: `pytest -m "not slow"` skips them."""
+    for item in items:
+        if "quick_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
     """One `fooled study --quick --no-figures` through the real command line, shared by the end-to-end tests.

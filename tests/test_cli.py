@@ -12,7 +12,7 @@ def fooled(*args, cwd=None):
     ("[atacks]\n", "unknown key 'atacks'; did you mean 'attacks'?"),
     ("[attacks]\nsteps = 'ten'\n", "attacks.steps: expected int"),
     ("[detect]\nfpr = 2.0\n", "detect.fpr must lie in (0, 1)"),
-    ("[data]\nname = 'mnist'\n", "--data-root"),
+    ("[data]\nname = 'mnist'\n", "--set data.root=DIR"),
 ])
 def test_bad_config_is_one_line_and_exit_2(tmp_path, cli_error, toml, message):
     cfg = tmp_path / "bad.toml"
@@ -20,6 +20,7 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, cli_error, toml, message):
     assert message in cli_error("study", cfg, "--out", tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_unwritable_out_is_one_line_and_exit_2(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

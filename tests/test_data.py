@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import functools
-import hashlib
-import pickle
-import struct
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torchvision.datasets as tvd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fake_data import N_TEST, N_TRAIN, write_fake_cifar10, write_fake_mnist, write_idx
 from fooled.data import DATASETS, DatasetInfo, Split, Splits, batches, dataset_info, load
 from fooled.errors import ConfigError, DataError, FooledError
 
@@ -187,61 +184,6 @@ def test_batches_cover_the_split_once_with_a_final_partial_batch():
 # Every fake image carries its label in pixel 0 and a unique id in pixels 1-2, so the tests can
 # check that labels stay with their images and that validation and training are disjoint.
 
-N_TRAIN, N_TEST = 100, 30
-
-
-def fake_images(n: int, shape: tuple[int, ...], offset: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(offset)
-    labels = np.arange(n) % 10
-    x = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
-    flat = x.reshape(n, -1)
-    ids = np.arange(n) + offset
-    flat[:, 0], flat[:, 1], flat[:, 2] = labels, ids % 256, ids // 256
-    flat[:, 3] = 255
-    return x, labels
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """The big-endian idx format of the MNIST files: 0, 0, type 0x08 (uint8), ndim, dims, bytes."""
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def write_fake_mnist(root: Path, folder: str, image_shape=(28, 28)) -> None:
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
-    for prefix, n, offset in [("train", N_TRAIN, 0), ("t10k", N_TEST, 1000)]:
-        x, y = fake_images(n, image_shape, offset)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", x)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", y)
-
-
-def write_fake_cifar10(root: Path, monkeypatch) -> None:
-    """Pickled batches as in cifar-10-python.tar.gz, with torchvision's checksums set to theirs."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-
-    def dump(name: str, entry: dict) -> list[str]:
-        (folder / name).write_bytes(pickle.dumps(entry))
-        return [name, hashlib.md5((folder / name).read_bytes()).hexdigest()]
-
-    x, y = fake_images(N_TRAIN, (3, 32, 32), 0)
-    per_batch = N_TRAIN // 5
-    train_list = [
-        dump(f"data_batch_{b + 1}", {"data": x[b * per_batch : (b + 1) * per_batch].reshape(per_batch, -1),
-                                     "labels": y[b * per_batch : (b + 1) * per_batch].tolist()})
-        for b in range(5)
-    ]
-    x, y = fake_images(N_TEST, (3, 32, 32), 1000)
-    test_list = [dump("test_batch", {"data": x.reshape(N_TEST, -1), "labels": y.tolist()})]
-    _, meta_md5 = dump("batches.meta", {"label_names": list(dataset_info("cifar10").class_names)})
-    # torchvision verifies the md5s of the real release; point it at our files' md5s instead,
-    # so its own integrity check and loading code still run.
-    monkeypatch.setattr(tvd.CIFAR10, "train_list", train_list)
-    monkeypatch.setattr(tvd.CIFAR10, "test_list", test_list)
-    monkeypatch.setattr(tvd.CIFAR10, "meta", {**tvd.CIFAR10.meta, "md5": meta_md5})
-
-
 @pytest.fixture(params=["mnist", "fashion-mnist", "cifar10"])
 def fake_root(request, tmp_path, monkeypatch) -> tuple[str, Path]:
     name = request.param
@@ -288,13 +230,13 @@ def test_missing_files_say_where_and_how_to_get_them(name, tmp_path):
     with pytest.raises(DataError) as err:
         load(name, root=root)
     message = str(err.value)
-    assert name in message and str(root) in message and "--download" in message
+    assert name in message and str(root) in message and "--set data.download=true" in message
     assert "\n" not in message
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10"])
 def test_no_root_asks_for_data_root(name):
-    with pytest.raises(DataError, match="--data-root"):
+    with pytest.raises(DataError, match="--set data.root=DIR"):
         load(name)
 
 

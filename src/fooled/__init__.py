@@ -1,7 +1,6 @@
 """fooled: would a model of p(x, y) notice the inputs that fool a classifier of p(y|x)?"""
 
-__version__ = "0.1.0"
-
-from .api import Run, load_run  # noqa: E402
+from ._version import __version__
+from .api import Run, load_run
 
 __all__ = ["Run", "load_run", "__version__"]

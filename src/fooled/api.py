@@ -10,8 +10,8 @@ import torch
 
 from .config import StudyConfig, from_dict
 from .data import Splits, load
-from .errors import FooledError
-from .runs import read_json
+from .errors import FooledError, suggest
+from .rundir import read_json
 
 
 @dataclass
@@ -39,17 +39,16 @@ class Run:
     def model(self, name: str, seed: int = 0) -> torch.nn.Module:
         """The trained model `name` of `seed`, in eval mode, on CPU."""
         from .models import build_model
-        from .study import model_key
-        from .train import load_checkpoint
+        from .train import checkpoint_path, load_checkpoint, model_key
 
         cfg = self.config
         if name not in cfg.models.names:
-            raise FooledError(f"unknown model '{name}'; this run has {', '.join(cfg.models.names)}")
+            raise FooledError(f"unknown model '{name}' in this run{suggest(name, cfg.models.names)}")
         if seed not in cfg.seeds:
             raise FooledError(f"seed {seed} is not in this run; its seeds are {list(cfg.seeds)}")
         key = model_key(cfg, name, seed)
         model = build_model(name, self.data.info, cfg.models, seed)
-        load_checkpoint(self.path / "checkpoints" / f"{name}-seed{seed}-{key}.pt", model, key)
+        load_checkpoint(checkpoint_path(self.path, name, seed, key), model, key)
         return model
 
 

@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("run_dir")
     r = sub.add_parser("report", help="rewrite report.md of a run directory from results.json")
     r.add_argument("run_dir")
+    r.add_argument("--tradeoff", metavar="DIR", help="a `fooled tradeoff` directory of the same config, summarised in the report")
     a = sub.add_parser("ablate", help="detection rate vs the validation false-positive rate, from saved scores (no retraining)")
     a.add_argument("run_dir")
     a.add_argument("--fpr", type=float, nargs="+", help="false-positive rates on clean validation data (default: 0.001 to 0.5)")
@@ -81,7 +82,7 @@ def _study(args) -> int:
 
 
 def _summary(results: dict, out: Path) -> None:
-    from .verdict import mean_ci
+    from .analysis import mean_ci
 
     print(f"{'model':<8} {'test acc %':>10} {'bits/dim':>9}")
     for name, rows in results["models"].items():
@@ -95,7 +96,7 @@ def _summary(results: dict, out: Path) -> None:
 
 def _tradeoff(args) -> int:
     from .study import stderr_log
-    from .tradeoff import run_tradeoff
+    from .study.tradeoff import run_tradeoff
 
     cfg = _config(args)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-tradeoff"
@@ -112,9 +113,12 @@ def _tradeoff(args) -> int:
 
 
 def _ablate(args) -> int:
-    from .ablation import FPR_GRID, ablate, summary
+    from .analysis.ablation import FPR_GRID, ablate, summary
+    from .analysis.plots import threshold_ablation
 
-    table = summary(ablate(args.run_dir, args.fpr or FPR_GRID))
+    full = ablate(args.run_dir, args.fpr or FPR_GRID)
+    threshold_ablation(full, Path(args.run_dir) / "figures")
+    table = summary(full)
     table = table[table["detector"] == "nll"].pivot_table(index=["attack", "eps"], columns="fpr", values="tpr")
     print("detection rate of -log p(x) (mean over seeds and targets) by validation FPR:")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
@@ -128,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "study":
             return _study(args)
         if args.command == "figures":
-            from .plots import draw_all
-            from .sweep import draw_sweep, is_sweep_dir
-            from .tradeoff import draw_tradeoff, is_tradeoff_dir
+            from .analysis import draw_all
+            from .analysis.tradeoff import draw_tradeoff, is_tradeoff_dir
+            from .study.sweep import draw_sweep, is_sweep_dir
 
             draw = draw_sweep if is_sweep_dir(args.run_dir) else draw_tradeoff if is_tradeoff_dir(args.run_dir) else draw_all
             for path in draw(args.run_dir):
@@ -141,13 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ablate":
             return _ablate(args)
         if args.command == "sweep":
-            from .sweep import run_from_args
+            from .study.sweep import run_from_args
 
             return run_from_args(args)
         if args.command == "report":
-            from .report import write_report
+            from .analysis import write_report
 
-            print(write_report(args.run_dir))
+            print(write_report(args.run_dir, args.tradeoff))
             return 0
     except FooledError as e:
         print(f"fooled: error: {e}", file=sys.stderr)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import tomllib
@@ -12,7 +11,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, suggest
 from .data import dataset_info
 from .models.baselines import GaussianConfig, LogisticRegressionConfig
 from .models.cnn import CNNConfig
@@ -168,9 +167,7 @@ def _build(cls, raw: dict, prefix: str = ""):
     names = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
-            raise ConfigError(f"unknown key '{prefix}{key}'{hint}")
+            raise ConfigError(f"unknown key '{prefix}{key}'{suggest(key, names, prefix=prefix)}")
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in raw.items()}
     return dataclasses.replace(cls(), **kwargs)
 

@@ -6,7 +6,6 @@ are read through torchvision from a data root (downloaded there only when asked)
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from fooled.errors import ConfigError, DataError
+from fooled.errors import ConfigError, DataError, suggest
 
 DIGIT_NAMES = tuple(str(k) for k in range(10))
 
@@ -68,25 +67,13 @@ class Splits:
     info: DatasetInfo
 
 
+FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _INFO = {
     "digits": DatasetInfo("digits", 10, (1, 8, 8), 17, DIGIT_NAMES),
     "mnist": DatasetInfo("mnist", 10, (1, 28, 28), 256, DIGIT_NAMES),
-    "fashion-mnist": DatasetInfo(
-        "fashion-mnist",
-        10,
-        (1, 28, 28),
-        256,
-        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-    ),
-    "cifar10": DatasetInfo(
-        "cifar10",
-        10,
-        (3, 32, 32),
-        256,
-        ("airplane", "automobile", "bird", "cat", "deer",
-         "dog", "frog", "horse", "ship", "truck"),
-    ),
+    "fashion-mnist": DatasetInfo("fashion-mnist", 10, (1, 28, 28), 256, FASHION_NAMES),
+    "cifar10": DatasetInfo("cifar10", 10, (3, 32, 32), 256, CIFAR10_NAMES),
 }
 
 DATASETS: tuple[str, ...] = tuple(_INFO)
@@ -103,9 +90,7 @@ def _canonical_name(name: str) -> str:
     key = str(name).strip().lower().replace("_", "-")
     if key in _INFO:
         return key
-    close = difflib.get_close_matches(key, DATASETS, n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    raise DataError(f"unknown dataset '{name}': expected one of {', '.join(DATASETS)}{hint}")
+    raise DataError(f"unknown dataset '{name}'{suggest(key, DATASETS, cutoff=0.5, list_all=True)}")
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -229,8 +214,8 @@ def _read_torchvision(
     """uint8 images (N, C, H, W) and int64 labels of the official train and test sets."""
     if root is None:
         raise DataError(
-            f"dataset '{info.name}' needs a data directory: pass --data-root DIR "
-            f"(and --download to fetch it there)"
+            f"dataset '{info.name}' needs a data directory: pass --set data.root=DIR "
+            f"(and --set data.download=true to fetch it there)"
         )
     import torchvision.datasets as tvd
 
@@ -244,14 +229,14 @@ def _read_torchvision(
             if download:
                 raise DataError(f"could not download {info.name} to {root}: {err}") from err
             raise DataError(
-                f"{info.name} not found under {root}: pass --download to fetch it, or place "
+                f"{info.name} not found under {root}: pass --set data.download=true to fetch it, or place "
                 f"torchvision's files there as {root / _TORCHVISION_FILES[info.name]}"
             ) from err
         except OSError as err:  # no network, full disk, unreadable file
             raise DataError(f"could not read or download {info.name} under {root}: {err}") from err
         except (ValueError, TypeError, AssertionError, KeyError) as err:
             raise DataError(f"{info.name} files under {root} are malformed ({err!r}); "
-                            f"delete them and pass --download to fetch them again") from err
+                            f"delete them and pass --set data.download=true to fetch them again") from err
         x = np.asarray(ds.data, dtype=np.uint8)
         x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # (N, H, W[, C]) -> (N, C, H, W)
         y = np.asarray(ds.targets, dtype=np.int64)

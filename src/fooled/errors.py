@@ -15,3 +15,19 @@ class DataError(FooledError):
 
 class CheckpointError(FooledError):
     """A checkpoint cannot be used (wrong config, corrupt file)."""
+
+
+class ModelError(FooledError, ValueError):
+    """A model is asked for something it cannot do: an unknown name, inputs of the wrong shape."""
+
+
+def suggest(name: str, choices, *, prefix: str = "", cutoff: float = 0.6, list_all: bool = False) -> str:
+    """The end of an 'unknown name' message: "; did you mean 'x'?" for a close match, else (or with list_all, also) the choices."""
+    import difflib
+
+    choices = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=cutoff)
+    listed = f"; expected one of {', '.join(choices)}"
+    if not close:
+        return listed
+    return (listed if list_all else "") + f"; did you mean '{prefix}{close[0]}'?"

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
+import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,9 +11,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .config import TrainConfig
-from .data import Split, batches
+from .config import StudyConfig, TrainConfig, config_hash, to_dict
+from .data import Split, Splits, batches
 from .errors import CheckpointError
+from .models import build_model
+from .rundir import atomic_write_bytes
 
 
 @dataclass
@@ -77,17 +78,10 @@ def fit(model: torch.nn.Module, train: Split, val: Split, cfg: TrainConfig, *, s
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """torch.save into memory, then an atomic write: never a half-written file."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, config_hash: str, meta: dict) -> None:
@@ -110,3 +104,43 @@ def load_checkpoint(path: Path, model: torch.nn.Module, config_hash: str) -> dic
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     return ckpt.get("meta", {})
+
+
+def model_key(cfg: StudyConfig, name: str, seed: int) -> str:
+    """Hash of everything a trained model depends on: its architecture, training, data and seed."""
+    arch = to_dict(getattr(cfg.models, name))
+    if name == "flow" and cfg.models.flow.kind == "glow":
+        arch["glow"] = to_dict(cfg.models.glow)
+    return config_hash({"model": name, "arch": arch, "train": to_dict(cfg.train), "data": to_dict(cfg.data), "seed": seed})
+
+
+def checkpoint_path(run_dir: Path, name: str, seed: int, key: str) -> Path:
+    return Path(run_dir) / "checkpoints" / f"{name}-seed{seed}-{key}.pt"
+
+
+def train_or_load(cfg: StudyConfig, name: str, splits: Splits, seed: int, run_dir: Path, device, log, progress) -> tuple[torch.nn.Module, dict]:
+    """The trained model of this config and seed, from its checkpoint when one exists (a damaged one is named and retrained)."""
+    key = model_key(cfg, name, seed)
+    path = checkpoint_path(run_dir, name, seed, key)
+    model = build_model(name, splits.info, cfg.models, seed).to(device)
+    if path.exists():
+        try:
+            meta = load_checkpoint(path, model, key)
+            log(f"  {name}: loaded checkpoint {path.name}")
+            return model.to(device), meta
+        except CheckpointError as e:
+            log(f"  {name}: {e}; retraining")
+    if hasattr(model, "fit_data"):  # closed-form fit, hyperparameters chosen on validation
+        start = time.perf_counter()
+        chosen = model.fit_data(splits.train, splits.val)
+        model.eval()
+        meta = {"train_seconds": time.perf_counter() - start, "epochs": 0, "best_epoch": 0,
+                "best_val_loss": evaluate_loss(model, splits.val), "chosen": chosen}
+    else:
+        result = fit(model, splits.train, splits.val, cfg.train, seed=seed, desc=f"{name} seed {seed}", progress=progress)
+        meta = {"train_seconds": result.seconds, "epochs": result.epochs, "best_epoch": result.best_epoch,
+                "best_val_loss": result.best_val_loss}
+    meta["n_params"] = sum(p.numel() for p in model.parameters())
+    save_checkpoint(path, model, key, meta)
+    log(f"  {name}: trained in {meta['train_seconds']:.1f} s ({meta['epochs']} epochs, best {meta['best_epoch']})")
+    return model, meta

@@ -1,5 +1,4 @@
 import functools
-import time
 
 import numpy as np
 import pytest
@@ -29,12 +28,10 @@ def _accuracy(model, split):
         return (model(split.x).argmax(1) == split.y).float().mean().item()
 
 
-def test_logistic_regression_trains_to_over_90_percent_in_seconds():
+def test_logistic_regression_trains_to_over_90_percent():  # fit time: benchmarks/baselines.py
     splits = _digits()
     model = LogisticRegression(splits.info.shape, 10)
-    start = time.perf_counter()
     fit(model, splits.train, splits.val, TrainConfig(epochs=40, lr=1e-2, patience=5), seed=0)
-    assert time.perf_counter() - start < 10
     assert _accuracy(model, splits.test) > 0.9
     x = splits.test.x[:4].clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(model(x).logsumexp(1).sum(), x)

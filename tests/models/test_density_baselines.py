@@ -17,9 +17,8 @@ def _fitted(name):
 
 # measured on digits, seed 0: GMM 2.18 bits/dim (8 full components), KDE 2.29 (bandwidth 0.67, logit space)
 @pytest.mark.parametrize("name, low, high", [("gmm", 2.0, 2.4), ("kde", 2.1, 2.5)])
-def test_fits_digits_to_the_measured_bits_per_dim_quickly(name, low, high):
+def test_fits_digits_to_the_measured_bits_per_dim(name, low, high):  # fit time: benchmarks/baselines.py
     model, splits = _fitted(name)
-    assert model.fit_seconds < 20
     bpd = model.test_bpd(splits.test.x, torch.Generator().manual_seed(0))
     assert np.isfinite(bpd) and low < bpd < high
     assert model.n_params > 0

@@ -4,6 +4,7 @@ import torch
 
 from fooled.config import TrainConfig
 from fooled.data import load
+from fooled.errors import ModelError
 from fooled.models.flow import FlowClassifier, FlowConfig
 from fooled.models.hybrid import HybridFlow
 from fooled.train import fit
@@ -111,5 +112,5 @@ def test_samples_follow_p_x_given_y_by_rejection_on_the_heads_posterior():
     # p(z | y=0) is N(0, I) reweighted by sigmoid(8 z_0) * ...: E[z_0 | y=0] is about E|z_0| = 0.8, and symmetric for y=1
     assert 0.6 < z[:400, 0].mean() < 1.0 and -1.0 < z[400:, 0].mean() < -0.6
     assert abs(z[:, 1:].mean()) < 0.05  # the other coordinates are untouched
-    with pytest.raises(RuntimeError, match="rejection sampling"):  # ...so asking for it fails loudly instead of looping
+    with pytest.raises(ModelError, match="rejection sampling"):  # ...so asking for it fails loudly instead of looping
         model.sample(torch.tensor([2]), torch.Generator().manual_seed(0), max_rounds=5)

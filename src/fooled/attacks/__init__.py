@@ -11,6 +11,7 @@ from fooled.attacks.exact import linear_linf_robust
 from fooled.attacks.fooling import fooling_evolution, fooling_gradient
 from fooled.attacks.gradient import attack_success, fgsm, multitarget_pgd, pgd, pgd_sweep, reachable_margins
 from fooled.attacks.losses import cross_entropy, get_loss, margin
+from fooled.attacks.worst_case import pgd_worst_case
 
 __all__ = [
     "adaptive_pgd",
@@ -27,5 +28,6 @@ __all__ = [
     "multitarget_pgd",
     "pgd",
     "pgd_sweep",
+    "pgd_worst_case",
     "reachable_margins",
 ]

@@ -10,6 +10,7 @@ from .baselines import GaussianClassifier, GaussianConfig, LogisticRegression, L
 from .flow import FlowClassifier, FlowConfig, bits_per_dim, bpd_from_log_prob
 from .glow import GlowClassifier, GlowConfig
 from .hybrid import HybridConfig, HybridFlow
+from ..errors import ModelError, suggest
 
 MODEL_NAMES = ("cnn", "flow", "hybrid", "logreg", "gaussian")  # every classifier trained, attacked and scored
 
@@ -31,7 +32,7 @@ def build_model(name: str, info: DatasetInfo, models_cfg, seed: int) -> torch.nn
     if name == "gaussian":
         c = models_cfg.gaussian
         return GaussianClassifier(info.shape, info.num_classes, info.levels, c.covariance, c.shrinkage, c.alpha, seed=seed)
-    raise ValueError(f"unknown model '{name}'; expected one of {', '.join(MODEL_NAMES)}")
+    raise ModelError(f"unknown model '{name}'{suggest(name, MODEL_NAMES)}")
 
 
 def is_density_model(model: torch.nn.Module) -> bool:
@@ -39,5 +40,25 @@ def is_density_model(model: torch.nn.Module) -> bool:
     return hasattr(model, "log_prob") and hasattr(model, "log_joint")
 
 
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Predicted classes on CPU, in batches on the model's device."""
+    device = next(model.parameters()).device
+    return torch.cat([model(x[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+
+
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of images classified as their label."""
+    return float((predict(model, x) == y.cpu()).float().mean())
+
+
+@torch.no_grad()
+def mean_bpd(model: torch.nn.Module, x: torch.Tensor, seed: int, batch_size: int = 512) -> float:
+    """Mean bits/dim of images x under a density model, uniform dequantisation noise drawn from `seed`."""
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    return float(torch.cat([model.dequantised_bpd(xb.to(device), g).cpu() for xb in x.split(batch_size)]).mean())
+
+
 __all__ = ["CNN", "CNNConfig", "FlowClassifier", "FlowConfig", "GlowClassifier", "GlowConfig", "HybridFlow", "HybridConfig",
-           "LogisticRegression", "LogisticRegressionConfig", "GaussianClassifier", "GaussianConfig", "MODEL_NAMES", "build_model", "is_density_model", "bits_per_dim", "bpd_from_log_prob"]
+           "LogisticRegression", "LogisticRegressionConfig", "GaussianClassifier", "GaussianConfig", "MODEL_NAMES", "build_model", "is_density_model", "predict", "accuracy", "mean_bpd", "bits_per_dim", "bpd_from_log_prob"]

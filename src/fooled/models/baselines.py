@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from ..data import Split, batches
 from .flow import GenerativeClassifier, bits_per_dim, from_logit, to_logit
+from ..errors import ModelError
 
 COVARIANCES = ("shared", "per_class")
 SHRINKAGES = (0.0, 0.01, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0)  # grid searched by fit_data when shrinkage is None
@@ -65,13 +66,13 @@ class GaussianClassifier(GenerativeClassifier):
                  shrinkage: float | None = None, alpha: float = 0.01, seed: int = 0):
         super().__init__()
         if covariance not in COVARIANCES + ("auto",):
-            raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)} or 'auto', got {covariance!r}")
+            raise ModelError(f"covariance must be one of {', '.join(COVARIANCES)} or 'auto', got {covariance!r}")
         if shrinkage is not None and not 0 <= shrinkage <= 1:
-            raise ValueError(f"shrinkage must lie in [0, 1] or be None (choose on validation), got {shrinkage!r}")
+            raise ModelError(f"shrinkage must lie in [0, 1] or be None (choose on validation), got {shrinkage!r}")
         if not 0 < alpha < 0.5:
-            raise ValueError(f"alpha must lie in (0, 0.5), got {alpha!r}")
+            raise ModelError(f"alpha must lie in (0, 0.5), got {alpha!r}")
         if levels < 2:
-            raise ValueError(f"levels must be >= 2, got {levels}")
+            raise ModelError(f"levels must be >= 2, got {levels}")
         self.shape, self.num_classes, self.levels, self.alpha, self.seed = tuple(shape), num_classes, levels, alpha, seed
         self.dim = math.prod(shape)
         self.covariance, self.shrinkage = covariance, shrinkage  # what fit_data may choose from
@@ -119,7 +120,7 @@ class GaussianClassifier(GenerativeClassifier):
         g = torch.Generator().manual_seed(self.seed)
         counts = torch.bincount(train.y, minlength=K).to(device) * copies
         if (counts < 2 * copies).any():
-            raise ValueError(f"every class needs at least 2 training examples, got counts {(counts // copies).tolist()}")
+            raise ModelError(f"every class needs at least 2 training examples, got counts {(counts // copies).tolist()}")
         # first and second moments per class, accumulated in float64 batch by batch (MNIST-sized data fits)
         sums, squares = torch.zeros(K, D, dtype=torch.float64, device=device), torch.zeros(K, D, D, dtype=torch.float64, device=device)
         for _ in range(copies):
@@ -155,7 +156,7 @@ class GaussianClassifier(GenerativeClassifier):
                     bpd = bits_per_dim(torch.logsumexp(log_joint, 1), self.dim, self.levels).mean().item()
                     best = (score, covariance, s, tril.clone(), bpd, acc)
         if best is None:
-            raise ValueError("no covariance in the grid is positive definite; use more training data or shrinkage=1")
+            raise ModelError("no covariance in the grid is positive definite; use more training data or shrinkage=1")
         _, covariance, shrinkage, tril, val_bpd, val_acc = best
         self.scale_tril.copy_(tril)
         self.fitted = {"covariance": covariance, "shrinkage": shrinkage}

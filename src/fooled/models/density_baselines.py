@@ -24,6 +24,7 @@ from sklearn.neighbors import KernelDensity
 from threadpoolctl import threadpool_limits
 
 from .flow import bits_per_dim, to_logit
+from ..errors import ModelError
 
 # (covariance_type, n_components) searched by fit_gmm; more full components overfit ~1000 images; diag lost everywhere
 GMM_GRID = tuple(("full", k) for k in (1, 2, 3, 5, 8)) + (("tied", 20), ("tied", 40))
@@ -107,7 +108,7 @@ def _gmm_n_params(gmm: GaussianMixture) -> int:
 def _as_tensor(x) -> torch.Tensor:
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach().cpu().to(torch.float64)
     if x.dim() < 2 or torch.isnan(x).any() or (x.numel() and (x.min() < 0 or x.max() > 1)):
-        raise ValueError(f"expected a batch of images (N, ...) with values in [0, 1], got shape {tuple(x.shape)}")
+        raise ModelError(f"expected a batch of images (N, ...) with values in [0, 1], got shape {tuple(x.shape)}")
     return x
 
 

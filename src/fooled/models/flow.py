@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import normflows as nf
 import torch
 from torch import nn
+from ..errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -155,9 +156,9 @@ class FlowBody(DequantisedDensity):
         self.shape, self.levels, self.cfg = tuple(shape), levels, cfg
         self.dim = math.prod(shape)
         if self.dim % 2:
-            raise ValueError(f"the flow needs an even number of dimensions, got {self.dim}")
+            raise ModelError(f"the flow needs an even number of dimensions, got {self.dim}")
         if levels < 2:
-            raise ValueError(f"levels must be >= 2, got {levels}")
+            raise ModelError(f"levels must be >= 2, got {levels}")
         g_state = torch.random.get_rng_state()
         torch.manual_seed(seed)  # normflows draws permutations and inits from the global generator
         try:
@@ -248,11 +249,11 @@ class FlowClassifier(GenerativeClassifier, FlowBody):
 def check_images(x: torch.Tensor, shape: tuple[int, ...]) -> None:
     """Raise ValueError unless x is a NaN-free batch (N, *shape) of values in [0, 1]."""
     if x.dim() != 1 + len(shape) or tuple(x.shape[1:]) != tuple(shape):
-        raise ValueError(f"expected images of shape (N, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
+        raise ModelError(f"expected images of shape (N, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
     if torch.isnan(x).any():
-        raise ValueError("input contains NaN; expected values in [0, 1]")
+        raise ModelError("input contains NaN; expected values in [0, 1]")
     if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"input values must lie in [0, 1], got range [{x.min().item():.4g}, {x.max().item():.4g}]")
+        raise ModelError(f"input values must lie in [0, 1], got range [{x.min().item():.4g}, {x.max().item():.4g}]")
 
 
 def to_logit(x: torch.Tensor, levels: int, alpha: float, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,6 +281,8 @@ def bits_per_dim(log_prob: torch.Tensor, dim: int, levels: int) -> torch.Tensor:
     return (-log_prob + dim * math.log(levels)) / (dim * math.log(2))
 
 
-def bpd_from_log_prob(log_prob_x: torch.Tensor, dim: int, levels: int) -> torch.Tensor:
-    """Bits/dim from `log_prob(x)` (the density of x in [0, 1], whose bins have width 1/(L-1))."""
+def bpd_from_log_prob(log_prob_x, dim: int, levels: int):
+    """Bits/dim from `log_prob(x)` (the density of x in [0, 1], whose bins have width 1/(L-1)); a tensor or a numpy array.
+
+    The one conversion of the package for scores of x itself (`bits_per_dim` is that of the dequantised y)."""
     return (-log_prob_x + dim * math.log(levels - 1)) / (dim * math.log(2))

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .flow import BoundedScale, ClassConditionalGaussian, GenerativeClassifier, from_logit, to_logit
+from ..errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -86,12 +87,12 @@ class GlowClassifier(GenerativeClassifier):
         self.dim = math.prod(self.shape)
         c, h, w = self.shape
         if levels < 2:
-            raise ValueError(f"levels must be >= 2, got {levels}")
+            raise ModelError(f"levels must be >= 2, got {levels}")
         if min(cfg.scales, cfg.blocks_per_scale, cfg.hidden_channels) < 1:
-            raise ValueError(f"scales, blocks_per_scale and hidden_channels must be >= 1, got {cfg}")
+            raise ModelError(f"scales, blocks_per_scale and hidden_channels must be >= 1, got {cfg}")
         if h % 2**cfg.scales or w % 2**cfg.scales:
             most = min((h & -h).bit_length(), (w & -w).bit_length()) - 1  # largest s with 2**s dividing both
-            raise ValueError(f"with scales={cfg.scales}, height and width must be divisible by {2**cfg.scales}; "
+            raise ModelError(f"with scales={cfg.scales}, height and width must be divisible by {2**cfg.scales}; "
                              f"images of {h}x{w} allow scales <= {most}")
         g_state = torch.random.get_rng_state()
         torch.manual_seed(seed)  # normflows draws the 1x1 convs and conv inits from the global generator

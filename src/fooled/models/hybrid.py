@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .flow import FlowBody, FlowConfig
+from ..errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class HybridFlow(FlowBody):
 
     def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: FlowConfig, lam: float, seed: int = 0):
         if not lam >= 0:
-            raise ValueError(f"lam (weight of log p(y|x) in the loss) must be >= 0, got {lam!r}")
+            raise ModelError(f"lam (weight of log p(y|x) in the loss) must be >= 0, got {lam!r}")
         super().__init__(shape, levels, cfg, seed)
         self.num_classes, self.lam = num_classes, float(lam)
         self.base = DiagonalGaussian(self.dim, cfg.learn_scale)
@@ -93,7 +94,7 @@ class HybridFlow(FlowBody):
             keep = torch.rand(len(idx), generator=generator, device="cpu").to(z.device) < p_y
             z[idx[keep]] = cand[keep]
             todo[idx[keep]] = False
-        raise RuntimeError(f"rejection sampling kept no draw for {int(todo.sum())} of {len(y)} images in {max_rounds} rounds")
+        raise ModelError(f"rejection sampling kept no draw for {int(todo.sum())} of {len(y)} images in {max_rounds} rounds")
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(-log p(x) - lam * log p(y|x)) / D, averaged over the batch; uniform dequantisation in train mode."""

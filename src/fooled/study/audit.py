@@ -1,0 +1,121 @@
+"""Gradient-masking audit (Carlini et al. 2019, "On Evaluating Adversarial Robustness"), run in every study.
+
+Each check is a dict {check, target, passed, detail}; a failed check is reported, never hidden.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..attacks import linear_linf_robust
+from ..models import accuracy as _acc
+from ..models.baselines import LogisticRegression
+from .context import SeedContext
+from .stages import pgd_settings, study_pgd
+
+
+def _check(ctx, name, target, passed, detail) -> dict:
+    return {"seed": ctx.seed, "check": name, "target": target, "passed": bool(passed), "detail": detail}
+
+
+def convergence_curve(ctx: SeedContext, target: str, eps: float, steps_grid=(1, 3, 10, 20, 40)) -> list[dict]:
+    """Adversarial accuracy of linf PGD against the number of steps (one restart, every configured loss)."""
+    ctx = ctx.subset(ctx.cfg.attacks.expensive_examples)
+    model = ctx.models[target]
+
+    def compute():
+        accs = []
+        for steps in steps_grid:
+            x_adv = study_pgd(ctx, model, ctx.x.to(ctx.device), ctx.y.to(ctx.device), eps=eps, norm="linf",
+                              generator=ctx.generator("convergence", target, steps), steps=steps, restarts=1, early_stop=True)
+            accs.append(_acc(model, x_adv, ctx.y))
+        return {"adv_acc": np.array(accs)}
+
+    key = {"model": ctx.keys[target], "eps": eps, "grid": list(steps_grid), **pgd_settings(ctx.cfg.attacks), "early_stop": True}
+    stage = ctx.stage(f"{target}-convergence-eps{eps:g}", key, compute)
+    return [{"seed": ctx.seed, "target": target, "eps": eps, "steps": s, "adv_acc": float(a), "n": len(ctx.x)}
+            for s, a in zip(steps_grid, stage["adv_acc"])]
+
+
+def convergence_eps(rows: list[dict], target: str) -> float | None:
+    """The linf budget of the convergence check and curve for `target`: the one whose PGD accuracy is nearest half the
+    clean accuracy (the smaller on a tie), where the most images sit near the decision boundary, so more effort
+    could fool the most. At a budget where PGD already fools nearly every image the check could not fail."""
+    pgd = [r for r in rows if r["target"] == target and r["attack"] == "pgd" and not r["adaptive"]]
+    return min(pgd, key=lambda r: (abs(r["adv_acc"] - r["clean_acc"] / 2), r["eps"]))["eps"] if pgd else None
+
+
+def audit(ctx: SeedContext, rows: list[dict], advs: dict, transfer_rows: list[dict], fooling_rows: list[dict]) -> list[dict]:
+    """All checks for every classifier of this seed; the extra attacks (large budgets, doubled steps and restarts) run on
+    the first `attacks.expensive_examples` attacked images. With 64 of them one image is 1.6 points, so the convergence
+    check then allows no image to change: stricter than its tolerance, for a third of the cost of all 200."""
+    cfg, a = ctx.cfg, ctx.cfg.attacks
+    sub = ctx.subset(a.expensive_examples)
+    K = ctx.info.num_classes
+    checks = []
+    for target, model in ctx.models.items():
+
+        def strong(c: SeedContext, eps, label, steps=None, restarts=None) -> float:
+            """Adversarial accuracy of linf PGD (every loss) on the images of context `c`, cached as a stage; each image
+            stops at its first misclassified iterate (early_stop), which changes which images are fooled in no way."""
+            key = {"model": ctx.keys[target], "eps": eps, **pgd_settings(a), "steps": steps or a.steps, "restarts": restarts or a.restarts,
+                   "early_stop": True}
+            stage = c.stage(f"{target}-audit-{label}-eps{eps:g}", key, lambda: {"x_adv": study_pgd(
+                c, model, c.x.to(ctx.device), c.y.to(ctx.device), eps=eps, norm="linf",
+                generator=ctx.generator("audit", label, target, eps), steps=steps, restarts=restarts,
+                early_stop=True).cpu().numpy()})
+            return _acc(model, torch.from_numpy(stage["x_adv"]), c.y)
+
+        acc_large = strong(sub, cfg.audit.large_eps, "large")
+        checks.append(_check(ctx, f"accuracy falls to chance at linf eps {cfg.audit.large_eps:g}", target, acc_large <= 1 / K + 1e-9,
+                             f"adversarial accuracy {acc_large:.3f}, chance {1 / K:.3f}"))
+        acc_unbounded = strong(sub, 1.0, "unbounded")
+        checks.append(_check(ctx, "accuracy falls to 0 for an unbounded attack (linf eps 1)", target, acc_unbounded <= 0.01,
+                             f"adversarial accuracy {acc_unbounded:.3f}"))
+
+        pgd = {r["eps"]: r["adv_acc"] for r in rows if r["target"] == target and r["attack"] == "pgd" and not r["adaptive"]}
+        conv_eps = convergence_eps(rows, target)
+        if (target, "pgd", conv_eps) in advs:
+            n = len(sub.x)
+            acc_base = _acc(model, advs[(target, "pgd", conv_eps)][:n], sub.y)
+            acc_double = strong(sub, conv_eps, "double", steps=2 * a.steps, restarts=2 * a.restarts)
+            checks.append(_check(ctx, "converged: doubling steps and restarts changes accuracy by less than the tolerance", target,
+                                 abs(round((acc_double - acc_base) * n)) < cfg.audit.tolerance * n,  # in images: no float ties
+                                 f"eps {conv_eps:g}, {n} images: {acc_base:.3f} with {a.steps} steps x {a.restarts} restarts, "
+                                 f"{acc_double:.3f} with {2 * a.steps} x {2 * a.restarts} (tolerance {cfg.audit.tolerance:g})"))
+        if isinstance(model, LogisticRegression) and pgd:  # a linear model: its exact robust accuracy is known
+            exact = {e: float(linear_linf_robust(model.linear.weight.cpu(), model.linear.bias.cpu(), ctx.x, ctx.y, e).float().mean())
+                     for e in sorted(pgd)}
+            checks.append(_check(ctx, "PGD reaches the exact robust accuracy of the linear model", target,
+                                 all(pgd[e] <= exact[e] + 0.5 / len(ctx.x) for e in exact),  # the same count of images
+                                 "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f}, exact {exact[e]:.3f}" for e in exact)))
+        fgsm = {r["eps"]: r["adv_acc"] for r in rows if r["target"] == target and r["attack"] == "fgsm"}
+        common = sorted(set(pgd) & set(fgsm))
+        if common:
+            ok = all(pgd[e] <= fgsm[e] + 1e-9 for e in common)
+            checks.append(_check(ctx, "iterative (PGD) beats single-step (FGSM)", target, ok,
+                                 "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f} vs FGSM {fgsm[e]:.3f}" for e in common)))
+        tr = [r for r in transfer_rows if r["target"] == target]
+        if tr and pgd:
+            worst = {e: min(r["adv_acc"] for r in tr if r["eps"] == e) for e in pgd if any(r["eps"] == e for r in tr)}
+            ok = all(pgd[e] <= worst[e] + 1e-9 for e in worst)
+            checks.append(_check(ctx, "white-box PGD beats black-box transfer", target, ok,
+                                 "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f} vs best transfer {worst[e]:.3f}" for e in sorted(worst))))
+        fo = {m: np.mean([r["success_rate"] for r in fooling_rows if r["target"] == target and r["method"] == m])
+              for m in ("gradient", "evolution") if any(r["target"] == target and r["method"] == m for r in fooling_rows)}
+        if len(fo) == 2:
+            checks.append(_check(ctx, "white-box fooling (gradient) beats black-box fooling (evolution)", target,
+                                 fo["gradient"] >= fo["evolution"], f"success {fo['gradient']:.3f} vs {fo['evolution']:.3f}"))
+        if pgd:
+            clean = _acc(model, ctx.x, ctx.y)
+            gen = torch.Generator().manual_seed(ctx.seed)
+            parts, ok = [], True
+            for e in sorted(pgd):
+                sign = torch.randint(0, 2, ctx.x.shape, generator=gen).float() * 2 - 1
+                noise_acc = _acc(model, (ctx.x + e * sign).clamp(0, 1), ctx.y)
+                ok &= (clean - noise_acc) <= 0.5 * (clean - pgd[e]) + 1e-9
+                parts.append(f"eps {e:g}: noise {noise_acc:.3f} vs PGD {pgd[e]:.3f}")
+            checks.append(_check(ctx, "random sign noise of the same linf norm causes at most half of PGD's accuracy drop", target, ok,
+                                 "; ".join(parts) + f" (clean {clean:.3f})"))
+    return checks

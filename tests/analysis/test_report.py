@@ -1,0 +1,21 @@
+"""The report: a failed audit check shows a failing seed's detail; a rate never rounds onto a threshold it misses."""
+
+from fooled.analysis.report import _audit_detail, _fmt
+
+
+def test_audit_detail_shows_a_failing_seed_before_a_passing_one():
+    rows = [{"seed": 0, "passed": True, "detail": "fine"}, {"seed": 1, "passed": False, "detail": "2 images moved"},
+            {"seed": 2, "passed": False, "detail": "1 image moved"}]
+    assert _audit_detail(rows) == "seed 1: 2 images moved"
+    assert _audit_detail([r | {"passed": True} for r in rows]) == "seed 0: fine"
+
+
+def test_rates_just_under_a_threshold_keep_a_second_decimal():
+    ci = {"mean": 0.8996, "lo": 0.882, "hi": 0.918, "n": 3}
+    assert _fmt(ci, pct=True) == "89.96 [88.2, 91.8]"
+    assert _fmt({"mean": 0.9, "lo": 0.9, "hi": 0.9, "n": 1}, pct=True) == "90.0"
+    assert _fmt({"mean": 0.4651, "lo": 0.428, "hi": 0.501, "n": 3}, pct=True) == "46.5 [42.8, 50.1]"
+    assert _fmt({"mean": 0.49996, "lo": 0.1, "hi": 1.0, "n": 3}, pct=True) == "49.996 [10.0, 100.0]"  # exact ends stay short
+    assert _fmt({"mean": (0.85 + 0.9 + 0.95) / 3, "n": 1}, pct=True) == "90.0"  # 89.99999999999999: float noise, not a miss
+    assert _fmt({"mean": 0.4000333, "n": 1}, pct=True) == "40.0"  # rounded down onto 40: no threshold is misstated
+    assert _fmt({"mean": 0.399999996, "n": 1}, pct=True) == "40.0"  # 240 of 600 images, averaged in float32

@@ -1,0 +1,124 @@
+import json
+
+import pytest
+import math
+
+import numpy as np
+import torch
+
+import fooled
+from fooled.rundir import Key, read_npz
+from fooled.study.audit import convergence_eps
+
+
+def test_quick_study_writes_results(quick_run):
+    out, proc = quick_run
+    results = json.loads((out / "results.json").read_text())
+    assert {"config", "config_hash", "versions", "models", "attacks", "verdict"} <= set(results)
+    assert {"fooled", "torch", "normflows", "python"} <= set(results["versions"])
+    cnn, flow = results["models"]["cnn"][0], results["models"]["flow"][0]
+    assert cnn["test_acc"] > 0.8 and flow["test_acc"] > 0.5  # chance is 0.1, and --quick trains 8 epochs
+    assert math.isfinite(flow["test_bpd"]) and 1.0 < flow["test_bpd"] < 5.0
+    rows = results["attacks"]
+    attacks = ("fgsm", "pgd", "pgd_l2", "adaptive_pgd")
+    models = ("cnn", "flow", "hybrid", "logreg", "gaussian")
+    assert {(r["target"], r["attack"]) for r in rows} == {(t, a) for t in models for a in attacks}
+    assert {r["detector"] for r in rows if r["target"] in ("cnn", "logreg")} == {"flow"}
+    assert all(r["detector"] == r["target"] for r in rows if r["target"] in ("flow", "hybrid", "gaussian"))
+    for name in ("hybrid", "gaussian"):
+        assert results["models"][name][0]["test_acc"] > 0.5 and 1.0 < results["models"][name][0]["test_bpd"] < 5.0
+    for name in ("gmm", "kde"):
+        assert 1.5 < results["models"][name][0]["test_bpd"] < 3.5
+    for r in rows:
+        assert 0 <= r["auroc"] <= 1 and 0 <= r["tpr_at_fpr"] <= 1 and 0 <= r["adv_acc"] <= r["clean_acc"] + 1e-9
+        assert r["max_perturbation"] <= r["eps"] + 1e-6
+        assert r["adaptive"] == (r["attack"] == "adaptive_pgd") and r["fpr"] == 0.05
+        assert 0 <= r["evasion_rate"] <= 1 - r["adv_acc"] + 1e-9
+        assert set(r["detectors"]) == {"nll", "class_conditional", "typicality", "complexity"}
+    for r in [r for r in rows if r["adaptive"]]:  # the detector-aware attack is never weaker than plain PGD
+        plain = next(p for p in rows if p["attack"] == "pgd" and p["target"] == r["target"] and p["eps"] == r["eps"])
+        assert r["adv_acc"] <= plain["adv_acc"] + 1e-9
+        assert r["evasion_rate"] >= plain["evasion_rate"] - 1e-9
+    assert {r["check"] for r in results["audit"]} and all(isinstance(r["passed"], bool) for r in results["audit"])
+    exact = [r for r in results["audit"] if r["check"].startswith("PGD reaches the exact robust accuracy")]
+    assert [r["target"] for r in exact] == ["logreg"] and exact[0]["passed"], exact  # MultiTargeted PGD is exact there
+    converged = {r["target"]: r for r in results["audit"] if r["check"].startswith("converged")}
+    assert set(converged) == set(models)
+    for t in models:  # the check and the curve at the budget where PGD leaves about half the clean accuracy
+        eps = convergence_eps(rows, t)
+        assert converged[t]["detail"].startswith(f"eps {eps:g}, ")
+        assert {c["eps"] for c in results["convergence"] if c["target"] == t} == {eps}
+    assert {r["set"] for r in results["ood"]} >= {"natural patches", "uniform noise", "constant", "inverted", "blurred", "max-likelihood"}
+    assert {(r["target"], r["method"]) for r in results["fooling"]} == {(t, m) for t in models for m in ("gradient", "evolution")}
+    assert all(0 <= r["success_rate"] <= 1 for r in results["fooling"] + results["cw"])
+    assert {r["source"] for r in results["transfer"]} == set(models)
+    pgd_cnn = {r["eps"]: r["adv_acc"] for r in rows if r["target"] == "cnn" and r["attack"] == "pgd"}
+    assert pgd_cnn[0.3] < 0.1 < pgd_cnn[0.05] + 0.5  # a strong budget breaks the CNN
+    examples = read_npz(out / "examples.npz")
+    for name in ("flow", "hybrid", "gaussian"):  # the samples figure: two draws of every class
+        s = examples[str(Key(0, name, "samples", column="images"))]
+        assert s.shape == (20, 1, 8, 8) and s.min() >= 0 and s.max() <= 1
+    assert results["verdict"]["answers"], "the verdict must answer something"
+    assert "report.md" in proc.stdout
+
+
+def test_threshold_is_calibrated_on_validation_scores(quick_run):
+    out, _ = quick_run
+    results = json.loads((out / "results.json").read_text())
+    scores = read_npz(out / "scores.npz")
+    val = scores[str(Key(0, "flow", "clean_val"))]
+    thr = results["attacks"][0]["threshold"]
+    assert np.mean(val > thr) <= 0.05 and np.mean(val > thr) > 0.0
+    assert thr == np.quantile(val, 0.95, method="higher")
+
+
+def test_load_run_gives_config_data_and_trained_models(quick_run):
+    out, _ = quick_run
+    run = fooled.load_run(out)
+    assert run.config.name == "digits-quick"
+    flow = run.model("flow", seed=0)
+    assert not flow.training and next(flow.parameters()).device.type == "cpu"
+    test = run.data.test
+    acc = (flow(test.x).argmax(1) == test.y).float().mean().item()
+    assert acc == torch.tensor(run.results["models"]["flow"][0]["test_acc"]).item() or abs(acc - run.results["models"]["flow"][0]["test_acc"]) < 1e-6
+    assert torch.isfinite(flow.log_prob(test.x)).all()
+
+
+@pytest.mark.slow
+def test_seeds_in_parallel_worker_processes_give_the_numbers_of_one_process(tmp_path):
+    import dataclasses
+
+    from fooled.config import StudyConfig, override, quick
+    from fooled.study import run_study, silent
+
+    cfg = override(quick(StudyConfig()), ['models.names=["cnn", "flow"]', 'attacks.names=["fgsm", "pgd"]', "attacks.adaptive=false",
+                                          "attacks.cw=false", "attacks.transfer=false", "fooling.enabled=false", "ood.enabled=false",
+                                          "audit.enabled=false", "models.density_baselines=false", "train.epochs=2", "attacks.max_examples=40"])
+    cfg = dataclasses.replace(cfg, seeds=(0, 1))
+
+    def numbers(jobs):
+        r = run_study(cfg, tmp_path / f"jobs{jobs}", device="cpu", log=silent, figures=False, jobs=jobs)  # workers need a picklable log
+        drop = {"seconds", "train_seconds"}
+        return ({m: [{k: v for k, v in row.items() if k not in drop} for row in rows] for m, rows in r["models"].items()},
+                [{k: v for k, v in row.items() if k not in drop} for row in r["attacks"]])
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in each worker: the same float summation order
+    try:
+        serial = numbers(1)
+    finally:
+        torch.set_num_threads(threads)
+    assert {row["seed"] for row in serial[1]} == {0, 1}
+    assert numbers(2) == serial  # two forkserver workers, one intra-op thread each
+
+
+def test_convergence_eps_is_where_pgd_leaves_half_the_clean_accuracy():
+    def row(eps, acc, target="cnn", attack="pgd", adaptive=False):
+        return {"target": target, "attack": attack, "adaptive": adaptive, "eps": eps, "adv_acc": acc, "clean_acc": 0.9}
+
+    rows = [row(0.05, 0.8), row(0.1, 0.5), row(0.2, 0.1), row(0.1, 0.45, attack="fgsm"), row(0.05, 0.45, adaptive=True),
+            row(0.05, 0.45, target="flow"), row(0.1, 0.0, target="flow")]
+    assert convergence_eps(rows, "cnn") == 0.1
+    assert convergence_eps(rows, "flow") == 0.05
+    assert convergence_eps([row(0.05, 0.6), row(0.1, 0.3)], "cnn") == 0.05  # a tie: the smaller budget
+    assert convergence_eps(rows, "logreg") is None
