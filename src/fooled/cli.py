@@ -119,7 +119,7 @@ def _ablate(args) -> int:
     full = ablate(args.run_dir, args.fpr or FPR_GRID)
     threshold_ablation(full, Path(args.run_dir) / "figures")
     table = summary(full)
-    table = table[table["detector"] == "nll"].pivot_table(index=["attack", "eps"], columns="fpr", values="tpr")
+    table = table[table["detector"] == "nll"].pivot_table(index=["attack", "grid", "eps"], columns="fpr", values="tpr")
     print("detection rate of -log p(x) (mean over seeds and targets) by validation FPR:")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"table: {args.run_dir}/ablation.csv")

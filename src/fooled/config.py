@@ -49,7 +49,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class AttackConfig:
     names: tuple[str, ...] = ATTACKS  # budgeted attacks run against every classifier
-    eps: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)  # linf budgets (fgsm, pgd, adaptive), pixel scale [0, 1]
+    eps: tuple[float, ...] = (0.0625, 0.125, 0.1875, 0.3125)  # linf budgets (fgsm, pgd, adaptive), pixel scale [0, 1]: 1, 2, 3, 5 grey levels of digits
     l2_eps: tuple[float, ...] = (0.5, 1.0, 2.0)  # L2 budgets (pgd_l2)
     steps: int = 40  # PGD iterations
     step_size: float | None = None  # None: 2.5 * eps / steps (Madry et al.)

@@ -171,6 +171,16 @@ class Key:
         return cls(int(seed[4:]), model, set_, None if eps == "-" else float(eps), column)
 
 
+def set_name(attack: str, rounded: bool = False) -> str:
+    """The score-table set of an attacked (or control) set: the attack's name, with ':grid' when rounded to the grey levels."""
+    return f"{attack}:grid" if rounded else attack
+
+
+def row_key(row: dict, column: str = "nll") -> Key:
+    """The Key of an attack row's scores (results.json's `attacks` rows)."""
+    return Key(row["seed"], row["target"], set_name(row["attack"], row.get("grid") == "rounded"), row["eps"], column)
+
+
 def lookup(table: dict[str, np.ndarray], key: Key, what: str = "scores.npz") -> np.ndarray:
     """The array of `key`, or a one-line error that names it and the closest name present."""
     name = str(key)

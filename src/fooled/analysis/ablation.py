@@ -12,7 +12,7 @@ import pandas as pd
 
 from .. import detection as detect
 from ..errors import FooledError
-from ..rundir import Key, atomic_write_text, lookup, read_json, read_npz
+from ..rundir import Key, atomic_write_text, lookup, read_json, read_npz, row_key
 
 FPR_GRID = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 
@@ -25,20 +25,23 @@ def _check_fprs(fprs) -> tuple[float, ...]:
 
 
 def threshold_table(results: dict, scores: dict, fprs=FPR_GRID) -> pd.DataFrame:
-    """One row per (attack row, detector, FPR): threshold from validation, detection rate and test FPR."""
+    """One row per (attack row, detector, FPR): threshold from validation, detection rate of the successful adversarials (all
+    images for the random-perturbation controls) and the realised false-positive rate on clean test images."""
     fprs = _check_fprs(fprs)
     out = []
     for r in results["attacks"]:
+        control = r["attack"].startswith("noise_")
+        counted = slice(None) if control else lookup(scores, row_key(r, "success")).astype(bool)
         for det in r.get("detectors", {"nll": None}):
-            val = lookup(scores, Key(r["seed"], r["detector"], "clean_val", column=det))
-            test = lookup(scores, Key(r["seed"], r["detector"], "clean_test", column=det))
-            adv = lookup(scores, Key(r["seed"], r["target"], r["attack"], r["eps"], det))
+            val = lookup(scores, Key(r["seed"], r["target"], "clean_val", column=det))
+            test = lookup(scores, Key(r["seed"], r["target"], "clean_test", column=det))
+            adv = lookup(scores, row_key(r, det))[counted]
             for fpr in fprs:
                 thr = detect.calibrate_threshold(val, fpr)
                 out.append({
                     "seed": r["seed"], "target": r["target"], "attack": r["attack"], "eps": r["eps"], "norm": r["norm"],
-                    "detector": det, "fpr": fpr, "threshold": thr,
-                    "tpr": detect.tpr_at_threshold(adv, thr), "test_fpr": float(detect.flagged(test, thr).mean()),
+                    "grid": r.get("grid", "continuous"), "detector": det, "fpr": fpr, "threshold": thr,
+                    "tpr": detect.tpr_at_threshold(adv, thr) if len(adv) else None, "test_fpr": float(detect.flagged(test, thr).mean()),
                 })
     return pd.DataFrame(out)
 
@@ -53,7 +56,7 @@ def ablate(run_dir: str | Path, fprs=FPR_GRID) -> pd.DataFrame:
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean detection rate over seeds and targets, per attack, eps, detector and FPR."""
-    return table.groupby(["attack", "eps", "detector", "fpr"], as_index=False)[["tpr", "test_fpr"]].mean()
+    return table.groupby(["attack", "grid", "eps", "detector", "fpr"], as_index=False)[["tpr", "test_fpr"]].mean()
 
 
 __all__ = ["FPR_GRID", "threshold_table", "ablate", "summary"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import FooledError
 from ..rundir import atomic_write_text, read_json
-from .stats import mean_ci
+from .stats import mean_ci, rate_ci
 from .tradeoff import describe
 
 FIGURES = [
@@ -22,10 +22,6 @@ FIGURES = [
     ("convergence", "Attack convergence: accuracy against PGD steps"),
     ("samples", "Samples from p(x | y) of each generative classifier, one column per class"),
 ]
-
-
-VERDICT_NUMBERS = [("tpr", "detection rate", "%"), ("auroc", "AUROC", ""), ("evasion", "evasion rate", "%"),
-                   ("flagged", "flagged", "%"), ("accuracy_gap", "accuracy difference", " points")]
 
 
 def _pct(v: float) -> str:
@@ -46,7 +42,17 @@ def _fmt(ci: dict, pct: bool = False, digits: int = 3) -> str:
     return f(ci["mean"]) if ci["n"] < 2 else f"{f(ci['mean'])} [{f(ci['lo'])}, {f(ci['hi'])}]"
 
 
+# rates with their counts: (successes, trials) keys of a row, or (trials,) when the row stores the rate over them
+COUNTS = {"adv_acc": ("n",), "clean_acc": ("n",), "tpr_all": ("n",), "evasion_all": ("n",), "tpr_at_fpr": ("n_detected", "n_success"),
+          "evasion_rate": ("n_evaded", "n_correct")}
+
+
 def _ci(rows, key, pct=False, digits=3) -> str:
+    """Mean and 95% interval of `key` over rows (seeds): pooled counts for the rates that have them, else over seeds."""
+    if key in COUNTS and all(all(r.get(c) is not None for c in COUNTS[key]) and r.get(key) is not None for r in rows):
+        names = COUNTS[key]
+        counts = [(r[names[0]], r[names[1]]) if len(names) == 2 else (round(r[key] * r[names[0]]), r[names[0]]) for r in rows]
+        return _fmt(rate_ci(counts), pct, digits)
     return _fmt(mean_ci([r.get(key) for r in rows]), pct, digits)
 
 
@@ -62,11 +68,30 @@ def _group(rows, *keys) -> dict:
     return dict(sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])))
 
 
+def _value(a: dict, ci: dict) -> str:
+    if a["criterion"] in ("robust", "shallow"):
+        return f"{_fmt({k: (None if v is None else 100 * v) if k in ('mean', 'lo', 'hi') else v for k, v in ci.items()}, digits=1)} points"
+    return f"{_fmt(ci, pct=True)}%"
+
+
 def verdict_lines(results) -> list[str]:
+    """One line per answer: the answer, the number that decides it (at the budget that decides most against a yes) with its
+    95% interval, and the answer at every budget; then the criteria, each stated once."""
     out = []
     for a in results["verdict"]["answers"]:
-        nums = [f"{label} {_fmt(a[k], pct=bool(unit))}{unit}" for k, label, unit in VERDICT_NUMBERS if k in a]
-        out.append(f"- **{a['question']}** {a['answer'].upper()}. {'; '.join(nums)}{'.' if nums else ''} _Criterion: {a['criterion']}._")
+        at = f" at eps {a['eps']:g}" if a.get("eps") is not None else ""
+        line = f"- **{a['question']}** {a['answer'].upper()}. {a['measure']}{at}: {_value(a, a['value'])}"
+        if len(a["per_eps"]) > 1:
+            line += "; per eps: " + ", ".join(f"{p['eps']:g} {p['answer']}" for p in a["per_eps"])
+        if a["criterion"] == "control":
+            line += "; random perturbations flagged: " + ", ".join(f"{_fmt(p['control'], pct=True)}%" for p in a["per_eps"])
+        if a.get("sets") is not None:
+            line += "; sets: " + ", ".join(f"{n} {_fmt(c, pct=True)}%" for n, c in a["shares"].items())
+        out.append(line + ".")
+    criteria = results["verdict"].get("criteria", {})
+    used = list(dict.fromkeys(a["criterion"] for a in results["verdict"]["answers"]))
+    out += ["", "Criteria (95% intervals: rates pooled over seeds and images, see Methods):", ""]
+    out += [f"- *{kind}*: {criteria[kind]}." for kind in used + ["overall"] if kind in criteria]
     return out
 
 
@@ -122,12 +147,49 @@ def _methods(results) -> list[str]:
         f"(Nguyen et al. 2015): {f['per_class']} per class, gradient ascent ({f['steps']} steps) and an evolutionary search "
         f"({f['generations']} generations x {f['population']}), until p(target|x) >= {f['confidence']}.",
         f"- **Detection**: {results['score']}. Threshold: the {1 - cfg['detect']['fpr']:.0%} quantile of clean validation scores "
-        f"(false-positive rate {cfg['detect']['fpr']:.0%}). Other detectors: -log p(x | predicted class), typicality "
-        f"(|-log p(x) - mean over training images|, Nalisnick et al. 2019), complexity-corrected -log2 p(x) - PNG length "
-        f"(Serra et al. 2020), each with its own validation threshold.",
-        f"- **Statistics**: every number per seed in results.json; tables give the mean and a 95% t-interval over "
-        f"{len(cfg['seeds'])} seed(s).",
+        f"(false-positive rate {cfg['detect']['fpr']:.0%}). Other detectors of the density: -log p(x | predicted class), typicality "
+        f"(|-log p(x) - mean over clean validation images|, Nalisnick et al. 2019), complexity-corrected -log2 p(x) - PNG length "
+        f"(Serra et al. 2020). Baselines: the attacked classifier's max-softmax (Hendrycks & Gimpel 2017), Mahalanobis distance on "
+        f"the CNN's penultimate features (Lee et al. 2018), kernel density of those features and MC-dropout variance (Feinman et al. "
+        f"2017, each alone), the distance to the grey-level grid (a trivial detector), and the pixel densities of the GMM, KDE and "
+        f"Gaussian classifier. Every detector has its own threshold from clean validation images.",
+        f"- **Counting**: detection rates count the *successful* adversarial examples only (test images the model classified "
+        f"correctly and the attack made wrong); evasion is the share of the correctly classified images that the attack made wrong "
+        f"without being flagged. The all-image rates are in results.json (`tpr_all`, `evasion_all`).",
+        f"- **Controls**: random perturbations of every budget on the same images (uniform sign noise at each linf eps, Gaussian "
+        f"directions scaled to each L2 eps), scored by every detector: a detector must flag adversarials more often than these. "
+        f"Every adversarial and control set is also scored rounded to the data's {info['levels']} grey levels (inside the same "
+        f"budget), where the clean images lie, so a detector cannot win by noticing off-grid pixels.",
+        f"- **Statistics**: every number per seed in results.json. Rates are pooled over seeds and images with the wider of a Wilson "
+        f"interval and a two-level bootstrap (seeds, then images within seeds); other numbers are means over seeds with a "
+        f"percentile bootstrap over seeds; all intervals are 95% and stay in range. {len(cfg['seeds'])} seed(s). Each answer is "
+        f"decided per eps on the interval's bounds.",
     ]
+
+
+def _detector_table(results: dict) -> list[str]:
+    """Every detector against PGD, PGD on the grid, detector-aware PGD and the sign-noise control, at the middle budget."""
+    rows = [r for r in results["attacks"] if r["norm"] == "linf"]
+    if not rows:
+        return []
+    eps_all = sorted({r["eps"] for r in rows})
+    eps = eps_all[(len(eps_all) - 1) // 2]
+    sets = [("pgd", "continuous", "PGD"), ("pgd", "rounded", "PGD, on grid"), ("adaptive_pgd", "continuous", "detector-aware PGD"),
+            ("noise_linf", "continuous", "sign noise"), ("noise_linf", "rounded", "sign noise, on grid")]
+    dets = list(dict.fromkeys(d for r in rows for d in r.get("detectors", {})))
+    out = ["", f"### Every detector (linf eps {eps:g}; AUROC / detected %, pooled over the attacked models)", "",
+           "Detected: successful adversarials flagged (controls: perturbed images flagged); AUROC of those against clean test images.", ""]
+    body = []
+    for d in dets:
+        cells = []
+        for attack, grid, _ in sets:
+            rs = [r for r in rows if r["attack"] == attack and r.get("grid") == grid and r["eps"] == eps and d in r["detectors"]]
+            dd = [r["detectors"][d] for r in rs]
+            key = "tpr_all" if attack.startswith("noise") else "tpr_at_fpr"
+            cells.append("-" if not dd else f"{_fmt(mean_ci([x['auroc'] for x in dd]), digits=2)} / "
+                                          f"{_ci([{**x, 'n': r['n'], 'n_success': r['n_success']} for x, r in zip(dd, rs)], key, pct=True)}")
+        body.append([d] + cells)
+    return out + [_table(["detector"] + [label for *_, label in sets], body)]
 
 
 def render(results: dict, tradeoff: dict | None = None) -> str:
@@ -150,19 +212,15 @@ def render(results: dict, tradeoff: dict | None = None) -> str:
         out.append("Run `fooled tradeoff` with this config: it trains each head with and without its class term and says what it costs.")
 
     out += ["", "## Attacks and the likelihood detector", "",
-            "Detected: flagged at the validation threshold. Evasion: misclassified and not flagged. Bits/dim under the detector.", ""]
-    out.append(_table(["target", "attack", "eps", "accuracy %", "AUROC", "detected %", "evasion %", "bits/dim"], [
-        [t, atk, f"{eps:g}", _ci(rs, "adv_acc", True), _ci(rs, "auroc"), _ci(rs, "tpr_at_fpr", True), _ci(rs, "evasion_rate", True),
-         _ci(rs, "mean_bpd", digits=2)] for (t, atk, eps), rs in _group(results["attacks"], "target", "attack", "eps").items()]))
-
-    dets = sorted({d for r in results["attacks"] for d in r.get("detectors", {})})
-    if dets:
-        out += ["", "### Detectors beyond -log p(x)", "", "AUROC / detection rate (%) at the validation threshold, PGD and detector-aware PGD.", ""]
-        rows = []
-        for (t, atk, eps), rs in _group([r for r in results["attacks"] if r["attack"] in ("pgd", "adaptive_pgd")], "target", "attack", "eps").items():
-            rows.append([t, atk, f"{eps:g}"] + [f"{_fmt(mean_ci([r['detectors'][d]['auroc'] for r in rs]), digits=2)} / "
-                                                  f"{_fmt(mean_ci([r['detectors'][d]['tpr_at_fpr'] for r in rs]), pct=True)}" for d in dets])
-        out.append(_table(["target", "attack", "eps"] + dets, rows))
+            "Detected: successful adversarials flagged at the validation threshold (controls: all perturbed images flagged). "
+            "Evasion: correctly classified images made wrong and not flagged. Grid: as the attack made them, or rounded to the "
+            "grey levels. Bits/dim under the target's detector.", ""]
+    out.append(_table(["target", "attack", "grid", "eps", "accuracy %", "successful", "AUROC", "detected %", "all flagged %", "evasion %",
+                       "bits/dim"], [
+        [t, atk, grid, f"{eps:g}", _ci(rs, "adv_acc", True), str(sum(r["n_success"] for r in rs)), _ci(rs, "auroc"),
+         _ci(rs, "tpr_at_fpr", True), _ci(rs, "tpr_all", True), _ci(rs, "evasion_rate", True), _ci(rs, "mean_bpd", digits=2)]
+        for (t, atk, grid, eps), rs in _group(results["attacks"], "target", "attack", "grid", "eps").items()]))
+    out += _detector_table(results)
 
     if results.get("cw"):
         out += ["", "### Carlini-Wagner L2 (minimal perturbation)", ""]

@@ -1,132 +1,204 @@
-"""The verdict: answers to the study's questions, each computed from results rows with its criterion stated."""
+"""The verdict: the study's questions answered per budget on interval bounds, from results rows alone.
+
+Every answer keeps, per eps, the number and 95% interval that decided it; a question's answer over all budgets
+is YES where every budget says yes, NO where every budget says no, else PARTLY. CRITERIA states each rule once.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+from .stats import diff_ci, rate_ci
 
-from .stats import mean_ci
+FLAG_YES, FLAG_NO = 0.9, 0.5  # flagged: yes if the interval's lower bound >= 90 %, no if its upper bound < 50 %
+EVADE_YES, EVADE_NO = 0.1, 0.5  # still flagged under attack: yes if evasion's upper bound <= 10 %, no if its lower bound > 50 %
+SHALLOW_MARGIN = 0.05  # "fooled at least as easily": accuracy under PGD at most 5 points above the CNN's
+HIGHER_P = 0.5  # an input set gets a higher likelihood than the data if the lower bound of its share above the median >= 50 %
 
-# Criteria, stated once so the report can quote them.
-FLAG_TPR = 0.9  # "flagged" means at least this detection rate at the calibrated FPR
-PARTLY_TPR = 0.5
+CRITERIA = {
+    "flagged": f"per eps, YES if the 95% interval of the rate flagged lies at or above {FLAG_YES:.0%}, NO if it lies below "
+               f"{FLAG_NO:.0%}, else PARTLY (rates over the successful adversarials only: images the model got right and the "
+               "attack made wrong)",
+    "control": "per eps, YES if the interval of the detection rate of successful adversarials lies wholly above the interval of "
+               "the flag rate of random perturbations of the same budget (sign noise at the linf eps), else NO",
+    "evasion": f"per eps, YES if the interval of the evasion rate (of the images the model got right, the share the attack made "
+               f"wrong without being flagged) lies at or below {EVADE_YES:.0%}, NO if it lies above {EVADE_NO:.0%}, else PARTLY",
+    "robust": "per eps, YES if the interval of (flow accuracy - CNN accuracy) under PGD lies above 0, NO if it lies at or below 0, "
+              "else UNCLEAR",
+    "shallow": f"per eps, YES if the interval of (shallow accuracy - CNN accuracy) under PGD lies at or below +{SHALLOW_MARGIN * 100:.0f} "
+               f"points, NO if it lies above, else UNCLEAR",
+    "support": f"YES if some set off the data's support has the lower bound of its share more likely than the median clean test "
+               f"image at or above {HIGHER_P:.0%}",
+    "typical": f"NO if the typicality detector flags the images of maximal likelihood (interval's lower bound >= {FLAG_YES:.0%}), "
+               f"YES if it flags below {FLAG_NO:.0%}, else PARTLY",
+    "overall": "over the budgets: YES if every eps says yes, NO if every eps says no, else PARTLY",
+}
 
 
-def _select(rows, **match):
-    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+def _rows(results: dict, **match) -> list[dict]:
+    return [r for r in results["attacks"] if all(r.get(k, "continuous" if k == "grid" else None) == v for k, v in match.items())]
 
 
-def _per_seed_mean(rows, key):
-    """Average `key` within each seed, then return the list over seeds."""
-    seeds = sorted({r["seed"] for r in rows})
-    return [float(np.mean([r[key] for r in rows if r["seed"] == s])) for s in seeds]
+def _counts(rows: list[dict], k: str, n: str) -> list[tuple[int, int]]:
+    return [(r[k], r[n]) for r in sorted(rows, key=lambda r: r["seed"])]
+
+
+def _flag_counts(rows: list[dict]) -> list[tuple[int, int]]:
+    """(flagged, images) of a control set: every image perturbed, so every image counts."""
+    return [(round(r["tpr_all"] * r["n"]), r["n"]) for r in sorted(rows, key=lambda r: r["seed"])]
+
+
+def _acc_counts(rows: list[dict]) -> list[tuple[int, int]]:
+    return [(round(r["adv_acc"] * r["n"]), r["n"]) for r in sorted(rows, key=lambda r: r["seed"])]
+
+
+def _overall(per_eps: list[dict], yes: str = "yes", no: str = "no") -> str:
+    answers = {p["answer"] for p in per_eps}
+    return yes if answers == {yes} else no if answers == {no} else "partly"
+
+
+def _flag_answer(ci: dict) -> str:
+    if ci["mean"] is None:
+        return "n/a"
+    return "yes" if ci["lo"] >= FLAG_YES else "no" if ci["hi"] < FLAG_NO else "partly"
+
+
+def _weakest(per_eps: list[dict], key=lambda p: p["value"]["lo"]) -> dict:
+    """The budget whose number decides most against a yes (the lowest lower bound by default)."""
+    usable = [p for p in per_eps if p["value"]["mean"] is not None]
+    return min(usable, key=key) if usable else per_eps[0]
+
+
+def _answer(question: str, model: str, kind: str, per_eps: list[dict], headline: dict, **extra) -> dict:
+    return {"question": question, "model": model, "criterion": kind, "answer": extra.pop("answer", None) or _overall(per_eps),
+            "per_eps": per_eps, "value": headline["value"], "eps": headline.get("eps"), **extra}
+
+
+def _detection(results: dict, attack: str) -> list[dict]:
+    out = []
+    for target in _targets(results, attack):
+        per_eps = []
+        for eps in _eps(results, attack, target):
+            ci = rate_ci(_counts(_rows(results, target=target, attack=attack, eps=eps), "n_detected", "n_success"))
+            per_eps.append({"eps": eps, "value": ci, "answer": _flag_answer(ci)})
+        out.append(_answer(f"Does low p(x) flag {attack.upper()} adversarial examples against the {target}?", target, "flagged",
+                           per_eps, _weakest(per_eps), measure="detection rate"))
+    return out
+
+
+def _control(results: dict, grid: str) -> list[dict]:
+    out = []
+    where = "on the grid" if grid == "rounded" else "off the grid"
+    for target in _targets(results, "pgd"):
+        per_eps = []
+        for eps in _eps(results, "pgd", target):
+            adv = rate_ci(_counts(_rows(results, target=target, attack="pgd", eps=eps, grid=grid), "n_detected", "n_success"))
+            noise = rate_ci(_flag_counts(_rows(results, target=target, attack="noise_linf", eps=eps, grid=grid)))
+            beats = adv["mean"] is not None and noise["mean"] is not None and adv["lo"] > noise["hi"]
+            per_eps.append({"eps": eps, "value": adv, "control": noise, "answer": "yes" if beats else "no"})
+        if any(p["control"]["mean"] is not None for p in per_eps):
+            out.append(_answer(f"Does low p(x) flag PGD adversarial examples against the {target} more often than random perturbations "
+                               f"of the same size, {where}?", target, "control", per_eps,
+                               _weakest(per_eps, key=lambda p: p["value"]["lo"] - (p["control"]["hi"] or 0)),
+                               measure="detection rate", grid=grid))
+    return out
+
+
+def _adaptive(results: dict) -> list[dict]:
+    out = []
+    for target in _targets(results, "adaptive_pgd"):
+        per_eps = []
+        for eps in _eps(results, "adaptive_pgd", target):
+            ci = rate_ci(_counts(_rows(results, target=target, attack="adaptive_pgd", eps=eps), "n_evaded", "n_correct"))
+            answer = "n/a" if ci["mean"] is None else "yes" if ci["hi"] <= EVADE_YES else "no" if ci["lo"] > EVADE_NO else "partly"
+            per_eps.append({"eps": eps, "value": ci, "answer": answer})
+        out.append(_answer(f"Does low p(x) still flag adversarial examples against the {target} when the attacker knows the detector?",
+                           target, "evasion", per_eps, _weakest(per_eps, key=lambda p: -p["value"]["hi"]), measure="evasion rate"))
+    return out
+
+
+def _gap(results: dict, model: str, reference: str, kind: str, question: str, decide) -> dict | None:
+    if not _rows(results, target=model, attack="pgd") or not _rows(results, target=reference, attack="pgd"):
+        return None
+    per_eps = []
+    for eps in _eps(results, "pgd", model):
+        ci = diff_ci(_acc_counts(_rows(results, target=model, attack="pgd", eps=eps)),
+                     _acc_counts(_rows(results, target=reference, attack="pgd", eps=eps)))
+        per_eps.append({"eps": eps, "value": ci, "answer": decide(ci)})
+    answer = _overall(per_eps)
+    if answer == "partly" and all(p["answer"] in ("unclear", "partly") for p in per_eps):
+        answer = "unclear"
+    return _answer(question, model, kind, per_eps, _weakest(per_eps, key=lambda p: abs(p["value"]["mean"] or 0)), measure="accuracy gap",
+                   answer=answer)
+
+
+def _robustness(results: dict) -> list[dict]:
+    out = []
+    flow = _gap(results, "flow", "cnn", "robust", "Is the generative (flow) classifier itself harder to fool than the CNN?",
+                lambda ci: "yes" if ci["lo"] > 0 else "no" if ci["hi"] <= 0 else "unclear")
+    if flow:
+        out.append(flow)
+    for t in ("logreg", "gaussian"):
+        gap = _gap(results, t, "cnn", "shallow", f"Is the shallow model '{t}' fooled at least as easily as the CNN "
+                   f"(accuracy under PGD at most {SHALLOW_MARGIN * 100:.0f} points above the CNN's)?",
+                   lambda ci: "yes" if ci["hi"] <= SHALLOW_MARGIN else "no" if ci["lo"] > SHALLOW_MARGIN else "unclear")
+        if gap:
+            out.append(gap)
+    return out
+
+
+def _fooling(results: dict) -> list[dict]:
+    rows = results.get("fooling", [])
+    out = []
+    for target in sorted({r["target"] for r in rows}):
+        sel = [r for r in rows if r["target"] == target and r.get("constrained", False) is False]
+        by_seed = {}
+        for r in sel:
+            k, n = by_seed.get(r["seed"], (0, 0))
+            by_seed[r["seed"]] = (k + round(r["flagged_rate"] * r["n"]), n + r["n"])
+        ci = rate_ci([by_seed[s] for s in sorted(by_seed)])
+        succ = rate_ci([(round(r["success_rate"] * r["n"]), r["n"]) for r in sel])
+        per = [{"eps": None, "value": ci, "answer": _flag_answer(ci)}]
+        out.append(_answer(f"Are fooling images grown from noise against the {target} (unconstrained searches) flagged by low p(x)?",
+                           target, "flagged", per, per[0], measure="flagged", success=succ))
+    return out
+
+
+def _ood(results: dict) -> list[dict]:
+    rows = [r for r in results.get("ood", []) if r["model"] == "flow"]
+    if not rows:
+        return []
+
+    def share(name: str) -> dict:
+        return rate_ci([(round(r["higher_likelihood_than_test"] * r["n"]), r["n"]) for r in rows if r["set"] == name])
+
+    sets = sorted({r["set"] for r in rows} - {"max-likelihood"})
+    shares = {name: share(name) for name in sets}
+    higher = [name for name in sets if shares[name]["lo"] >= HIGHER_P]
+    best = max(sets, key=lambda n: shares[n]["mean"])
+    out = [{"question": "Do inputs off the data's support get a higher likelihood than the data?", "model": "flow",
+            "criterion": "support", "answer": "yes" if higher else "no", "per_eps": [], "eps": None, "value": shares[best],
+            "measure": f"share more likely than the median test image ({best})", "sets": higher,
+            "shares": {n: shares[n] for n in sets}}]
+    ml = [r for r in rows if r["set"] == "max-likelihood" and "typicality" in r.get("detectors", {})]
+    if ml:
+        ci = rate_ci([(round(r["detectors"]["typicality"]["tpr_at_fpr"] * r["n"]), r["n"]) for r in ml])
+        answer = "n/a" if ci["mean"] is None else "no" if ci["lo"] >= FLAG_YES else "yes" if ci["hi"] < FLAG_NO else "partly"
+        out.append({"question": "Is the most likely image a typical one?", "model": "flow", "criterion": "typical", "answer": answer,
+                    "per_eps": [], "eps": None, "value": ci, "measure": "flagged as atypical", "likelier": share("max-likelihood")})
+    return out
+
+
+def _targets(results: dict, attack: str) -> list[str]:
+    names = results["config"]["models"]["names"]
+    present = {r["target"] for r in results["attacks"] if r["attack"] == attack}
+    return [t for t in names if t in present]
+
+
+def _eps(results: dict, attack: str, target: str) -> list[float]:
+    return sorted({r["eps"] for r in _rows(results, target=target, attack=attack) if r["eps"] > 0})
 
 
 def compute_verdict(results: dict) -> dict:
     """Answers with the numbers and criteria behind them; nothing typed by hand."""
-    rows = [r for r in results["attacks"] if not r["adaptive"]]
-    fpr = rows[0]["fpr"] if rows else None
-    answers = []
-
-    strongest = "pgd" if any(r["attack"] == "pgd" for r in rows) else (rows[0]["attack"] if rows else None)
-    eps_all = sorted({r["eps"] for r in rows if r["attack"] == strongest and r["eps"] > 0})
-    for target in sorted({r["target"] for r in rows}):
-        sel = [r for r in _select(rows, target=target, attack=strongest) if r["eps"] > 0]
-        if not sel:
-            continue
-        tpr = mean_ci(_per_seed_mean(sel, "tpr_at_fpr"))
-        auc = mean_ci(_per_seed_mean(sel, "auroc"))
-        answer = "yes" if tpr["mean"] >= FLAG_TPR else "partly" if tpr["mean"] >= PARTLY_TPR else "no"
-        answers.append({
-            "question": f"Does low p(x) flag plain {strongest.upper()} adversarial examples against the {target}?",
-            "answer": answer,
-            "criterion": f"mean detection rate at {fpr:.0%} validation FPR over eps {', '.join(f'{e:g}' for e in eps_all)}: "
-                         f"yes if >= {FLAG_TPR:.0%}, partly if >= {PARTLY_TPR:.0%}",
-            "tpr": tpr, "auroc": auc,
-        })
-
-    by_target = {t: _select(rows, target=t, attack=strongest) for t in ("cnn", "flow")}
-    if all(by_target.values()):
-        diffs = []
-        for s in sorted({r["seed"] for r in rows}):
-            acc = {t: np.mean([r["adv_acc"] for r in v if r["seed"] == s and r["eps"] > 0]) for t, v in by_target.items()}
-            diffs.append(float(acc["flow"] - acc["cnn"]))
-        d = mean_ci(diffs)
-        answer = "yes" if d["lo"] is not None and d["lo"] > 0 else "no" if d["hi"] is not None and d["hi"] <= 0 else "unclear"
-        answers.append({
-            "question": "Is the generative (flow) classifier itself harder to fool than the CNN?",
-            "answer": answer,
-            "criterion": f"flow minus CNN accuracy under {strongest.upper()}, averaged over eps; yes if the 95% interval is above 0, no if at or below 0",
-            "accuracy_gap": d,
-        })
-    answers += _adaptive(results, fpr) + _fooling(results) + _shallow(results, strongest) + _ood(results)
-    return {"answers": answers, "attack": strongest, "fpr": fpr}
-
-
-def _adaptive(results, fpr) -> list[dict]:
-    rows = [r for r in results["attacks"] if r["adaptive"]]
-    out = []
-    for target in sorted({r["target"] for r in rows}):
-        sel = [r for r in rows if r["target"] == target and r["eps"] > 0]
-        ev = mean_ci(_per_seed_mean(sel, "evasion_rate"))
-        out.append({
-            "question": f"Does low p(x) still flag adversarial examples against the {target} when the attacker knows the detector?",
-            "answer": "yes" if ev["mean"] <= 0.1 else "partly" if ev["mean"] <= 0.5 else "no",
-            "criterion": f"mean evasion rate (misclassified and not flagged at {fpr:.0%} validation FPR) of detector-aware PGD over all eps: "
-                         "yes if <= 10%, partly if <= 50%",
-            "evasion": ev,
-        })
-    return out
-
-
-def _fooling(results) -> list[dict]:
-    rows = results.get("fooling", [])
-    out = []
-    for target in sorted({r["target"] for r in rows}):
-        sel = [r for r in rows if r["target"] == target]
-        succ = mean_ci(_per_seed_mean(sel, "success_rate"))
-        flag = mean_ci(_per_seed_mean(sel, "flagged_rate"))
-        out.append({
-            "question": f"Are fooling images grown from noise against the {target} flagged by low p(x)?",
-            "answer": "yes" if flag["mean"] >= FLAG_TPR else "partly" if flag["mean"] >= PARTLY_TPR else "no",
-            "criterion": f"mean fraction flagged over classes and both searches (gradient, evolution): yes if >= {FLAG_TPR:.0%}, "
-                         f"partly if >= {PARTLY_TPR:.0%}; the searches reached the confidence target in {100 * succ['mean']:.0f}% of cases",
-            "flagged": flag, "success": succ,
-        })
-    return out
-
-
-def _shallow(results, attack) -> list[dict]:
-    shallow = [t for t in ("logreg", "gaussian") if any(r["target"] == t for r in results["attacks"])]
-    if not shallow or not any(r["target"] == "cnn" for r in results["attacks"]):
-        return []
-    out = []
-    for t in shallow:
-        diffs = []
-        for s in sorted({r["seed"] for r in results["attacks"]}):
-            acc = {m: np.mean([r["adv_acc"] for r in results["attacks"] if r["seed"] == s and r["target"] == m
-                               and r["attack"] == attack and r["eps"] > 0]) for m in (t, "cnn")}
-            diffs.append(float(acc[t] - acc["cnn"]))
-        d = mean_ci(diffs)
-        out.append({
-            "question": f"Is the shallow model '{t}' fooled as easily as the CNN?",
-            "answer": "yes" if d["mean"] <= 0.05 else "no",
-            "criterion": f"{t} minus CNN accuracy under {attack.upper()}, averaged over eps: yes if <= 5 points",
-            "accuracy_gap": d,
-        })
-    return out
-
-
-def _ood(results) -> list[dict]:
-    rows = [r for r in results.get("ood", []) if r["model"] == "flow"]
-    if not rows:
-        return []
-    sets = sorted({r["set"] for r in rows})
-    frac = {name: mean_ci([r["higher_likelihood_than_test"] for r in rows if r["set"] == name]) for name in sets}
-    fooled_sets = [name for name in sets if frac[name]["mean"] >= 0.5]
-    return [{
-        "question": "Do some inputs unlike the data get higher likelihood than the data?",
-        "answer": "yes" if fooled_sets else "no",
-        "criterion": "an input set counts if at least half of it has log p(x) above the median clean test image; "
-                     "sets: " + ", ".join(f"{n} {100 * frac[n]['mean']:.0f}%" for n in sets),
-        "sets": fooled_sets,
-    }]
+    answers = (_detection(results, "pgd") + _control(results, "rounded") + _control(results, "continuous") + _adaptive(results)
+               + _robustness(results) + _fooling(results) + _ood(results))
+    return {"answers": answers, "criteria": CRITERIA, "fpr": results["config"]["detect"]["fpr"]}

@@ -6,6 +6,7 @@ the eps-ball and [0, 1], and draw randomness only from an explicit `generator`.
 """
 
 from fooled.attacks.adaptive import adaptive_pgd
+from fooled.attacks.controls import random_perturbation, round_to_grid
 from fooled.attacks.cw import cw_l2, median_l2
 from fooled.attacks.exact import linear_linf_robust
 from fooled.attacks.fooling import fooling_evolution, fooling_gradient
@@ -29,5 +30,7 @@ __all__ = [
     "pgd",
     "pgd_sweep",
     "pgd_worst_case",
+    "random_perturbation",
+    "round_to_grid",
     "reachable_margins",
 ]

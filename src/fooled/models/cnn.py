@@ -49,6 +49,10 @@ class CNN(nn.Module):
         """Logits (N, K)."""
         return self.head(self.features(x.contiguous(memory_format=torch.channels_last)))
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (N, hidden): the dense layer's activations before dropout and the logits."""
+        return self.head[:3](self.features(x.contiguous(memory_format=torch.channels_last)))
+
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy."""
         return F.cross_entropy(self(x), y)

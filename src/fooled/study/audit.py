@@ -42,7 +42,7 @@ def convergence_eps(rows: list[dict], target: str) -> float | None:
     """The linf budget of the convergence check and curve for `target`: the one whose PGD accuracy is nearest half the
     clean accuracy (the smaller on a tie), where the most images sit near the decision boundary, so more effort
     could fool the most. At a budget where PGD already fools nearly every image the check could not fail."""
-    pgd = [r for r in rows if r["target"] == target and r["attack"] == "pgd" and not r["adaptive"]]
+    pgd = [r for r in rows if r["target"] == target and r["attack"] == "pgd" and r.get("grid", "continuous") == "continuous"]
     return min(pgd, key=lambda r: (abs(r["adv_acc"] - r["clean_acc"] / 2), r["eps"]))["eps"] if pgd else None
 
 
@@ -74,7 +74,8 @@ def audit(ctx: SeedContext, rows: list[dict], advs: dict, transfer_rows: list[di
         checks.append(_check(ctx, "accuracy falls to 0 for an unbounded attack (linf eps 1)", target, acc_unbounded <= 0.01,
                              f"adversarial accuracy {acc_unbounded:.3f}"))
 
-        pgd = {r["eps"]: r["adv_acc"] for r in rows if r["target"] == target and r["attack"] == "pgd" and not r["adaptive"]}
+        plain = [r for r in rows if r["target"] == target and r.get("grid", "continuous") == "continuous"]
+        pgd = {r["eps"]: r["adv_acc"] for r in plain if r["attack"] == "pgd"}
         conv_eps = convergence_eps(rows, target)
         if (target, "pgd", conv_eps) in advs:
             n = len(sub.x)
@@ -90,7 +91,7 @@ def audit(ctx: SeedContext, rows: list[dict], advs: dict, transfer_rows: list[di
             checks.append(_check(ctx, "PGD reaches the exact robust accuracy of the linear model", target,
                                  all(pgd[e] <= exact[e] + 0.5 / len(ctx.x) for e in exact),  # the same count of images
                                  "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f}, exact {exact[e]:.3f}" for e in exact)))
-        fgsm = {r["eps"]: r["adv_acc"] for r in rows if r["target"] == target and r["attack"] == "fgsm"}
+        fgsm = {r["eps"]: r["adv_acc"] for r in plain if r["attack"] == "fgsm"}
         common = sorted(set(pgd) & set(fgsm))
         if common:
             ok = all(pgd[e] <= fgsm[e] + 1e-9 for e in common)
@@ -107,13 +108,12 @@ def audit(ctx: SeedContext, rows: list[dict], advs: dict, transfer_rows: list[di
         if len(fo) == 2:
             checks.append(_check(ctx, "white-box fooling (gradient) beats black-box fooling (evolution)", target,
                                  fo["gradient"] >= fo["evolution"], f"success {fo['gradient']:.3f} vs {fo['evolution']:.3f}"))
-        if pgd:
+        noise = {r["eps"]: r["adv_acc"] for r in plain if r["attack"] == "noise_linf"}  # the study's random-perturbation control
+        if pgd and noise:
             clean = _acc(model, ctx.x, ctx.y)
-            gen = torch.Generator().manual_seed(ctx.seed)
             parts, ok = [], True
-            for e in sorted(pgd):
-                sign = torch.randint(0, 2, ctx.x.shape, generator=gen).float() * 2 - 1
-                noise_acc = _acc(model, (ctx.x + e * sign).clamp(0, 1), ctx.y)
+            for e in sorted(set(pgd) & set(noise)):
+                noise_acc = noise[e]
                 ok &= (clean - noise_acc) <= 0.5 * (clean - pgd[e]) + 1e-9
                 parts.append(f"eps {e:g}: noise {noise_acc:.3f} vs PGD {pgd[e]:.3f}")
             checks.append(_check(ctx, "random sign noise of the same linf norm causes at most half of PGD's accuracy drop", target, ok,

@@ -51,7 +51,8 @@ class SeedContext:
     y: torch.Tensor
     models: dict  # classifier name -> trained module
     keys: dict  # classifier name -> hash of its training config
-    guards: dict  # classifier name -> the detection.Guard scoring inputs to it
+    guards: dict  # classifier name -> the detection.Guard scoring inputs to it (its density's detectors and the baselines)
+    clean_pred: dict  # classifier name -> its predictions (numpy) on the attacked clean images x
     log: Callable[[str], None] = print
     progress: bool = False  # tqdm bars (on a terminal only)
 

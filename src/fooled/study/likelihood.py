@@ -21,7 +21,8 @@ def out_of_distribution(ctx: SeedContext, splits: Splits) -> Made:
     o = ctx.cfg.ood
     sets = ood_sets(splits.test.x, ctx.info, o.n, torch.Generator().manual_seed(ctx.seed))
     made = Made()
-    for name, guard in {g.name: g for g in ctx.guards.values()}.items():
+    for name in sorted({g.name for g in ctx.guards.values()}):  # every density model, scored by its own guard
+        guard = ctx.guards[name]
         def grow():
             imgs, trace = max_likelihood_images(guard.model, o.max_likelihood_images, ctx.info.shape,
                                                 steps=o.max_likelihood_steps, generator=ctx.generator("max-likelihood", name))

@@ -23,14 +23,15 @@ import torch
 from ..config import StudyConfig, config_hash, to_dict
 from ..data import Splits, dataset_info, load
 from ..detection import Guard
+from ..detection.baselines import baseline_scores
 from ..errors import FooledError
 from ..models import is_density_model, mean_bpd, predict
-from ..rundir import Key, cached, exclusive, prepare_run_dir, versions, write_json, write_npz
+from ..rundir import Key, exclusive, prepare_run_dir, versions, write_json, write_npz
 from ..train import model_key, train_or_load
 from .audit import audit, convergence_curve, convergence_eps
 from .context import Made, SeedContext
 from .likelihood import out_of_distribution
-from .stages import adaptive_attacks, carlini_wagner, fooling_images, plain_attacks, transfer
+from .stages import adaptive_attacks, carlini_wagner, controls, fooling_images, plain_attacks, transfer
 
 DETECTOR = "flow"  # the density model whose log p(x) scores inputs to classifiers without a density
 LISTS = ("attacks", "transfer", "cw", "fooling", "ood", "audit", "convergence")  # per-seed records in results.json
@@ -45,21 +46,18 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def density_baselines(cfg: StudyConfig, splits: Splits, seed: int, run_dir: Path, log=print) -> dict:
-    """scikit-learn GaussianMixture and KernelDensity, hyperparameters chosen on validation: test bits/dim only."""
+def density_baselines(splits: Splits, seed: int) -> tuple[dict, dict]:
+    """scikit-learn GaussianMixture and KernelDensity on pixels, hyperparameters chosen on validation: their rows (test
+    bits/dim) and the fitted densities, which also serve as likelihood detectors. A fit takes seconds on digits."""
     from ..models.density_baselines import fit_gmm, fit_kde
 
-    rows = {}
+    rows, fitted = {}, {}
     for name, fit_fn in (("gmm", fit_gmm), ("kde", fit_kde)):
-        def compute():
-            b = fit_fn(splits.train.x, splits.val.x, splits.info.levels, seed)
-            bpd = b.test_bpd(splits.test.x, torch.Generator().manual_seed(seed))
-            return {"test_bpd": bpd, "n_params": b.n_params, "fit_seconds": b.fit_seconds, "params": json.dumps(b.params)}
-
-        stage = cached(run_dir, f"{name}-seed{seed}", {"model": name, "data": to_dict(cfg.data), "seed": seed}, compute, log=log)
-        rows[name] = {"seed": seed, "test_bpd": float(stage["test_bpd"]), "n_params": int(stage["n_params"]),
-                      "train_seconds": float(stage["fit_seconds"]), "chosen": json.loads(str(stage["params"]))}
-    return rows
+        b = fit_fn(splits.train.x, splits.val.x, splits.info.levels, seed)
+        fitted[name] = b
+        rows[name] = {"seed": seed, "test_bpd": b.test_bpd(splits.test.x, torch.Generator().manual_seed(seed)), "n_params": b.n_params,
+                      "train_seconds": b.fit_seconds, "chosen": b.params}
+    return rows, fitted
 
 
 def samples(models: dict, num_classes: int, seed: int, draws: int = 2) -> dict:
@@ -83,22 +81,28 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
         if is_density_model(model):
             row["test_bpd"] = mean_bpd(model, splits.test.x, seed)
         model_rows[name] = row
+    densities = {}
     if cfg.models.density_baselines:
-        model_rows.update(density_baselines(cfg, splits, seed, run_dir, log))
+        rows, densities = density_baselines(splits, seed)
+        model_rows.update(rows)
 
     n = len(splits.test) if cfg.attacks.max_examples is None else min(len(splits.test), cfg.attacks.max_examples)
     x, y = splits.test.x[:n], splits.test.y[:n]
     made = Made()
-    guards = {}
-    for name, model in models.items():
-        if is_density_model(model):
-            guards[name], val_scores = Guard.fit(name, model, splits.train.x, splits.val.x, x, info, cfg.detect.fpr)
-            for det, v in val_scores.items():
-                made.score(Key(seed, name, "clean_val", column=det), v)
-                made.score(Key(seed, name, "clean_test", column=det), guards[name].clean_test[det])
-    # density classifiers are their own detector; the others are guarded by the flow
-    guards = {name: guards.get(name, guards[DETECTOR]) for name in models}
-    ctx = SeedContext(cfg, seed, run_dir, device, info, x, y, models, {m: model_key(cfg, m, seed) for m in models}, guards, log, progress)
+    guards = {name: Guard.fit(name, model, splits.val.x, x, info, cfg.detect.fpr) for name, model in models.items() if is_density_model(model)}
+    shared, per_target = baseline_scores(models, splits.train.x, splits.train.y, splits.val.x, info.levels, densities)
+    for name in models:  # density classifiers are their own detector; the others are guarded by the flow; all get the baselines
+        guard, val_scores = guards.get(name, guards[DETECTOR])
+        scorers = {**shared, **{d: make(models[name]) for d, make in per_target.items()}}
+        guard, extra_val = guard.with_detectors(scorers, splits.val.x, x, cfg.detect.fpr)
+        guards[name] = guard, {**val_scores, **extra_val}
+        for det, v in guards[name][1].items():
+            made.score(Key(seed, name, "clean_val", column=det), v)
+            made.score(Key(seed, name, "clean_test", column=det), guard.clean_test[det])
+    guards = {name: guards[name][0] for name in models}
+    clean_pred = {name: predict(model, x).numpy() for name, model in models.items()}
+    ctx = SeedContext(cfg, seed, run_dir, device, info, x, y, models, {m: model_key(cfg, m, seed) for m in models}, guards, clean_pred,
+                      log, progress)
     if ctx.first_seed:
         made.example(Key(seed, "data", "clean_test", column="images"), x[:10].numpy())
         made.example(Key(seed, "data", "clean_test", column="labels"), y[:10].numpy())
@@ -122,6 +126,7 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
 
     plain, advs = plain_attacks(ctx)
     keep("attacks", plain)
+    keep("attacks", timed("random-perturbation controls", lambda: controls(ctx)))
     if a.transfer:
         keep("transfer", timed("transfer", lambda: transfer(ctx, advs)))
     if a.adaptive:

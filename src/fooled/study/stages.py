@@ -15,7 +15,7 @@ from .. import attacks
 from ..config import NORM_OF
 from ..detection import auroc, flagged, tpr_at_threshold
 from ..models import predict
-from ..rundir import Key
+from ..rundir import Key, set_name
 from .context import Made, SeedContext
 
 
@@ -36,35 +36,79 @@ def _run_attack(name: str, model, x, y, eps: float, ctx: SeedContext) -> torch.T
     return study_pgd(ctx, model, x, y, eps=eps, norm=NORM_OF[name], generator=ctx.generator(name, eps))
 
 
-def _row(ctx: SeedContext, target: str, attack: str, eps: float, x_adv: torch.Tensor, seconds: float, adaptive: bool) -> Made:
-    det = ctx.guards[target]
-    pred = predict(ctx.models[target], x_adv)
+def _counts(pred: np.ndarray, y: np.ndarray, clean_pred: np.ndarray, flags: np.ndarray) -> dict:
+    """Detection over the successful adversarials (clean-correct images the attack made wrong), evasion over the clean-correct
+    images (made wrong and not flagged), and the all-image rates beside them."""
+    correct, wrong = clean_pred == y, pred != y
+    success = correct & wrong
+    n_correct, n_success = int(correct.sum()), int(success.sum())
+    detected, evaded = int((success & flags).sum()), int((success & ~flags).sum())
+    return {"n_detected": detected, "tpr_at_fpr": detected / n_success if n_success else None, "tpr_all": float(flags.mean()),
+            "n_evaded": evaded, "evasion_rate": evaded / n_correct if n_correct else None,
+            "evasion_all": float((wrong & ~flags).mean())}
+
+
+def _row(ctx: SeedContext, target: str, attack: str, eps: float, x_adv: torch.Tensor, seconds: float, adaptive: bool,
+         rounded: bool = False, norm: str | None = None) -> Made:
+    """The row of one attacked (or control) set: accuracy, and every detector's detection and evasion rates."""
+    det, model = ctx.guards[target], ctx.models[target]
+    pred, clean_pred, y = predict(model, x_adv).numpy(), ctx.clean_pred[target], ctx.y.numpy()
     all_scores = det.score_all(x_adv)
-    s = all_scores["nll"]
+    flags = det.flags(all_scores)
+    name = set_name(attack, rounded)
+    success = (clean_pred == y) & (pred != y)
     made = Made()
-    for name, v in all_scores.items():
-        made.score(Key(ctx.seed, target, attack, eps, name), v)
-    if ctx.first_seed:
-        made.example(Key(ctx.seed, target, attack, eps, "images"), x_adv[:10].numpy())
-        made.example(Key(ctx.seed, target, attack, eps, "pred"), pred[:10].numpy())
-    wrong = (pred != ctx.y).numpy()
-    flags = flagged(s, det.threshold)
+    for d, v in all_scores.items():
+        made.score(Key(ctx.seed, target, name, eps, d), v)
+    made.score(Key(ctx.seed, target, name, eps, "success"), success)  # the images an adversarial detection rate counts
+    if ctx.first_seed and not rounded:
+        made.example(Key(ctx.seed, target, name, eps, "images"), x_adv[:10].numpy())
+        made.example(Key(ctx.seed, target, name, eps, "pred"), pred[:10])
+    norm = norm or NORM_OF.get(attack, "linf")
     d = (x_adv - ctx.x).flatten(1)
-    norm = NORM_OF.get(attack, "linf")
+
+    counted = np.ones_like(success) if attack.startswith("noise_") else success  # a control: every perturbed image counts
+
+    def detector(name: str) -> dict:
+        v, clean = all_scores[name], det.clean_test[name]
+        return {"auroc": auroc(clean, v[counted]) if counted.any() else None, **_counts(pred, y, clean_pred, flags[name]),
+                "test_fpr": float((clean > det.thresholds[name]).mean())}
+
+    detectors = {name: detector(name) for name in all_scores}
     made.rows.append({
         "seed": ctx.seed, "target": target, "attack": attack, "norm": norm, "eps": eps, "adaptive": adaptive,
-        "detector": det.name, "n": len(ctx.x),
-        "clean_acc": float((predict(ctx.models[target], ctx.x) == ctx.y).float().mean()),
-        "adv_acc": float(1 - wrong.mean()),
-        "auroc": auroc(det.clean_test["nll"], s), "tpr_at_fpr": tpr_at_threshold(s, det.threshold),
-        "detectors": {name: {"auroc": auroc(det.clean_test[name], v), "tpr_at_fpr": tpr_at_threshold(v, det.thresholds[name])}
-                      for name, v in all_scores.items()},
-        "fpr": ctx.cfg.detect.fpr, "threshold": det.threshold,
-        "evasion_rate": float((wrong & ~flags).mean()),
-        "mean_bpd": float(ctx.bpd(s).mean()),
+        "grid": "rounded" if rounded else "continuous", "detector": det.name, "n": len(ctx.x),
+        "clean_acc": float((clean_pred == y).mean()), "adv_acc": float((pred == y).mean()),
+        "n_correct": int((clean_pred == y).sum()), "n_success": int(success.sum()),
+        **{k: v for k, v in detectors["nll"].items() if k != "test_fpr"},
+        "detectors": detectors, "fpr": ctx.cfg.detect.fpr, "threshold": det.threshold,
+        "mean_bpd": float(ctx.bpd(all_scores["nll"]).mean()),
+        "success_mean_bpd": float(ctx.bpd(all_scores["nll"][success]).mean()) if success.any() else None,
         "max_perturbation": float((d.abs().amax(1) if norm == "linf" else d.norm(dim=1)).max()) if len(d) else 0.0,
         "seconds": seconds,
     })
+    return made
+
+
+def _rows(ctx: SeedContext, target: str, attack: str, eps: float, x_adv: torch.Tensor, seconds: float, adaptive: bool,
+          norm: str | None = None) -> Made:
+    """The set as the attack made it, and rounded to the data's grey levels (inside the same budget)."""
+    norm = norm or NORM_OF.get(attack, "linf")
+    made = _row(ctx, target, attack, eps, x_adv, seconds, adaptive, norm=norm)
+    on_grid = attacks.round_to_grid(x_adv, ctx.x, levels=ctx.info.levels, eps=eps, norm=norm)
+    made += _row(ctx, target, attack, eps, on_grid, seconds, adaptive, rounded=True, norm=norm)
+    return made
+
+
+def controls(ctx: SeedContext) -> Made:
+    """Random perturbations of every budget (sign noise in linf, Gaussian directions in L2) on the attacked images, scored by
+    every detector of every target: the flag rate an adversarial detection rate must beat."""
+    a, made = ctx.cfg.attacks, Made()
+    for norm, budgets in (("linf", a.eps), ("l2", a.l2_eps if any(NORM_OF[n] == "l2" for n in a.names) else ())):
+        for eps in budgets:
+            x_noise = attacks.random_perturbation(ctx.x.to(ctx.device), eps=eps, norm=norm, generator=ctx.generator("control", norm, eps)).cpu()
+            for target in ctx.models:
+                made += _rows(ctx, target, f"noise_{norm}", eps, x_noise, 0.0, adaptive=False, norm=norm)
     return made
 
 
@@ -84,7 +128,7 @@ def plain_attacks(ctx: SeedContext) -> tuple[Made, dict]:
                               lambda: {"x_adv": _run_attack(name, model, dev_x, dev_y, eps, ctx).cpu().numpy()})
             x_adv = torch.from_numpy(stage["x_adv"])
             advs[(target, name, eps)] = x_adv
-            made += _row(ctx, target, name, eps, x_adv, float(stage["seconds"]), adaptive=False)
+            made += _rows(ctx, target, name, eps, x_adv, float(stage["seconds"]), adaptive=False)
         ctx.log(f"  seed {ctx.seed}: attacks on {target}: {len(jobs)} budgets in {time.perf_counter() - start:.1f} s")
     return made, advs
 
@@ -106,7 +150,7 @@ def adaptive_attacks(ctx: SeedContext, advs: dict) -> Made:
                 return {"x_adv": x_adv.cpu().numpy()}
 
             stage = ctx.stage(f"{target}-adaptive-eps{eps:g}", key, compute)
-            made += _row(ctx, target, "adaptive_pgd", eps, torch.from_numpy(stage["x_adv"]), float(stage["seconds"]), adaptive=True)
+            made += _rows(ctx, target, "adaptive_pgd", eps, torch.from_numpy(stage["x_adv"]), float(stage["seconds"]), adaptive=True)
     return made
 
 
