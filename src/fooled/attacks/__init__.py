@@ -16,7 +16,13 @@ from fooled.attacks.aware import (
 )
 from fooled.attacks.cw import cw_l2, median_l2
 from fooled.attacks.exact import linear_gaussian_l2_evadable, linear_linf_robust
-from fooled.attacks.fooling import fooling_evolution, fooling_gradient
+from fooled.attacks.fooling import (
+    fooling_evolution,
+    fooling_evolution_unflagged,
+    fooling_gradient,
+    fooling_gradient_unflagged,
+)
+from fooled.attacks.latent import latent_attack, latent_class_means
 from fooled.attacks.gradient import attack_success, fgsm, multitarget_pgd, pgd, pgd_sweep, reachable_margins
 from fooled.attacks.losses import cross_entropy, get_loss, log_margin, margin
 from fooled.attacks.worst_case import pgd_worst_case
@@ -33,8 +39,12 @@ __all__ = [
     "evasion_margin",
     "fgsm",
     "fooling_evolution",
+    "fooling_evolution_unflagged",
     "fooling_gradient",
+    "fooling_gradient_unflagged",
     "get_loss",
+    "latent_attack",
+    "latent_class_means",
     "linear_gaussian_l2_evadable",
     "linear_linf_robust",
     "log_margin",
