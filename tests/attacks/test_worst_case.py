@@ -1,8 +1,11 @@
+import pytest
 import torch
 from torch import nn
 
 import fooled.attacks.worst_case
-from fooled.attacks import pgd_worst_case
+from attack_helpers import gen
+from fooled.attacks import attack_success, pgd_worst_case
+from fooled.attacks.gradient import multitarget_with_success, pgd_with_success
 
 
 class Threshold(nn.Module):
@@ -20,23 +23,39 @@ class Threshold(nn.Module):
 def test_worst_case_pgd_runs_each_later_loss_and_restart_only_on_images_still_classified_right(monkeypatch):
     calls = []
 
-    def fake_pgd(model, x, y, *, loss, **kw):
+    def fake_pgd(model, x, y, *, loss, early_stop, **kw):
         """Each run misclassifies the first third of the images it is given and moves the rest a little."""
-        calls.append((len(x), loss))
+        calls.append((len(x), loss, early_stop))
         x_adv = x.clone()
         x_adv.view(len(x), -1)[:, 0] = 0.3 + torch.arange(len(x)) % 2 * 0.01 * len(calls)
         x_adv.view(len(x), -1)[: len(x) // 3, 0] = 0.9
-        return x_adv
+        return x_adv, model(x_adv).argmax(1) != y
 
-    monkeypatch.setattr(fooled.attacks.worst_case, "pgd", fake_pgd)
+    monkeypatch.setattr(fooled.attacks.worst_case, "pgd_with_success", fake_pgd)
     x = torch.full((60, 1, 2, 2), 0.2)
     y = torch.zeros(60, dtype=torch.long)
     x_adv = pgd_worst_case(Threshold(), x, y, eps=0.8, norm="linf", losses=("ce", "margin"), restarts=2, generator=None)
 
-    # restart x loss, each on the images that no earlier run misclassified: 60, then 40, 27, 18
-    assert calls == [(60, "ce"), (40, "margin"), (27, "ce"), (18, "margin")]
+    # restart x loss, each on the images that no earlier run misclassified: 60, then 40, 27, 18; the later runs
+    # stop early, since only their misclassified results are kept
+    assert calls == [(60, "ce", False), (40, "margin", True), (27, "ce", True), (18, "margin", True)]
     first = x_adv.view(60, -1)[:, 0]
     assert int((first == 0.9).sum()) == 20 + 13 + 9 + 6  # every run's successes are kept
     # where every run failed, the first run's result stands (0.30 or 0.31), not a later one's
     failed = first[first != 0.9]
     assert len(failed) == 12 and set(failed.tolist()) <= {0.30000001192092896, 0.3100000023841858}
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(norm="l2", eps=1.0), dict(target=3), dict(early_stop=True)])
+def test_reported_success_is_the_models_verdict_on_the_returned_points(model, batch, kwargs):
+    x, y = batch[0][:60], batch[1][:60]
+    args = dict(eps=0.1, steps=10, generator=gen()) | kwargs
+    x_adv, success = pgd_with_success(model, x, y, **args)
+    assert torch.equal(success, attack_success(model, x_adv, y, args.get("target")))
+    assert 0 < success.sum() < 60
+
+
+def test_multitarget_reports_misclassification(model, batch):
+    x, y = batch[0][:60], batch[1][:60]
+    x_adv, wrong = multitarget_with_success(model, x, y, eps=0.08, steps=10, targets=3, generator=gen())
+    assert torch.equal(wrong, attack_success(model, x_adv, y)) and 0 < wrong.sum() < 60

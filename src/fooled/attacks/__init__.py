@@ -6,24 +6,49 @@ the eps-ball and [0, 1], and draw randomness only from an explicit `generator`.
 """
 
 from fooled.attacks.adaptive import adaptive_pgd
+from fooled.attacks.aware import (
+    bpda,
+    detector_aware_pgd,
+    detector_class_logits,
+    detector_class_pgd,
+    evasion_margin,
+    strongest_aware_attack,
+)
 from fooled.attacks.controls import random_perturbation, round_to_grid
 from fooled.attacks.cw import cw_l2, median_l2
-from fooled.attacks.exact import linear_linf_robust
-from fooled.attacks.fooling import fooling_evolution, fooling_gradient
+from fooled.attacks.exact import linear_gaussian_l2_evadable, linear_linf_robust
+from fooled.attacks.fooling import (
+    fooling_evolution,
+    fooling_evolution_unflagged,
+    fooling_gradient,
+    fooling_gradient_unflagged,
+)
+from fooled.attacks.latent import latent_attack, latent_class_means
 from fooled.attacks.gradient import attack_success, fgsm, multitarget_pgd, pgd, pgd_sweep, reachable_margins
-from fooled.attacks.losses import cross_entropy, get_loss, margin
+from fooled.attacks.losses import cross_entropy, get_loss, log_margin, margin
 from fooled.attacks.worst_case import pgd_worst_case
 
 __all__ = [
     "adaptive_pgd",
     "attack_success",
+    "bpda",
     "cross_entropy",
     "cw_l2",
+    "detector_aware_pgd",
+    "detector_class_logits",
+    "detector_class_pgd",
+    "evasion_margin",
     "fgsm",
     "fooling_evolution",
+    "fooling_evolution_unflagged",
     "fooling_gradient",
+    "fooling_gradient_unflagged",
     "get_loss",
+    "latent_attack",
+    "latent_class_means",
+    "linear_gaussian_l2_evadable",
     "linear_linf_robust",
+    "log_margin",
     "margin",
     "median_l2",
     "multitarget_pgd",
@@ -33,4 +58,5 @@ __all__ = [
     "random_perturbation",
     "round_to_grid",
     "reachable_margins",
+    "strongest_aware_attack",
 ]

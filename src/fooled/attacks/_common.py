@@ -141,17 +141,58 @@ def project(x_adv, x, eps, norm, bounds=None):
     return x_adv.clamp(0, 1)
 
 
+def unit(v):
+    """Each example's vector scaled to L2 norm 1 (zero stays zero)."""
+    return v / per_example(l2_norm(v).clamp_min(1e-12), v)
+
+
 def ascent_step(x_adv, grad, step_size, norm):
-    """One steepest-ascent step: sign of the gradient (linf) or the unit gradient (l2)."""
-    if norm == "linf":
-        return torch.add(x_adv, grad.sign(), alpha=step_size)
-    unit = grad / per_example(l2_norm(grad).clamp_min(1e-12), grad)
-    return torch.add(x_adv, unit, alpha=step_size)
+    """One steepest-ascent step: sign of the gradient (linf) or the unit gradient (l2).
+
+    step_size is a number, or a tensor (N,) of one step size per example."""
+    direction = grad.sign() if norm == "linf" else unit(grad)
+    if isinstance(step_size, torch.Tensor):
+        return x_adv + direction * per_example(step_size, x_adv)
+    return torch.add(x_adv, direction, alpha=step_size)
 
 
 def lexi_better(tier, score, best_tier, best_score):
     """Whether (tier, score) beats (best_tier, best_score) lexicographically, per example."""
     return torch.where(tier == best_tier, score > best_score, tier > best_tier)
+
+
+class BestIterate:
+    """Per example the best point seen so far, ranked by (tier, value) lexicographically, both higher = better.
+
+    Starts with tier -1, so the first point seen becomes the best everywhere."""
+
+    def __init__(self, like):
+        n = len(like)
+        self.x = like.detach()
+        self.tier = torch.full((n,), -1, dtype=torch.long, device=like.device)
+        self.value = torch.full((n,), -torch.inf, dtype=like.dtype, device=like.device)
+
+    def update(self, x_adv, tier, value):
+        """Take x_adv where it ranks strictly higher; returns that mask (N,)."""
+        better = lexi_better(tier, value, self.tier, self.value)
+        self.x = select(better, x_adv.detach(), self.x)
+        self.tier = torch.where(better, tier, self.tier)
+        self.value = torch.where(better, value.detach(), self.value)
+        return better
+
+
+def evasion_rank(log_margin, score=None, threshold=None):
+    """(tier, value) of each example for an attack that must misclassify and stay unflagged.
+
+    tier 2: misclassified (log_margin > 0) and unflagged (score <= threshold); 1: misclassified; 0: neither.
+    value (higher = better): -score where misclassified (the lower the score, the safer), else the margin.
+    Without a score, tier is 1 where misclassified and value is the margin."""
+    mis = log_margin.detach() > 0
+    if score is None:
+        return mis.long(), log_margin.detach()
+    score = score.detach()
+    tier = mis.long() + (mis & (score <= threshold)).long()
+    return tier, torch.where(mis, -score, log_margin.detach())
 
 
 def module_of(fn):

@@ -4,6 +4,9 @@ For logits z = W x + b, an image x of class y can be misclassified inside the li
 [0, 1]^D iff for some class j != y the largest value of z_j - z_y over that box is >= 0. The box is a product
 of intervals and z_j - z_y is linear, so the largest value is reached at the corner that takes, pixel by pixel,
 the upper bound where w_j - w_y > 0 and the lower bound elsewhere.
+
+`linear_gaussian_l2_evadable` is the detector-aware counterpart under an L2 budget: a linear classifier and a
+Gaussian density detector, where evading both is a small convex problem per image and wrong class.
 """
 
 import torch
@@ -30,3 +33,54 @@ def linear_linf_robust(weight, bias, x, y, eps):
         gap = (torch.where(d > 0, hi, lo) * d).sum(1) + bias[j] - bias[y]
         robust &= (gap < 0) | (y == j)
     return robust
+
+
+def linear_gaussian_l2_evadable(weight, bias, mean, cov, x, y, *, eps, tau):
+    """Per image, whether some x' with ||x' - x||_2 <= eps, x' in [0, 1]^D is misclassified by the logits
+    x'.flatten() @ weight.T + bias AND unflagged by the Gaussian detector -log N(x'; mean, cov) <= tau.
+
+    Unflagged means (x' - mean)^T cov^-1 (x' - mean) <= r^2 with r^2 = 2 tau - D log(2 pi) - log det cov, so for
+    each wrong class j the question is a convex problem: the least Mahalanobis distance over the ball, the box and
+    the half-space z_j(x') >= z_y(x') (a tie counts as misclassified, as in `linear_linf_robust`). It is solved
+    with SLSQP (scipy) from x, in float64, with exact gradients; evadable iff the least distance is <= r^2 for
+    some j. Meant for small D (tens of pixels) and small N: one solve per image and wrong class.
+    """
+    import numpy as np
+    from scipy.optimize import minimize
+
+    x = check_images(x)
+    y = check_labels(y, len(x), x.device)
+    check_positive("eps", eps, allow_zero=True)
+    d = x[0].numel()
+    weight, bias, mean, cov = (torch.as_tensor(t).detach().double().cpu().numpy() for t in (weight, bias, mean, cov))
+    if weight.shape != (weight.shape[0], d) or bias.shape != (weight.shape[0],) or mean.shape != (d,) or cov.shape != (d, d):
+        raise ConfigError(f"weight must be (K, {d}), bias (K,), mean ({d},) and cov ({d}, {d}); got {weight.shape}, "
+                          f"{bias.shape}, {mean.shape} and {cov.shape}")
+    precision = np.linalg.inv(cov)
+    r2 = 2 * tau - d * np.log(2 * np.pi) - np.linalg.slogdet(cov)[1]
+    flat, labels = x.flatten(1).double().cpu().numpy(), y.cpu().numpy()
+    out = []
+    for xi, yi in zip(flat, labels):
+        def maha(u):
+            return (u - mean) @ precision @ (u - mean)
+
+        def maha_grad(u):
+            return 2 * precision @ (u - mean)
+
+        least = np.inf
+        for j in range(len(bias)):
+            if j == yi or least <= r2:
+                continue
+            a, c = weight[j] - weight[yi], bias[j] - bias[yi]
+            constraints = [
+                {"type": "ineq", "fun": lambda u, a=a, c=c: a @ u + c, "jac": lambda u, a=a: a},
+                {"type": "ineq", "fun": lambda u: eps**2 - (u - xi) @ (u - xi), "jac": lambda u: -2 * (u - xi)},
+            ]
+            res = minimize(maha, xi, jac=maha_grad, bounds=[(0, 1)] * d, constraints=constraints, method="SLSQP",
+                           options={"ftol": 1e-12, "maxiter": 500})
+            u = np.clip(res.x, 0, 1)
+            feasible = a @ u + c >= -1e-9 and (u - xi) @ (u - xi) <= eps**2 + 1e-9
+            if feasible:
+                least = min(least, maha(u))
+        out.append(least <= r2)
+    return torch.tensor(out, dtype=torch.bool, device=x.device)

@@ -80,6 +80,15 @@ def pgd(
     others follow the same trajectory as without it, so the same examples are fooled, for less
     work; the fooled ones get a shallower adversarial (successful, but not the highest objective).
     """
+    return pgd_with_success(model, x, y, eps=eps, steps=steps, step_size=step_size, norm=norm,
+                            random_start=random_start, restarts=restarts, loss=loss, target=target,
+                            generator=generator, early_stop=early_stop)[0]
+
+
+def pgd_with_success(model, x, y, *, eps, steps=40, step_size=None, norm="linf", random_start=True, restarts=1,
+                     loss="ce", target=None, generator=None, early_stop=False):
+    """`pgd` and its per-example success (misclassified, or classified as `target`) on the returned points, which
+    the attack knows from its own forward passes: a caller need not run the model again to find out."""
     x, y, target = check_attack_inputs(model, x, y, target)
     check_positive("eps", eps, allow_zero=True)
     check_positive("steps", steps, integer=True)
@@ -90,7 +99,8 @@ def pgd(
     check_positive("step_size", step_size, allow_zero=True)
     fn = objective(loss, y, target)
     if eps == 0:
-        return x.clone()
+        with frozen(model), torch.no_grad():
+            return x.clone(), is_success(model(x), y, target)
 
     bounds = box(x, eps) if norm == "linf" else None
     best = None
@@ -103,7 +113,8 @@ def pgd(
             best = _ascend(model, fn, x0, x, y, target, eps, steps, step_size, norm, bounds, early_stop, best)
             if early_stop and best[1].all():
                 break
-    return project(best[0], x, eps, norm, bounds).detach()
+    # every iterate already lies in the ball and the box, so the projection leaves it (and its success) unchanged
+    return project(best[0], x, eps, norm, bounds).detach(), best[1]
 
 
 def _ascend(model, fn, x_adv, x, y, target, eps, steps, step_size, norm, bounds, early_stop, best):
@@ -183,6 +194,11 @@ def multitarget_pgd(model, x, y, *, eps, targets=3, generator=None, **pgd_kwargs
     gives the result, else the first run. pgd_kwargs go to `pgd` (steps, step_size, norm, restarts,
     early_stop, ...), except loss and target.
     """
+    return multitarget_with_success(model, x, y, eps=eps, targets=targets, generator=generator, **pgd_kwargs)[0]
+
+
+def multitarget_with_success(model, x, y, *, eps, targets=3, generator=None, **pgd_kwargs):
+    """`multitarget_pgd` and, per example, whether the returned point is misclassified."""
     x, y, _ = check_attack_inputs(model, x, y)
     for fixed in ("loss", "target"):
         if fixed in pgd_kwargs:
@@ -199,13 +215,15 @@ def multitarget_pgd(model, x, y, *, eps, targets=3, generator=None, **pgd_kwargs
         todo = (~done).nonzero().squeeze(1)
         if not len(todo):
             break
-        x_adv = pgd(model, x[todo], y[todo], eps=eps, loss="margin", target=order[todo, rank], generator=generator,
-                    **pgd_kwargs)
-        with frozen(model), torch.no_grad():
-            wrong = model(x_adv).argmax(1) != y[todo]
+        x_adv, wrong = pgd_with_success(model, x[todo], y[todo], eps=eps, loss="margin", target=order[todo, rank],
+                                        generator=generator, **pgd_kwargs)
+        other = (~wrong).nonzero().squeeze(1)  # missed the target: misclassified as another class perhaps
+        if len(other):
+            with frozen(model), torch.no_grad():
+                wrong[other] = model(x_adv[other]).argmax(1) != y[todo][other]
         best = x_adv if best is None else best.index_copy(0, todo[wrong], x_adv[wrong])
         done[todo[wrong]] = True
-    return x.clone() if best is None else best
+    return (x.clone(), done) if best is None else (best, done)
 
 
 def reachable_margins(model, x, y, *, eps, norm="linf"):

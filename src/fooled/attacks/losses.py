@@ -27,7 +27,14 @@ def margin(logits, y, x_adv=None):
     return others.amax(1) - true
 
 
-LOSSES = {"ce": cross_entropy, "cross_entropy": cross_entropy, "margin": margin}
+def log_margin(logits, y, x_adv=None):
+    """`margin` of the log-probabilities log_softmax(logits): the log-odds log p(j*|x) - log p(y|x) of the most
+    likely wrong class j* against y. Softmax is shift-invariant, so this equals the logit margin; the point is the
+    unit: a threshold kappa on it means p(j*|x) >= e^kappa p(y|x) for any model whose outputs are softmax logits."""
+    return margin(torch.log_softmax(logits, dim=1), y)
+
+
+LOSSES = {"ce": cross_entropy, "cross_entropy": cross_entropy, "margin": margin, "log_margin": log_margin}
 
 
 def get_loss(loss):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fooled.attacks.gradient import multitarget_pgd, pgd
-from fooled.models import predict
+from fooled.attacks.gradient import multitarget_with_success, pgd_with_success
 
 
 def pgd_worst_case(model, x, y, *, eps: float, norm: str = "linf", steps: int = 40, step_size: float | None = None,
@@ -16,20 +15,23 @@ def pgd_worst_case(model, x, y, *, eps: float, norm: str = "linf", steps: int = 
     Each run after the first (restart x loss) attacks only the images that the earlier ones left correctly
     classified: the others would keep their earlier result anyway. Where every run fails, the first run's
     result stands. The loss "multitarget" is `multitarget_pgd` toward `targets` classes. step_size None means
-    2.5 * eps / steps (Madry et al.). early_stop (for accuracy only): each image stops at its first misclassified iterate.
+    2.5 * eps / steps (Madry et al.). early_stop (for accuracy only): each image stops at its first misclassified
+    iterate. The runs after the first always stop early: their result is kept only where it misclassifies, and
+    early_stop fools the same images (see `pgd`), so only those images' adversarials are shallower (their first
+    misclassified iterate rather than the highest-loss one). Success comes from the attacks' own forward passes.
     """
     step_size = step_size if step_size is not None else 2.5 * eps / steps
-    kwargs = dict(eps=eps, steps=steps, step_size=step_size, norm=norm, generator=generator, early_stop=early_stop)
+    kwargs = dict(eps=eps, steps=steps, step_size=step_size, norm=norm, generator=generator)
     best, done = x, torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for i, loss in enumerate(list(losses) * restarts):
         todo = (~done).nonzero().squeeze(1)
         if not len(todo):
             break
+        stop = early_stop or i > 0
         if loss == "multitarget":
-            x_adv = multitarget_pgd(model, x[todo], y[todo], targets=targets, **kwargs)
+            x_adv, wrong = multitarget_with_success(model, x[todo], y[todo], targets=targets, early_stop=stop, **kwargs)
         else:
-            x_adv = pgd(model, x[todo], y[todo], loss=loss, **kwargs)
-        wrong = (predict(model, x_adv) != y[todo].cpu()).to(x.device)
+            x_adv, wrong = pgd_with_success(model, x[todo], y[todo], loss=loss, early_stop=stop, **kwargs)
         take = todo if i == 0 else todo[wrong]  # the first loss's result stands even where it failed
         best = best.index_copy(0, take, x_adv if i == 0 else x_adv[wrong])
         done[todo[wrong]] = True

@@ -1,0 +1,231 @@
+"""Detector-aware attacks on any differentiable anomaly score: misclassify AND stay below the detector's threshold.
+
+`detector_aware_pgd` is the stronger successor of `adaptive_pgd`: any score x -> (N,) (higher = more suspicious,
+flagged when score > threshold) instead of log p(x) alone; several starting points (a random point of the ball,
+plus the caller's `starts`, e.g. plain PGD's or CW's adversarials, or `adaptive_pgd`'s); a grid of initial
+Lagrange weights; random restarts; and an APGD-like step size (Croce & Hein 2020) that starts at 2 eps and is
+halved, going back to the run's best point, at checkpoints where the run stalled. Each run descends the score
+while a hinge with a per-example Lagrange weight keeps the log-odds margin above `kappa` (examples not yet
+misclassified ascend the margin instead). Every start is itself a candidate, so the result is never ranked
+below any point passed in `starts`.
+
+`detector_class_pgd` is the second formulation (Carlini & Wagner 2017, "Adversarial examples are not easily
+detected"): the detector becomes an extra class whose logit wins iff the input is flagged, and margin PGD asks
+for a winner that is neither y nor the detector. `strongest_aware_attack` keeps per image the best of both.
+
+Ranking, per image, of every point the attacks see (`_common.evasion_rank`): misclassified and unflagged first
+(lowest score), then misclassified (lowest score), then the highest log-odds margin.
+"""
+
+import numbers
+
+import torch
+
+from fooled.attacks._common import (
+    BestIterate,
+    ascent_step,
+    box,
+    check_attack_inputs,
+    check_norm,
+    check_positive,
+    evasion_rank,
+    frozen,
+    lexi_better,
+    module_of,
+    per_example,
+    project,
+    sample_in_ball,
+    select,
+    unit,
+)
+from fooled.attacks.gradient import pgd
+from fooled.attacks.losses import log_margin
+from fooled.errors import ConfigError
+
+
+def check_score(score, threshold):
+    if not callable(score):
+        raise ConfigError("score must be a callable mapping x (N, C, H, W) to anomaly scores (N,), higher = more suspicious")
+    if not isinstance(threshold, numbers.Real) or isinstance(threshold, bool):
+        raise ConfigError(f"threshold must be a float (inputs with score > threshold are flagged), got {threshold!r}")
+
+
+def scores_of(score, x_adv):
+    """score(x_adv), checked to be one value per example."""
+    s = score(x_adv)
+    if not isinstance(s, torch.Tensor) or s.shape != (len(x_adv),):
+        raise ConfigError(f"score must return a tensor of shape ({len(x_adv)},), got {getattr(s, 'shape', type(s))}")
+    return s
+
+
+def check_starts(starts, x, eps, norm):
+    """The caller's start points as a list of tensors like x, projected into the eps-ball and [0, 1]."""
+    out = []
+    for i, s in enumerate(starts):
+        if not isinstance(s, torch.Tensor) or s.shape != x.shape:
+            raise ConfigError(f"starts[{i}] must be a tensor of the shape of x {tuple(x.shape)}, got {getattr(s, 'shape', type(s))}")
+        out.append(project(s.detach().to(x), x, eps, norm))
+    return out
+
+
+def apgd_checkpoints(steps):
+    """The iterations at which APGD (Croce & Hein 2020) checks for progress: p_0 = 0, p_1 = 0.22,
+    p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), as fractions of `steps`."""
+    p = [0.0, 0.22]
+    while p[-1] < 1:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    return sorted({round(q * steps) for q in p[1:] if 0 < round(q * steps) < steps})
+
+
+def detector_aware_pgd(model, x, y, *, score, threshold, eps, steps=50, norm="linf", starts=(),
+                       lambdas=(0.1, 1.0, 10.0), restarts=1, kappa=0.01, generator=None):
+    """Misclassify x while keeping score(x_adv) <= threshold; per image the best point of every run (see module doc).
+
+    score: differentiable callable x -> (N,), higher = more suspicious (e.g. `differentiable_score`, or `bpda`
+    around a non-differentiable one). If it is an nn.Module or a bound method of one, that module is frozen too.
+    starts: point sets like x from which runs start besides a random point of the ball; each is a candidate.
+    lambdas: initial Lagrange weights of the margin hinge, one run per value and start.
+    restarts: runs per start and weight; all but the first start from a fresh random point of the ball.
+    kappa: the log-odds margin log p(j*|x) - log p(y|x) the hinge keeps (model-independent units).
+    Runs: (1 + len(starts)) * len(lambdas) * restarts, of `steps` gradient steps each.
+    """
+    x, y, _ = check_attack_inputs(model, x, y)
+    check_score(score, threshold)
+    check_positive("eps", eps, allow_zero=True)
+    check_positive("steps", steps, integer=True)
+    check_positive("restarts", restarts, integer=True)
+    check_positive("kappa", kappa, allow_zero=True)
+    check_norm(norm)
+    lambdas = tuple(lambdas)
+    if not lambdas:
+        raise ConfigError("lambdas must contain at least one initial Lagrange weight")
+    for lam in lambdas:
+        check_positive("each of lambdas", lam)
+    starts = check_starts(starts, x, eps, norm)
+    if eps == 0:
+        return x.clone()
+    bounds = box(x, eps) if norm == "linf" else None
+
+    def random_point():
+        return project(sample_in_ball(x, eps, norm, generator), x, eps, norm, bounds)
+
+    best = BestIterate(x)
+    with frozen(model, module_of(score)), torch.enable_grad():
+        points = [random_point(), *starts]
+        for point in points:
+            with torch.no_grad():
+                best.update(point, *evasion_rank(log_margin(model(point), y), scores_of(score, point), threshold))
+        for point in points:
+            for lam in lambdas:
+                for r in range(restarts):
+                    x0 = point if r == 0 else random_point()
+                    _run(model, score, threshold, x, y, x0, lam, eps, steps, norm, bounds, kappa, best)
+    return project(best.x, x, eps, norm, bounds).detach()
+
+
+def _run(model, score, threshold, x, y, x_adv, lam0, eps, steps, norm, bounds, kappa, best):
+    """One run from x_adv; updates `best` with every iterate. Step size 2 eps, halved (and the run sent back to
+    its own best point) at each checkpoint where fewer than 3/4 of the steps since the last one improved the
+    iterate or the run's best did not improve at all (APGD's two conditions)."""
+    n = len(x)
+    lam = torch.full((n,), float(lam0), dtype=x.dtype, device=x.device)
+    step = torch.full((n,), 2.0 * eps, dtype=x.dtype, device=x.device)
+    run_best = BestIterate(x_adv)
+    prev_tier, prev_value = run_best.tier.clone(), run_best.value.clone()
+    improved_steps = torch.zeros(n, dtype=torch.long, device=x.device)
+    best_moved = torch.zeros(n, dtype=torch.bool, device=x.device)
+    checkpoints, last_checkpoint = apgd_checkpoints(steps), 0
+    for i in range(steps + 1):
+        x_adv = x_adv.detach().requires_grad_(i < steps)
+        m = log_margin(model(x_adv), y)
+        s = scores_of(score, x_adv)
+        tier, value = evasion_rank(m, s, threshold)
+        best.update(x_adv, tier, value)
+        best_moved |= run_best.update(x_adv, tier, value) & (i > 0)
+        improved_steps += lexi_better(tier, value, prev_tier, prev_value).long()
+        prev_tier, prev_value = tier, value
+        if i == steps:
+            break
+        (g_s,) = torch.autograd.grad(s.sum(), x_adv, retain_graph=True)
+        (g_m,) = torch.autograd.grad(m.sum(), x_adv)
+        # unit directions make the Lagrange weight independent of the two gradient scales
+        unsafe = m.detach() <= kappa
+        evading = -unit(g_s) + per_example(lam * unsafe, x) * unit(g_m)
+        direction = torch.where(per_example(tier > 0, x), evading, unit(g_m))
+        lam = torch.where(unsafe, lam * 2, lam * 0.75)
+        x_adv = project(ascent_step(x_adv.detach(), direction, step, norm), x, eps, norm, bounds)
+        if i + 1 in checkpoints:
+            stalled = (improved_steps < 0.75 * (i + 1 - last_checkpoint)) | ~best_moved
+            step = torch.where(stalled, step / 2, step)
+            x_adv = select(stalled, run_best.x, x_adv)
+            improved_steps.zero_()
+            best_moved.zero_()
+            last_checkpoint = i + 1
+
+
+def detector_class_logits(logits, score, threshold, c=1.0):
+    """(N, K + 1): log_softmax(logits) and the detector as class K, with logit max_k log p(k|x) + c (score - threshold),
+    which is the largest iff the input is flagged (Carlini & Wagner 2017's augmented classifier)."""
+    log_p = torch.log_softmax(logits, dim=1)
+    return torch.cat([log_p, (log_p.amax(1) + c * (score - threshold))[:, None]], dim=1)
+
+
+def evasion_margin(augmented, y, x_adv=None):
+    """max_{j != y, j < K} z_j - max(z_y, z_K) of detector-class logits (N, K + 1): >= 0 iff some wrong class
+    beats both y and the detector, i.e. iff misclassified and unflagged."""
+    classes = augmented[:, :-1]
+    guard = torch.maximum(classes.gather(1, y[:, None]).squeeze(1), augmented[:, -1])
+    wrong = classes.scatter(1, y[:, None], -torch.inf)
+    return wrong.amax(1) - guard
+
+
+def detector_class_pgd(model, x, y, *, score, threshold, eps, c=1.0, steps=50, step_size=None, norm="linf",
+                       restarts=1, generator=None):
+    """Margin PGD on the detector-class logits (`detector_class_logits`): a winner that is neither y nor the detector.
+
+    The same `pgd` loop with another model and loss: pgd keeps per image the best iterate, successful first
+    (not predicted y, which includes flagged points), then the highest `evasion_margin`; an evading iterate has
+    margin >= 0 and a flagged one < 0, so if any iterate evades, the returned one does.
+    """
+    check_score(score, threshold)
+    check_positive("c", c)
+
+    def augmented(x_adv):
+        return detector_class_logits(model(x_adv), scores_of(score, x_adv), threshold, c)
+
+    check_attack_inputs(model, x, y)
+    with frozen(model, module_of(score)):
+        return pgd(augmented, x, y, eps=eps, steps=steps, step_size=step_size, norm=norm, restarts=restarts,
+                   loss=evasion_margin, generator=generator)
+
+
+def strongest_aware_attack(model, x, y, *, score, threshold, eps, steps=50, norm="linf", starts=(),
+                           lambdas=(0.1, 1.0, 10.0), restarts=1, kappa=0.01, c=1.0, generator=None):
+    """Per image the best of `detector_class_pgd` and `detector_aware_pgd` (which starts from the caller's
+    `starts` and the detector-class result too, all of them candidates)."""
+    x_class = detector_class_pgd(model, x, y, score=score, threshold=threshold, eps=eps, c=c, steps=steps, norm=norm,
+                                 restarts=restarts, generator=generator)
+    return detector_aware_pgd(model, x, y, score=score, threshold=threshold, eps=eps, steps=steps, norm=norm,
+                              starts=[*starts, x_class], lambdas=lambdas, restarts=restarts, kappa=kappa,
+                              generator=generator)
+
+
+def bpda(exact_fn, surrogate_fn):
+    """x -> exact_fn(x), with the gradient of surrogate_fn (BPDA, Athalye et al. 2018): attack a score that is not
+    differentiable, e.g. the complexity score with its compressed length held fixed, through a smooth part of it."""
+
+    class _BPDA(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return torch.as_tensor(exact_fn(x)).to(x)
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            (x,) = ctx.saved_tensors
+            with torch.enable_grad():
+                x_in = x.detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(surrogate_fn(x_in), x_in, grad_out)
+            return grad
+
+    return _BPDA.apply

@@ -1,0 +1,128 @@
+"""detector_aware_pgd, detector_class_pgd, strongest_aware_attack and bpda on the trained digits MLP with a Gaussian detector."""
+
+import copy
+
+import pytest
+import torch
+
+from attack_helpers import assert_in_budget, assert_unchanged, gen, snapshot
+from fooled.attacks import (
+    adaptive_pgd,
+    attack_success,
+    bpda,
+    detector_aware_pgd,
+    detector_class_logits,
+    detector_class_pgd,
+    evasion_margin,
+    strongest_aware_attack,
+)
+from fooled.attacks.aware import apgd_checkpoints
+from fooled.errors import ConfigError
+
+AWARE = (detector_aware_pgd, detector_class_pgd, strongest_aware_attack)
+
+
+@pytest.fixture(scope="module")
+def detector(batch, gaussian_log_prob):
+    """(score, threshold): -log N(x) flagging 5% of clean test digits."""
+    threshold = -gaussian_log_prob(batch[0]).quantile(0.05).item()
+    return (lambda x: -gaussian_log_prob(x)), threshold
+
+
+def evaded(model, x_adv, y, score, threshold):
+    return attack_success(model, x_adv, y) & (score(x_adv) <= threshold)
+
+
+def test_never_weaker_than_adaptive_pgd(model, batch, gaussian_log_prob, detector):
+    x, y = batch[0][:100], batch[1][:100]
+    score, threshold = detector
+    kwargs = dict(eps=0.1, steps=20, generator=gen())
+    old = evaded(model, adaptive_pgd(model, x, y, log_prob=gaussian_log_prob, threshold=-threshold, **kwargs), y, score, threshold)
+    new = evaded(model, detector_aware_pgd(model, x, y, score=score, threshold=threshold, **kwargs), y, score, threshold)
+    assert new.sum() >= old.sum() and 0.5 < old.float().mean() < 0.95  # a budget where the detector matters
+    # given the old attack's output as a start, it is never ranked below it on any image
+    x_old = adaptive_pgd(model, x, y, log_prob=gaussian_log_prob, threshold=-threshold, **kwargs)
+    with_old = evaded(model, detector_aware_pgd(model, x, y, score=score, threshold=threshold, starts=[x_old], **kwargs),
+                      y, score, threshold)
+    assert (with_old >= old).all()
+
+
+def test_strongest_is_the_best_of_both(model, batch, detector):
+    x, y = batch[0][:100], batch[1][:100]
+    score, threshold = detector
+    kwargs = dict(score=score, threshold=threshold, eps=0.06, steps=20, generator=gen())
+    by_class = evaded(model, detector_class_pgd(model, x, y, **kwargs), y, score, threshold)
+    best = evaded(model, strongest_aware_attack(model, x, y, **kwargs), y, score, threshold)
+    assert (best >= by_class).all()
+    assert best.sum() >= evaded(model, detector_aware_pgd(model, x, y, **kwargs), y, score, threshold).sum()
+
+
+@pytest.mark.parametrize("attack", AWARE)
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])
+def test_budget_box_and_purity(trained, batch, detector, attack, norm, eps):
+    model = copy.deepcopy(trained).train()
+    before = snapshot(model)
+    x, y = batch[0][:30], batch[1][:30]
+    score, threshold = detector
+    kwargs = dict(score=score, threshold=threshold, norm=norm, steps=5)
+    a = attack(model, x, y, eps=eps, generator=gen(3), **kwargs)
+    assert_in_budget(a, x, eps, norm)
+    assert torch.equal(a, attack(model, x, y, eps=eps, generator=gen(3), **kwargs))
+    assert torch.equal(attack(model, x, y, eps=0.0, generator=gen(3), **kwargs), x)
+    assert_unchanged(model, before)
+
+
+def test_detector_class_wins_iff_flagged_and_margin_sign():
+    g = gen(1)
+    logits, score, y = torch.randn(500, 4, generator=g) * 3, torch.randn(500, generator=g), torch.randint(4, (500,), generator=g)
+    aug = detector_class_logits(logits, score, 0.2, c=2.0)
+    assert torch.equal(aug.argmax(1) == 4, score > 0.2)
+    assert torch.equal(evasion_margin(aug, y) > 0, (logits.argmax(1) != y) & (score < 0.2))
+
+
+def test_restarts_and_lambdas_change_the_runs(model, batch, detector):
+    x, y = batch[0][:50], batch[1][:50]
+    score, threshold = detector
+    one = detector_aware_pgd(model, x, y, score=score, threshold=threshold, eps=0.06, steps=10, lambdas=(1.0,), generator=gen())
+    more = detector_aware_pgd(model, x, y, score=score, threshold=threshold, eps=0.06, steps=10, lambdas=(1.0,), restarts=3,
+                              generator=gen())
+    assert not torch.equal(one, more)
+    assert evaded(model, more, y, score, threshold).sum() >= evaded(model, one, y, score, threshold).sum()
+
+
+def test_apgd_checkpoints():
+    assert apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    assert all(0 < c < 5 for c in apgd_checkpoints(5))
+
+
+def test_bpda_forward_exact_backward_surrogate(model, batch, detector):
+    score, threshold = detector
+    quantised = bpda(lambda x: score(torch.round(x * 4) / 4), score)  # piecewise constant: no gradient of its own
+    x = batch[0][:10].clone().requires_grad_(True)
+    out = quantised(x)
+    assert torch.equal(out.detach(), score(torch.round(x.detach() * 4) / 4))
+    (g,) = torch.autograd.grad(out.sum(), x)
+    x2 = x.detach().requires_grad_(True)
+    (g2,) = torch.autograd.grad(score(x2).sum(), x2)
+    assert torch.allclose(g, g2)
+    # and an attack through it lowers the exact (quantised) score on misclassified images
+    xb, yb = batch[0][:40], batch[1][:40]
+    exact_threshold = quantised(xb).quantile(0.5).item()
+    x_adv = detector_aware_pgd(model, xb, yb, score=quantised, threshold=exact_threshold, eps=0.15, steps=20, generator=gen())
+    assert evaded(model, x_adv, yb, quantised, exact_threshold).float().mean() > 0.3
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(score=None), r"score must be a callable"),
+        (dict(threshold="high"), r"threshold must be a float"),
+        (dict(lambdas=()), r"lambdas must contain at least one"),
+        (dict(starts=[torch.zeros(3, 1, 8, 8)]), r"starts\[0\] must be a tensor of the shape of x \(2, 1, 8, 8\)"),
+        (dict(score=lambda x: torch.zeros(len(x), 2)), r"score must return a tensor of shape \(2,\)"),
+    ],
+)
+def test_bad_arguments(model, batch, kwargs, match):
+    args = dict(score=lambda x: x.flatten(1).sum(1), threshold=1.0, eps=0.1, steps=2) | kwargs
+    with pytest.raises(ConfigError, match=match):
+        detector_aware_pgd(model, batch[0][:2], batch[1][:2], **args)
