@@ -58,8 +58,11 @@ class AttackConfig:
     targets: int | None = 3  # "multitarget": targeted margin PGD toward this many wrong classes, most promising first (None: all)
     max_examples: int | None = 200  # attack the first this many test images (None: all); keeps the default study near 5 min on 2 cores
     expensive_examples: int | None = 64  # CW, the audit's extra attacks and the convergence curve use this many (None: all)
-    adaptive: bool = True  # detector-aware PGD: misclassified and not flagged
-    adaptive_steps: int = 40  # per phase: margin PGD, then raising log p(x) while staying misclassified
+    adaptive: bool = True  # detector-aware attacks: misclassified and not flagged (attacks.strongest_aware_attack)
+    adaptive_steps: int = 40  # steps of each detector-aware run (one run per start and Lagrange weight)
+    aware_lambdas: tuple[float, ...] = (1.0, 10.0)  # initial Lagrange weights of the detector-aware runs
+    aware_detectors: tuple[str, ...] = ("nll", "class_conditional", "typicality", "complexity")  # each attacked by its own
+    # detector-aware attack: nll on every attacked image, the others on the first `expensive_examples`
     transfer: bool = True  # evaluate every model on the PGD adversarials of every other model
     cw: bool = True  # Carlini-Wagner L2, minimal perturbation
     cw_steps: int = 100

@@ -171,14 +171,17 @@ class Key:
         return cls(int(seed[4:]), model, set_, None if eps == "-" else float(eps), column)
 
 
-def set_name(attack: str, rounded: bool = False) -> str:
-    """The score-table set of an attacked (or control) set: the attack's name, with ':grid' when rounded to the grey levels."""
-    return f"{attack}:grid" if rounded else attack
+def set_name(attack: str, rounded: bool = False, attacked: str | None = None) -> str:
+    """The score-table set of an attacked (or control) set: the attack's name, '@detector' for a detector-aware attack on
+    another detector than -log p(x), and ':grid' when rounded to the grey levels."""
+    name = attack if attacked in (None, "nll") else f"{attack}@{attacked}"
+    return f"{name}:grid" if rounded else name
 
 
 def row_key(row: dict, column: str = "nll") -> Key:
     """The Key of an attack row's scores (results.json's `attacks` rows)."""
-    return Key(row["seed"], row["target"], set_name(row["attack"], row.get("grid") == "rounded"), row["eps"], column)
+    return Key(row["seed"], row["target"], set_name(row["attack"], row.get("grid") == "rounded", row.get("attacked_detector")),
+               row["eps"], column)
 
 
 def lookup(table: dict[str, np.ndarray], key: Key, what: str = "scores.npz") -> np.ndarray:

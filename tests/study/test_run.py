@@ -122,3 +122,39 @@ def test_convergence_eps_is_where_pgd_leaves_half_the_clean_accuracy():
     assert convergence_eps(rows, "flow") == 0.05
     assert convergence_eps([row(0.05, 0.6), row(0.1, 0.3)], "cnn") == 0.05  # a tie: the smaller budget
     assert convergence_eps(rows, "logreg") is None
+
+
+def test_detection_counts_only_successful_adversarials_by_hand():
+    import numpy as np
+
+    from fooled.study.stages import _counts
+
+    y = np.array([0, 1, 2, 3, 4, 5])
+    clean_pred = np.array([0, 1, 2, 3, 0, 0])  # the last two are wrong before any attack
+    pred = np.array([9, 9, 2, 9, 9, 5])  # images 0, 1, 3 fooled; 2 not; 4 stays wrong; 5 becomes right
+    flags = np.array([True, False, True, True, True, False])
+    c = _counts(pred, y, clean_pred, flags)
+    assert c["n_detected"] == 2 and c["tpr_at_fpr"] == 2 / 3  # of the 3 successful adversarials, 0 and 3 are flagged
+    assert c["n_evaded"] == 1 and c["evasion_rate"] == 1 / 4  # of the 4 correct images, image 1 fooled and not flagged
+    assert c["tpr_all"] == 4 / 6 and c["evasion_all"] == 1 / 6  # the all-image rates: image 4 counts as flagged, not evaded
+
+
+def test_every_budget_has_a_control_and_detection_counts_match_the_saved_scores(quick_run):
+    out, _ = quick_run
+    results = json.loads((out / "results.json").read_text())
+    scores = read_npz(out / "scores.npz")
+    rows = results["attacks"]
+    for target in results["config"]["models"]["names"]:
+        for grid in ("continuous", "rounded"):
+            linf = {r["eps"] for r in rows if r["target"] == target and r["attack"] == "noise_linf" and r["grid"] == grid}
+            l2 = {r["eps"] for r in rows if r["target"] == target and r["attack"] == "noise_l2" and r["grid"] == grid}
+            assert linf == set(results["config"]["attacks"]["eps"]) and l2 == set(results["config"]["attacks"]["l2_eps"])
+    from fooled.rundir import row_key
+
+    for r in [r for r in rows if r["attack"] in ("pgd", "adaptive_pgd")][:12]:
+        success = scores[str(row_key(r, "success"))].astype(bool)
+        nll = scores[str(row_key(r))]
+        assert r["n_success"] == int(success.sum())
+        assert r["n_detected"] == int((nll[success] > r["threshold"]).sum())  # flagged among the successful only
+        for name, d in r["detectors"].items():
+            assert 0 <= d["test_fpr"] <= 1 and (d["tpr_at_fpr"] is None or 0 <= d["tpr_at_fpr"] <= 1)

@@ -235,14 +235,14 @@ def fooling_grid(results: dict, examples: dict, scores: dict, out: Path) -> list
     per = results["config"]["fooling"]["per_class"]
     rows = []
     for target in sorted({r["target"] for r in results["fooling"]}):
-        for method in ("gradient", "evolution"):
+        for method in ("gradient", "evolution", "gradient_unflagged", "evolution_unflagged"):
             key = Key(seed, target, f"fooling_{method}", column="images")
             if str(key) not in examples:
                 continue
             idx = np.arange(0, K * per, per)[:10]  # one image per class
             bpd = _bpd(lookup(scores, Key(seed, target, f"fooling_{method}")), dim, info["levels"])
             conf = lookup(examples, Key(seed, target, f"fooling_{method}", column="confidence"), "examples.npz")
-            rows.append((f"{method}\non {target}", examples[str(key)][idx], [f"{k}: p={conf[i]:.2f}\n{bpd[i]:.1f} b/d" for k, i in enumerate(idx)]))
+            rows.append((f"{method.replace('_', ' ')}\non {target}", examples[str(key)][idx], [f"{k}: p={conf[i]:.2f}\n{bpd[i]:.1f} b/d" for k, i in enumerate(idx)]))
     return _grid(rows, f"Fooling images grown from noise: target class, confidence, bits/dim (seed {seed})", out, "fooling", ncol=min(10, K))
 
 

@@ -174,16 +174,18 @@ def _detector_table(results: dict) -> list[str]:
         return []
     eps_all = sorted({r["eps"] for r in rows})
     eps = eps_all[(len(eps_all) - 1) // 2]
-    sets = [("pgd", "continuous", "PGD"), ("pgd", "rounded", "PGD, on grid"), ("adaptive_pgd", "continuous", "detector-aware PGD"),
+    sets = [("pgd", "continuous", "PGD"), ("pgd", "rounded", "PGD, on grid"), ("adaptive_pgd", "continuous", "aware of this detector"),
             ("noise_linf", "continuous", "sign noise"), ("noise_linf", "rounded", "sign noise, on grid")]
     dets = list(dict.fromkeys(d for r in rows for d in r.get("detectors", {})))
+    attacked = {r.get("attacked_detector") for r in rows}
     out = ["", f"### Every detector (linf eps {eps:g}; AUROC / detected %, pooled over the attacked models)", "",
            "Detected: successful adversarials flagged (controls: perturbed images flagged); AUROC of those against clean test images.", ""]
     body = []
     for d in dets:
         cells = []
         for attack, grid, _ in sets:
-            rs = [r for r in rows if r["attack"] == attack and r.get("grid") == grid and r["eps"] == eps and d in r["detectors"]]
+            rs = [r for r in rows if r["attack"] == attack and r.get("grid") == grid and r["eps"] == eps and d in r["detectors"]
+                  and r.get("attacked_detector") in (None, d if d in attacked else "nll")]  # each detector against its own attack
             dd = [r["detectors"][d] for r in rs]
             key = "tpr_all" if attack.startswith("noise") else "tpr_at_fpr"
             cells.append("-" if not dd else f"{_fmt(mean_ci([x['auroc'] for x in dd]), digits=2)} / "

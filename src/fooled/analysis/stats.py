@@ -9,6 +9,7 @@ bits/dim) are averaged over seeds with a percentile bootstrap over seeds, which 
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -24,12 +25,13 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def _rng(*parts) -> np.random.Generator:
     """A generator seeded by what is being resampled, so every interval is reproducible."""
-    return np.random.default_rng([int(v) for v in parts] + [DRAWS])
+    digest = hashlib.blake2b(repr((parts, DRAWS)).encode(), digest_size=8).digest()
+    return np.random.default_rng(int.from_bytes(digest, "little"))
 
 
 def _bootstrap_rates(counts: list[tuple[int, int]], pick: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -92,5 +94,5 @@ def mean_ci(values) -> dict:
     m = float(v.mean())
     if v.size < 2:
         return {"mean": m, "lo": m, "hi": m, "n": 1}
-    means = v[_rng(v.size, *np.round(v * 1e6)).integers(0, v.size, size=(DRAWS, v.size))].mean(1)
+    means = v[_rng(*v.tolist()).integers(0, v.size, size=(DRAWS, v.size))].mean(1)
     return {"mean": m, "lo": float(np.quantile(means, 0.025)), "hi": float(np.quantile(means, 0.975)), "n": int(v.size)}

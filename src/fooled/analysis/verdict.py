@@ -34,7 +34,9 @@ CRITERIA = {
 
 
 def _rows(results: dict, **match) -> list[dict]:
-    return [r for r in results["attacks"] if all(r.get(k, "continuous" if k == "grid" else None) == v for k, v in match.items())]
+    """Attack rows matching `match`; as the attacks made them (grid 'continuous') unless `grid` says otherwise."""
+    match = {"grid": "continuous", **match}
+    return [r for r in results["attacks"] if all(r.get(k) == v for k, v in match.items())]
 
 
 def _counts(rows: list[dict], k: str, n: str) -> list[tuple[int, int]]:
@@ -64,7 +66,7 @@ def _flag_answer(ci: dict) -> str:
 def _weakest(per_eps: list[dict], key=lambda p: p["value"]["lo"]) -> dict:
     """The budget whose number decides most against a yes (the lowest lower bound by default)."""
     usable = [p for p in per_eps if p["value"]["mean"] is not None]
-    return min(usable, key=key) if usable else per_eps[0]
+    return min(usable, key=key) if usable else per_eps[0] if per_eps else {"value": {"mean": None, "lo": None, "hi": None}}
 
 
 def _answer(question: str, model: str, kind: str, per_eps: list[dict], headline: dict, **extra) -> dict:
@@ -89,7 +91,7 @@ def _control(results: dict, grid: str) -> list[dict]:
     where = "on the grid" if grid == "rounded" else "off the grid"
     for target in _targets(results, "pgd"):
         per_eps = []
-        for eps in _eps(results, "pgd", target):
+        for eps in _eps(results, "pgd", target, grid):
             adv = rate_ci(_counts(_rows(results, target=target, attack="pgd", eps=eps, grid=grid), "n_detected", "n_success"))
             noise = rate_ci(_flag_counts(_rows(results, target=target, attack="noise_linf", eps=eps, grid=grid)))
             beats = adv["mean"] is not None and noise["mean"] is not None and adv["lo"] > noise["hi"]
@@ -107,7 +109,8 @@ def _adaptive(results: dict) -> list[dict]:
     for target in _targets(results, "adaptive_pgd"):
         per_eps = []
         for eps in _eps(results, "adaptive_pgd", target):
-            ci = rate_ci(_counts(_rows(results, target=target, attack="adaptive_pgd", eps=eps), "n_evaded", "n_correct"))
+            ci = rate_ci(_counts(_rows(results, target=target, attack="adaptive_pgd", eps=eps, attacked_detector="nll"),
+                                 "n_evaded", "n_correct"))
             answer = "n/a" if ci["mean"] is None else "yes" if ci["hi"] <= EVADE_YES else "no" if ci["lo"] > EVADE_NO else "partly"
             per_eps.append({"eps": eps, "value": ci, "answer": answer})
         out.append(_answer(f"Does low p(x) still flag adversarial examples against the {target} when the attacker knows the detector?",
@@ -193,12 +196,13 @@ def _targets(results: dict, attack: str) -> list[str]:
     return [t for t in names if t in present]
 
 
-def _eps(results: dict, attack: str, target: str) -> list[float]:
-    return sorted({r["eps"] for r in _rows(results, target=target, attack=attack) if r["eps"] > 0})
+def _eps(results: dict, attack: str, target: str, grid: str = "continuous") -> list[float]:
+    return sorted({r["eps"] for r in _rows(results, target=target, attack=attack, grid=grid) if r["eps"] > 0 and r["norm"] == "linf"})
 
 
 def compute_verdict(results: dict) -> dict:
     """Answers with the numbers and criteria behind them; nothing typed by hand."""
     answers = (_detection(results, "pgd") + _control(results, "rounded") + _control(results, "continuous") + _adaptive(results)
                + _robustness(results) + _fooling(results) + _ood(results))
+    answers = [a for a in answers if a["per_eps"] or a["criterion"] in ("support", "typical") or a["value"]["mean"] is not None]
     return {"answers": answers, "criteria": CRITERIA, "fpr": results["config"]["detect"]["fpr"]}

@@ -31,7 +31,7 @@ from ..models import is_density_model
 
 Score = Callable[[torch.Tensor], np.ndarray]  # images (N, C, H, W) on CPU -> float64 scores (N,)
 KD_BANDWIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)  # in feature units, scaled by the features' mean standard deviation
-MC_SAMPLES = 20
+MC_SAMPLES = 10
 
 
 @torch.no_grad()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -10,6 +12,30 @@ import torch
 
 from .detectors import DetectorContext, fit_context, score_all
 from .metrics import calibrate_threshold, neg_log_prob
+
+
+class ScoreMemo:
+    """The last few score arrays by (scorer, images): the same control images are scored for every attacked model, and a
+    detector that does not depend on the attacked model (the flow's -log p(x), the baselines) need score them only once."""
+
+    def __init__(self, size: int = 256):
+        self.size, self.store = size, OrderedDict()
+
+    def clear(self) -> None:
+        """Forget everything: call it whenever the objects whose ids key the memo may have been freed (each seed)."""
+        self.store.clear()
+
+    def __call__(self, key, x: torch.Tensor, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        digest = (key, tuple(x.shape), hashlib.blake2b(x.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest())
+        if digest not in self.store:
+            self.store[digest] = compute()
+            if len(self.store) > self.size:
+                self.store.popitem(last=False)
+        self.store.move_to_end(digest)
+        return self.store[digest]
+
+
+MEMO = ScoreMemo()
 
 
 @dataclass(frozen=True)
@@ -22,6 +48,7 @@ class Guard:
     thresholds: dict  # detector name -> flag when score > threshold
     clean_test: dict  # detector name -> scores of the attacked clean test images
     extra: dict = field(default_factory=dict)  # baseline detectors beside the density's own: name -> images -> scores
+    shared: frozenset = frozenset()  # the names in `extra` whose scores do not depend on the attacked model
 
     @classmethod
     def fit(cls, name, model, val_x, test_x, info, fpr: float) -> tuple["Guard", dict]:
@@ -31,12 +58,18 @@ class Guard:
         thresholds = {k: calibrate_threshold(v, fpr) for k, v in val.items()}
         return cls(name, model, context, thresholds, score_all(model, test_x, context=context)), val
 
-    def with_detectors(self, scorers: dict[str, Callable], val_x, test_x, fpr: float) -> tuple["Guard", dict]:
-        """This guard plus the detectors `scorers`, each calibrated on validation images; returns (guard, their validation scores)."""
-        val = {k: f(val_x) for k, f in scorers.items()}
+    def with_detectors(self, scorers: dict[str, Callable], val_x, test_x, fpr: float, shared=()) -> tuple["Guard", dict]:
+        """This guard plus the detectors `scorers`, each calibrated on validation images; returns (guard, their validation scores).
+        `shared` names the scorers that are the same for every attacked model (their scores are memoised)."""
+        guard = replace(self, extra={**self.extra, **scorers}, shared=self.shared | frozenset(shared))
+        val = {k: guard._extra(k, val_x) for k in scorers}
         thresholds = {**self.thresholds, **{k: calibrate_threshold(v, fpr) for k, v in val.items()}}
-        clean = {**self.clean_test, **{k: f(test_x) for k, f in scorers.items()}}
-        return replace(self, thresholds=thresholds, clean_test=clean, extra={**self.extra, **scorers}), val
+        clean = {**self.clean_test, **{k: guard._extra(k, test_x) for k in scorers}}
+        return replace(guard, thresholds=thresholds, clean_test=clean), val
+
+    def _extra(self, name: str, x: torch.Tensor) -> np.ndarray:
+        fn = self.extra[name]
+        return MEMO(("extra", name, id(fn)), x, lambda: fn(x)) if name in self.shared else fn(x)
 
     @property
     def threshold(self) -> float:
@@ -48,7 +81,8 @@ class Guard:
 
     def score_all(self, x: torch.Tensor) -> dict:
         """Every detector's scores of images x: the density's own, then the baselines."""
-        return {**score_all(self.model, x, context=self.context), **{k: f(x) for k, f in self.extra.items()}}
+        own = MEMO(("density", id(self.model), id(self.context)), x, lambda: score_all(self.model, x, context=self.context))
+        return {**own, **{k: self._extra(k, x) for k in self.extra}}
 
     def flags(self, scores: dict) -> dict:
         """Per detector, which of the scored images it flags at its threshold."""

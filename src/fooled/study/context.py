@@ -53,6 +53,7 @@ class SeedContext:
     keys: dict  # classifier name -> hash of its training config
     guards: dict  # classifier name -> the detection.Guard scoring inputs to it (its density's detectors and the baselines)
     clean_pred: dict  # classifier name -> its predictions (numpy) on the attacked clean images x
+    latent_means: dict = field(default_factory=dict)  # flow classifier name -> its class means in latent space (latent attack)
     log: Callable[[str], None] = print
     progress: bool = False  # tqdm bars (on a terminal only)
 
@@ -72,7 +73,8 @@ class SeedContext:
         """The same context on the first m attacked images (for the expensive attacks)."""
         if m is None or m >= len(self.x):
             return self
-        return dataclasses.replace(self, x=self.x[:m], y=self.y[:m], guards={k: g.first(m) for k, g in self.guards.items()})
+        return dataclasses.replace(self, x=self.x[:m], y=self.y[:m], guards={k: g.first(m) for k, g in self.guards.items()},
+                                   clean_pred={k: v[:m] for k, v in self.clean_pred.items()})
 
     def bpd(self, neg_log_prob: np.ndarray) -> np.ndarray:
         return bpd_from_log_prob(-np.asarray(neg_log_prob), self.info.dim, self.info.levels)

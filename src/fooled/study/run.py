@@ -22,13 +22,16 @@ import torch
 
 from ..config import StudyConfig, config_hash, to_dict
 from ..data import Splits, dataset_info, load
+from ..attacks import latent_class_means
 from ..detection import Guard
+from ..detection.guard import MEMO
 from ..detection.baselines import baseline_scores
 from ..errors import FooledError
 from ..models import is_density_model, mean_bpd, predict
 from ..rundir import Key, exclusive, prepare_run_dir, versions, write_json, write_npz
 from ..train import model_key, train_or_load
 from .audit import audit, convergence_curve, convergence_eps
+from .audit_aware import audit_aware
 from .context import Made, SeedContext
 from .likelihood import out_of_distribution
 from .stages import adaptive_attacks, carlini_wagner, controls, fooling_images, plain_attacks, transfer
@@ -89,20 +92,23 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
     n = len(splits.test) if cfg.attacks.max_examples is None else min(len(splits.test), cfg.attacks.max_examples)
     x, y = splits.test.x[:n], splits.test.y[:n]
     made = Made()
+    MEMO.clear()  # scores are memoised by the ids of this seed's models and detectors
     guards = {name: Guard.fit(name, model, splits.val.x, x, info, cfg.detect.fpr) for name, model in models.items() if is_density_model(model)}
     shared, per_target = baseline_scores(models, splits.train.x, splits.train.y, splits.val.x, info.levels, densities)
     for name in models:  # density classifiers are their own detector; the others are guarded by the flow; all get the baselines
         guard, val_scores = guards.get(name, guards[DETECTOR])
         scorers = {**shared, **{d: make(models[name]) for d, make in per_target.items()}}
-        guard, extra_val = guard.with_detectors(scorers, splits.val.x, x, cfg.detect.fpr)
+        guard, extra_val = guard.with_detectors(scorers, splits.val.x, x, cfg.detect.fpr, shared=shared)
         guards[name] = guard, {**val_scores, **extra_val}
         for det, v in guards[name][1].items():
             made.score(Key(seed, name, "clean_val", column=det), v)
             made.score(Key(seed, name, "clean_test", column=det), guard.clean_test[det])
     guards = {name: guards[name][0] for name in models}
     clean_pred = {name: predict(model, x).numpy() for name, model in models.items()}
+    latent_means = {name: latent_class_means(model, splits.train.x.to(device), splits.train.y.to(device), info.num_classes)
+                    for name, model in models.items() if hasattr(model, "encode") and getattr(getattr(model, "base", None), "means", None) is None}
     ctx = SeedContext(cfg, seed, run_dir, device, info, x, y, models, {m: model_key(cfg, m, seed) for m in models}, guards, clean_pred,
-                      log, progress)
+                      latent_means, log, progress)
     if ctx.first_seed:
         made.example(Key(seed, "data", "clean_test", column="images"), x[:10].numpy())
         made.example(Key(seed, "data", "clean_test", column="labels"), y[:10].numpy())
@@ -142,7 +148,10 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
 
         def audit_all() -> Made:
             checks = audit(ctx, rows, advs, records["transfer"], records["fooling"])
-            records["convergence"] = [c for t in models if (e := convergence_eps(rows, t)) is not None for c in convergence_curve(ctx, t, e)]
+            budgets = {t: e for t in models if (e := convergence_eps(rows, t)) is not None}
+            if a.adaptive:
+                checks += audit_aware(ctx, rows, advs, budgets)
+            records["convergence"] = [c for t, e in budgets.items() for c in convergence_curve(ctx, t, e)]
             return Made(rows=checks)
 
         keep("audit", timed("audit", audit_all, lambda out: f"{sum(c['passed'] for c in out.rows)}/{len(out.rows)} checks passed"))

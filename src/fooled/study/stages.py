@@ -5,6 +5,7 @@ Each attack's output is a cached stage (see `rundir.cached`), so a rerun only sc
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -13,7 +14,8 @@ from tqdm.auto import tqdm
 
 from .. import attacks
 from ..config import NORM_OF
-from ..detection import auroc, flagged, tpr_at_threshold
+from ..detection import auroc, differentiable_score, flagged, tpr_at_threshold
+from ..detection.detectors import complexity_score
 from ..models import predict
 from ..rundir import Key, set_name
 from .context import Made, SeedContext
@@ -49,13 +51,13 @@ def _counts(pred: np.ndarray, y: np.ndarray, clean_pred: np.ndarray, flags: np.n
 
 
 def _row(ctx: SeedContext, target: str, attack: str, eps: float, x_adv: torch.Tensor, seconds: float, adaptive: bool,
-         rounded: bool = False, norm: str | None = None) -> Made:
+         rounded: bool = False, norm: str | None = None, attacked: str | None = None) -> Made:
     """The row of one attacked (or control) set: accuracy, and every detector's detection and evasion rates."""
     det, model = ctx.guards[target], ctx.models[target]
     pred, clean_pred, y = predict(model, x_adv).numpy(), ctx.clean_pred[target], ctx.y.numpy()
     all_scores = det.score_all(x_adv)
     flags = det.flags(all_scores)
-    name = set_name(attack, rounded)
+    name = set_name(attack, rounded, attacked)
     success = (clean_pred == y) & (pred != y)
     made = Made()
     for d, v in all_scores.items():
@@ -77,6 +79,7 @@ def _row(ctx: SeedContext, target: str, attack: str, eps: float, x_adv: torch.Te
     detectors = {name: detector(name) for name in all_scores}
     made.rows.append({
         "seed": ctx.seed, "target": target, "attack": attack, "norm": norm, "eps": eps, "adaptive": adaptive,
+        "attacked_detector": attacked if adaptive else None,
         "grid": "rounded" if rounded else "continuous", "detector": det.name, "n": len(ctx.x),
         "clean_acc": float((clean_pred == y).mean()), "adv_acc": float((pred == y).mean()),
         "n_correct": int((clean_pred == y).sum()), "n_success": int(success.sum()),
@@ -91,12 +94,12 @@ def _row(ctx: SeedContext, target: str, attack: str, eps: float, x_adv: torch.Te
 
 
 def _rows(ctx: SeedContext, target: str, attack: str, eps: float, x_adv: torch.Tensor, seconds: float, adaptive: bool,
-          norm: str | None = None) -> Made:
+          norm: str | None = None, attacked: str | None = None) -> Made:
     """The set as the attack made it, and rounded to the data's grey levels (inside the same budget)."""
     norm = norm or NORM_OF.get(attack, "linf")
-    made = _row(ctx, target, attack, eps, x_adv, seconds, adaptive, norm=norm)
+    made = _row(ctx, target, attack, eps, x_adv, seconds, adaptive, norm=norm, attacked=attacked)
     on_grid = attacks.round_to_grid(x_adv, ctx.x, levels=ctx.info.levels, eps=eps, norm=norm)
-    made += _row(ctx, target, attack, eps, on_grid, seconds, adaptive, rounded=True, norm=norm)
+    made += _row(ctx, target, attack, eps, on_grid, seconds, adaptive, rounded=True, norm=norm, attacked=attacked)
     return made
 
 
@@ -133,24 +136,51 @@ def plain_attacks(ctx: SeedContext) -> tuple[Made, dict]:
     return made, advs
 
 
+def aware_score(guard, name: str):
+    """The differentiable score a detector-aware attack descends for detector `name` of a guard; the complexity score through
+    BPDA (its exact value forward, the gradient of -log2 p(x) alone: the compressed length held fixed)."""
+    if name != "complexity":
+        return differentiable_score(name, guard.model, guard.context)
+    levels = guard.context.levels
+    return attacks.bpda(lambda x: complexity_score(guard.model, x, levels),
+                        lambda x: -guard.model.log_prob(x) / math.log(2))
+
+
+def aware_attack(ctx: SeedContext, target: str, name: str, eps: float, x_start: torch.Tensor, *, steps=None, restarts=None,
+                 label: str = "aware") -> tuple[torch.Tensor, float]:
+    """The strongest detector-aware attack on `target` against its guard's detector `name` at linf `eps`, cached as a stage:
+    best per image of the detector-as-extra-class PGD and the Lagrangian PGD from a random start, plain PGD's output
+    (`x_start`) and, for a flow classifier, the latent-space attack. Returns (adversarials, seconds)."""
+    a, model, guard = ctx.cfg.attacks, ctx.models[target], ctx.guards[target]
+    steps, restarts = steps or a.adaptive_steps, restarts or a.restarts
+    key = {"model": ctx.keys[target], "detector": ctx.keys[guard.name], "attacked": name, "threshold": guard.thresholds[name], "eps": eps,
+           "steps": steps, "restarts": restarts, "lambdas": a.aware_lambdas, "start": plain_key(ctx, target, "pgd", eps)}
+
+    def compute():
+        x, y = ctx.x.to(ctx.device), ctx.y.to(ctx.device)
+        score, threshold = aware_score(guard, name), guard.thresholds[name]
+        starts = [x_start.to(ctx.device)]
+        if target == guard.name and hasattr(model, "encode"):  # a flow classifier guarded by its own density
+            starts.append(attacks.latent_attack(model, x, y, eps=eps, class_means=ctx.latent_means.get(target), score=score,
+                                                threshold=threshold))
+        return {"x_adv": attacks.strongest_aware_attack(model, x, y, score=score, threshold=threshold, eps=eps, steps=steps,
+                                                        starts=starts, lambdas=a.aware_lambdas, restarts=restarts,
+                                                        generator=ctx.generator(label, target, name, eps)).cpu().numpy()}
+
+    stage = ctx.stage(f"{target}-{label}-{name}-eps{eps:g}", key, compute)
+    return torch.from_numpy(stage["x_adv"]), float(stage["seconds"])
+
+
 def adaptive_attacks(ctx: SeedContext, advs: dict) -> Made:
-    """Detector-aware PGD: from the plain PGD adversarials, raise log p(x) above the threshold while staying misclassified."""
+    """Detector-aware attacks: each detector of the target's density (`attacks.aware_detectors`) attacked by its own strongest
+    detector-aware attack at every linf budget; -log p(x) on every attacked image, the others on `expensive_examples`."""
     a, made = ctx.cfg.attacks, Made()
-    for target, model in ctx.models.items():
-        det = ctx.guards[target]
-        for eps in a.eps:
-            key = {"model": ctx.keys[target], "detector": ctx.keys[det.name], "threshold": det.threshold, "eps": eps,
-                   "steps": a.adaptive_steps, "restarts": a.restarts, "start": plain_key(ctx, target, "pgd", eps)}
-
-            def compute():
-                x_adv = attacks.adaptive_pgd(model, ctx.x.to(ctx.device), ctx.y.to(ctx.device), log_prob=det.model.log_prob,
-                                             threshold=-det.threshold, eps=eps, steps=a.adaptive_steps, restarts=a.restarts,
-                                             generator=ctx.generator("adaptive", target, eps),
-                                             x_start=advs[(target, "pgd", eps)].to(ctx.device))
-                return {"x_adv": x_adv.cpu().numpy()}
-
-            stage = ctx.stage(f"{target}-adaptive-eps{eps:g}", key, compute)
-            made += _rows(ctx, target, "adaptive_pgd", eps, torch.from_numpy(stage["x_adv"]), float(stage["seconds"]), adaptive=True)
+    for target in ctx.models:
+        for name in [d for d in a.aware_detectors if d in ctx.guards[target].thresholds]:
+            sub = ctx if name == "nll" else ctx.subset(a.expensive_examples)
+            for eps in a.eps:
+                x_adv, seconds = aware_attack(sub, target, name, eps, advs[(target, "pgd", eps)][: len(sub.x)])
+                made += _rows(sub, target, "adaptive_pgd", eps, x_adv, seconds, adaptive=True, attacked=name)
     return made
 
 
@@ -191,28 +221,41 @@ def carlini_wagner(ctx: SeedContext) -> Made:
     return made
 
 
+def _fooling_search(ctx: SeedContext, target: str, method: str, targets: torch.Tensor) -> dict:
+    """One search from noise, cached: images, the classifier's confidence in the target class and, for the density-aware
+    searches (method ending in '_unflagged'), their -log p(x) must also stay at or below the detector's threshold."""
+    f, model, guard = ctx.cfg.fooling, ctx.models[target], ctx.guards[target]
+    common = dict(shape=ctx.info.shape, confidence=f.confidence, generator=ctx.generator("fooling", method, target))
+    unflagged = method.endswith("_unflagged")
+    if unflagged:
+        common.update(score=differentiable_score("nll", guard.model, guard.context), threshold=guard.threshold)
+    search = {"gradient": attacks.fooling_gradient, "evolution": attacks.fooling_evolution,
+              "gradient_unflagged": attacks.fooling_gradient_unflagged, "evolution_unflagged": attacks.fooling_evolution_unflagged}[method]
+    budget = {"steps": f.steps} if method.startswith("gradient") else {"generations": f.generations, "population": f.population}
+
+    def compute():
+        imgs, conf, *_ = search(model, targets.to(ctx.device), len(targets), **budget, **common)
+        return {"images": imgs.cpu().numpy(), "confidence": conf.cpu().numpy()}
+
+    key = {"model": ctx.keys[target], "method": method, **vars(f)}
+    if unflagged:
+        key.update(detector=ctx.keys[guard.name], threshold=guard.threshold)
+    return ctx.stage(f"{target}-fooling-{method}", key, compute)
+
+
 def fooling_images(ctx: SeedContext) -> Made:
-    """Images grown from noise until a classifier is confident (Nguyen et al. 2015), scored by its detector."""
+    """Images grown from noise until a classifier is confident (Nguyen et al. 2015), scored by its detector; the density-aware
+    searches also keep -log p(x) under the detector's threshold: can a model of p(x, y) be fooled by an image it finds likely?"""
     f, made = ctx.cfg.fooling, Made()
     K = ctx.info.num_classes
     targets = torch.arange(K).repeat_interleave(f.per_class)
-    for target, model in ctx.models.items():
+    for target in ctx.models:
         det = ctx.guards[target]
-        for method in ("gradient", "evolution"):
-            def compute():
-                common = dict(shape=ctx.info.shape, confidence=f.confidence, generator=ctx.generator("fooling", method, target))
-                if method == "gradient":
-                    imgs, conf = attacks.fooling_gradient(model, targets.to(ctx.device), len(targets), steps=f.steps, **common)
-                else:
-                    imgs, conf = attacks.fooling_evolution(model, targets.to(ctx.device), len(targets), generations=f.generations,
-                                                           population=f.population, **common)
-                return {"images": imgs.cpu().numpy(), "confidence": conf.cpu().numpy()}
-
-            key = {"model": ctx.keys[target], "method": method, **vars(f)}
-            stage = ctx.stage(f"{target}-fooling-{method}", key, compute)
+        for method in ("gradient", "evolution", "gradient_unflagged", "evolution_unflagged"):
+            stage = _fooling_search(ctx, target, method, targets)
             imgs, conf = torch.from_numpy(stage["images"]), stage["confidence"]
             s = det.score(imgs)
-            bpd = ctx.bpd(s)
+            bpd, flags = ctx.bpd(s), flagged(s, det.threshold)
             made.score(Key(ctx.seed, target, f"fooling_{method}"), s)
             if ctx.first_seed:
                 made.example(Key(ctx.seed, target, f"fooling_{method}", column="images"), imgs.numpy())
@@ -220,10 +263,12 @@ def fooling_images(ctx: SeedContext) -> Made:
             for k in range(K):
                 m = (targets == k).numpy()
                 made.rows.append({
-                    "seed": ctx.seed, "target": target, "method": method, "class": k, "n": int(m.sum()), "detector": det.name,
+                    "seed": ctx.seed, "target": target, "method": method, "constrained": method.endswith("_unflagged"), "class": k,
+                    "n": int(m.sum()), "detector": det.name,
                     "success_rate": float((conf[m] >= f.confidence).mean()), "mean_confidence": float(conf[m].mean()),
+                    "unflagged_success_rate": float(((conf[m] >= f.confidence) & ~flags[m]).mean()),
                     "mean_bpd": float(bpd[m].mean()), "clean_mean_bpd": float(ctx.bpd(det.clean_test["nll"]).mean()),
-                    "flagged_rate": float(flagged(s[m], det.threshold).mean()),
+                    "flagged_rate": float(flags[m].mean()),
                     "seconds": float(stage["seconds"]),
                 })
     return made
