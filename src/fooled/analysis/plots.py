@@ -16,42 +16,10 @@ from ..detection import roc  # noqa: E402
 from ..models import bpd_from_log_prob  # noqa: E402
 from ..rundir import Key, lookup, read_json, read_npz, select  # noqa: E402
 from .ablation import threshold_table  # noqa: E402
-from .stats import mean_ci  # noqa: E402
+from .grids import example_grid, fooling_grid, ood_grid, samples_grid  # noqa: E402
+from .headline import headline  # noqa: E402
+from .style import MODEL_COLORS, _bpd, model_order, save_figure, shown_eps, shown_targets, t_interval  # noqa: E402
 
-
-
-def save_figure(fig, out: Path, name: str) -> list[Path]:
-    """Save as PNG (150 dpi) and PDF in `out`, and close the figure."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    plt.close(fig)
-    return paths
-
-
-def t_interval(values) -> tuple[float, float]:
-    """Error bars of every figure: the report's 95% t-interval over seeds (seaborn's bootstrap took most of the drawing time)."""
-    ci = mean_ci(values)
-    return ci["lo"], ci["hi"]
-
-
-def _bpd(neg_log_prob: np.ndarray, dim: int, levels: int) -> np.ndarray:
-    return bpd_from_log_prob(-np.asarray(neg_log_prob), dim, levels)
-
-
-def shown_eps(results: dict) -> list[float]:
-    """The linf budgets the example and histogram figures show: the middle one of the run and the largest."""
-    eps = sorted(results["config"]["attacks"]["eps"])
-    return sorted({eps[(len(eps) - 1) // 2], eps[-1]})
-
-
-def shown_targets(results: dict) -> list[str]:
-    """The attacked models the example figures show: the first one without a density of its own, and the detector that guards it."""
-    detector_of = {r["target"]: r["detector"] for r in results["attacks"]}
-    plain = [t for t in results["config"]["models"]["names"] if t in detector_of and detector_of[t] != t]
-    first = plain[0] if plain else next(iter(detector_of))
-    return list(dict.fromkeys([first, detector_of[first]]))
 
 
 def accuracy_vs_eps(results: dict, out: Path) -> list[Path]:
@@ -111,26 +79,6 @@ def log_prob_histograms(results: dict, scores: dict, out: Path) -> list[Path]:
     return save_figure(g.figure, out, "log_prob_hist")
 
 
-def example_grid(results: dict, examples: dict, scores: dict, out: Path) -> list[Path]:
-    info = results["dataset"]
-    seed = results["config"]["seeds"][0]
-    dim = int(np.prod(info["shape"]))
-    clean = lookup(examples, Key(seed, "data", "clean_test", column="images"), "examples.npz")
-    labels = lookup(examples, Key(seed, "data", "clean_test", column="labels"), "examples.npz")
-    targets, shown = shown_targets(results), shown_eps(results)
-    detector = next(r["detector"] for r in results["attacks"] if r["target"] == targets[0])
-    bpd = _bpd(lookup(scores, Key(seed, detector, "clean_test"))[: len(clean)], dim, info["levels"])
-    rows = [("clean", clean, [f"label {int(y)}\n{b:.2f} b/d" for y, b in zip(labels, bpd)])]
-    for r in results["attacks"]:
-        if r["seed"] == seed and r["attack"] in ("pgd", "adaptive_pgd") and r["target"] in targets and r["eps"] in shown:
-            bpd = _bpd(lookup(scores, Key(seed, r["target"], r["attack"], r["eps"]))[: len(clean)], dim, info["levels"])
-            label = "adaptive PGD" if r["adaptive"] else "PGD"
-            imgs = lookup(examples, Key(seed, r["target"], r["attack"], r["eps"], "images"), "examples.npz")
-            pred = lookup(examples, Key(seed, r["target"], r["attack"], r["eps"], "pred"), "examples.npz")
-            rows.append((f"{label} on {r['target']}\neps {r['eps']:g}", imgs, [f"pred {int(p)}\n{b:.2f} b/d" for p, b in zip(pred, bpd)]))
-    return _grid(rows, f"Clean and adversarial test images: prediction and bits/dim under the detector (seed {seed})", out, "examples")
-
-
 def draw_all(run_dir: str | Path) -> list[Path]:
     """Redraw every figure of a run into RUN_DIR/figures from its saved files."""
     run_dir = Path(run_dir)
@@ -143,6 +91,8 @@ def draw_all(run_dir: str | Path) -> list[Path]:
     paths += detection(results, scores, out)
     paths += log_prob_histograms(results, scores, out)
     paths += example_grid(results, examples, scores, out)
+    if select(examples, set="adaptive_pgd"):
+        paths += [headline(results, scores, examples, shown_targets(results)[0], out)]
     if results.get("convergence"):
         paths += convergence(results, out)
     if results.get("ood"):
@@ -154,6 +104,7 @@ def draw_all(run_dir: str | Path) -> list[Path]:
         paths += samples_grid(results, examples, out)
     paths += threshold_ablation(threshold_table(results, scores), out)
     return paths
+
 
 
 def threshold_ablation(table: pd.DataFrame, out: Path) -> list[Path]:
@@ -204,65 +155,6 @@ def likelihood_failures(results: dict, scores: dict, out: Path) -> list[Path]:
     ax.set(xscale="log", xlabel=f"bits/dim under the {detector}, log scale (left of dotted line: accepted as in-distribution)", ylabel="")
     ax.set_title(f"Where likelihood fails (seed {seed}): lower bits/dim = higher p(x)")
     return save_figure(fig, out, "likelihood_failures")
-
-
-def _grid(rows: list[tuple[str, np.ndarray, list[str]]], title: str, out: Path, name: str, ncol: int = 8) -> list[Path]:
-    """Rows of images with a caption each, drawn as one mosaic (one axes: fast, and small PDFs)."""
-    c, h, w = rows[0][1].shape[1:]
-    pad, gap = max(1, h // 8), max(2, h // 2)  # between columns; above each row, for the captions
-    tile_h, tile_w = h + gap, w + pad
-    canvas = np.ones((len(rows) * tile_h, ncol * tile_w, c))
-    for i, (_, imgs, _) in enumerate(rows):
-        for j, img in enumerate(imgs[:ncol]):
-            tile = np.transpose(img, (1, 2, 0))
-            canvas[i * tile_h + gap : (i + 1) * tile_h, j * tile_w : j * tile_w + w] = 1 - tile if c == 1 else tile  # grey: ink dark
-    fig, ax = plt.subplots(figsize=(1.0 * ncol + 1.2, 1.0 * len(rows) * tile_h / h + 0.4))
-    ax.imshow(canvas.squeeze(-1) if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=1, interpolation="nearest",
-              extent=(0, ncol * tile_w, len(rows) * tile_h, 0))
-    for i, (label, imgs, captions) in enumerate(rows):
-        ax.text(-pad, i * tile_h + gap + h / 2, label, ha="right", va="center", fontsize=7)
-        for j, cap in enumerate(captions[:ncol]):
-            ax.text(j * tile_w + w / 2, i * tile_h + gap - 0.15, cap, ha="center", va="bottom", fontsize=5.5)
-    ax.set_axis_off()
-    ax.set_title(title, fontsize=9)
-    return save_figure(fig, out, name)
-
-
-def fooling_grid(results: dict, examples: dict, scores: dict, out: Path) -> list[Path]:
-    """Fooling images per model and method: target class, confidence and bits/dim."""
-    info, seed = results["dataset"], results["config"]["seeds"][0]
-    dim, K = int(np.prod(info["shape"])), info["num_classes"]
-    per = results["config"]["fooling"]["per_class"]
-    rows = []
-    for target in sorted({r["target"] for r in results["fooling"]}):
-        for method in ("gradient", "evolution", "gradient_unflagged", "evolution_unflagged"):
-            key = Key(seed, target, f"fooling_{method}", column="images")
-            if str(key) not in examples:
-                continue
-            idx = np.arange(0, K * per, per)[:10]  # one image per class
-            bpd = _bpd(lookup(scores, Key(seed, target, f"fooling_{method}")), dim, info["levels"])
-            conf = lookup(examples, Key(seed, target, f"fooling_{method}", column="confidence"), "examples.npz")
-            rows.append((f"{method.replace('_', ' ')}\non {target}", examples[str(key)][idx], [f"{k}: p={conf[i]:.2f}\n{bpd[i]:.1f} b/d" for k, i in enumerate(idx)]))
-    return _grid(rows, f"Fooling images grown from noise: target class, confidence, bits/dim (seed {seed})", out, "fooling", ncol=min(10, K))
-
-
-def ood_grid(results: dict, examples: dict, out: Path) -> list[Path]:
-    seed = results["config"]["seeds"][0]
-    detector = next(r["detector"] for r in results["attacks"] if r["target"] == shown_targets(results)[0])
-    rows = [(k.set.removeprefix("ood:"), v, [""] * len(v)) for k, v in select(examples, seed=seed, model=detector, column="images")
-            if k.set.startswith("ood:")]
-    return _grid(rows, "Out-of-distribution sets and images of maximal likelihood (grown from noise)", out, "ood_examples")
-
-
-def samples_grid(results: dict, examples: dict, out: Path) -> list[Path]:
-    """Samples x ~ p(x|y) per class (columns) from each generative classifier (rows)."""
-    K, seed = results["dataset"]["num_classes"], results["config"]["seeds"][0]
-    rows = []
-    for key, imgs in sorted(select(examples, seed=seed, set="samples"), key=lambda kv: kv[0].model):
-        name = key.model
-        for d in range(len(imgs) // K):
-            rows.append((f"{name}\ndraw {d + 1}", imgs[d * K : (d + 1) * K], [f"y = {k}" if d == 0 else "" for k in range(K)]))
-    return _grid(rows, f"Samples from p(x | y), one column per class (temperature 1, seed {seed})", out, "samples", ncol=min(10, K))
 
 
 def tradeoff_figure(table: pd.DataFrame, summary: dict, out: Path) -> list[Path]:

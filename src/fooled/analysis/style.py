@@ -1,0 +1,60 @@
+"""What every figure shares: one colour and one order per model, saving, error bars, and which budgets and models to show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from ..models import bpd_from_log_prob  # noqa: E402
+from .stats import mean_ci  # noqa: E402
+
+MODEL_ORDER = ("cnn", "cnn_adv", "logreg", "flow", "hybrid", "gaussian")
+MODEL_COLORS = dict(zip(MODEL_ORDER, sns.color_palette("colorblind", len(MODEL_ORDER))))
+
+
+def model_order(names) -> list[str]:
+    """Models in the one order of every figure (known ones first, then the rest alphabetically)."""
+    names = set(names)
+    return [m for m in MODEL_ORDER if m in names] + sorted(names - set(MODEL_ORDER))
+
+
+def save_figure(fig, out: Path, name: str) -> list[Path]:
+    """Save as PNG (150 dpi) and PDF in `out`, and close the figure."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def t_interval(values) -> tuple[float, float]:
+    """Error bars of every figure: the report's 95% t-interval over seeds (seaborn's bootstrap took most of the drawing time)."""
+    ci = mean_ci(values)
+    return ci["lo"], ci["hi"]
+
+
+def _bpd(neg_log_prob: np.ndarray, dim: int, levels: int) -> np.ndarray:
+    return bpd_from_log_prob(-np.asarray(neg_log_prob), dim, levels)
+
+
+def shown_eps(results: dict) -> list[float]:
+    """The linf budgets the example and histogram figures show: the middle one of the run and the largest."""
+    eps = sorted(results["config"]["attacks"]["eps"])
+    return sorted({eps[(len(eps) - 1) // 2], eps[-1]})
+
+
+def shown_targets(results: dict) -> list[str]:
+    """The attacked models the example figures show: the first one without a density of its own, and the detector that guards it."""
+    detector_of = {r["target"]: r["detector"] for r in results["attacks"]}
+    plain = [t for t in results["config"]["models"]["names"] if t in detector_of and detector_of[t] != t]
+    first = plain[0] if plain else next(iter(detector_of))
+    return list(dict.fromkeys([first, detector_of[first]]))
+
+
