@@ -1,10 +1,15 @@
 """Clean and PGD robust test accuracy of the CNN and the adversarially trained CNN (cnn_adv) on digits, and their fit times.
 
-    PYTHONPATH=src python benchmarks/adversarial_training.py [SEED] [KEY=VALUE ...]   e.g. models.cnn_adv.steps=3
+    PYTHONPATH=src python benchmarks/adversarial_training.py [SEED] [KEY=VALUE ...]   e.g. models.cnn_adv.steps=7
 
-Both are trained by `fooled.train.fit` with the default config (cnn_adv: linf PGD, eps 2/16, 7 steps, in
+Both are trained by `fooled.train.fit` with the default config (cnn_adv: linf PGD, eps 2/16, 3 steps, in
 every batch) and any overrides; robust accuracy is the fraction of test images that 40-step linf PGD (cross-entropy, one
 random start) at each eps leaves correctly classified.
+
+Measured on digits seed 0, 2 shared cores (load ~7), robust accuracy at eps 1/16, 2/16, 3/16:
+    cnn                clean 0.972  robust 0.814 0.300 0.036  fit 52-85 s wall, 39 s CPU (38 epochs)
+    cnn_adv, 3 steps   clean 0.986  robust 0.939 0.786 0.408  fit 346 s wall, 218 s CPU (85 epochs)
+    cnn_adv, 7 steps   clean 0.983  robust 0.933 0.786 0.411  fit 809 s wall (66 epochs)
 """
 
 import sys

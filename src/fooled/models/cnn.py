@@ -19,7 +19,7 @@ class CNNConfig:
 @dataclass(frozen=True)
 class AdversarialCNNConfig(CNNConfig):
     eps: float = 0.125  # linf training budget; 2/16 is two of the 17 grey levels of digits
-    steps: int = 7  # PGD steps per training batch (Madry et al. 2018 used 7 on CIFAR-10)
+    steps: int = 3  # PGD steps per batch; on digits seed 0, 7 steps gave the same robust accuracy (40-step PGD) at 2.3x the time
     step_size: float | None = None  # None: 2.5 * eps / steps
 
 
