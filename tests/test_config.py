@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from fooled.config import StudyConfig, config_hash, from_dict, load_config, quick, with_seeds
+from fooled.config import StudyConfig, config_hash, from_dict, load_config, quick, to_dict, with_seeds
 from fooled.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,3 +66,30 @@ def test_set_overrides_any_key_and_names_bad_ones(tmp_path):
     f = tmp_path / "e.toml"
     f.write_text("[attacks]\nsteps = 5\n")
     assert load_config(f, ["attacks.steps=7"]).attacks.steps == 7
+
+
+def test_cnn_adv_is_a_known_model_but_not_a_default_one(tmp_path):
+    assert "cnn_adv" not in StudyConfig().models.names  # opt-in: the default study does not train it
+    f = tmp_path / "adv.toml"
+    f.write_text('[models]\nnames = ["cnn", "flow", "cnn_adv"]\n\n[models.cnn_adv]\n'
+                 'channels = [8, 16]\nhidden = 64\ndropout = 0.0\neps = 0.0625\nsteps = 5\nstep_size = 0.02\n')
+    cfg = load_config(f)
+    a = cfg.models.cnn_adv
+    assert cfg.models.names == ("cnn", "flow", "cnn_adv")
+    assert (a.channels, a.hidden, a.dropout, a.eps, a.steps, a.step_size) == ((8, 16), 64, 0.0, 0.0625, 5, 0.02)
+    assert from_dict(to_dict(cfg)) == cfg  # round trip through plain data
+    assert config_hash(cfg.models.cnn_adv) != config_hash(StudyConfig().models.cnn_adv)
+    assert StudyConfig().models.cnn_adv.eps == 2 / 16 and StudyConfig().models.cnn_adv.step_size is None
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"models": {"names": ["cnn", "flow", "cnn_adversarial"]}}, "models.names: unknown model 'cnn_adversarial'"),
+    ({"models": {"cnn_adv": {"epss": 0.1}}}, "unknown key 'models.cnn_adv.epss'; did you mean 'models.cnn_adv.eps'"),
+    ({"models": {"cnn_adv": {"eps": 0.0}}}, "models.cnn_adv.eps in (0, 1]"),
+    ({"models": {"cnn_adv": {"steps": 0}}}, "models.cnn_adv.steps must be >= 1"),
+    ({"models": {"cnn_adv": {"step_size": -0.1}}}, "step_size > 0"),
+])
+def test_bad_cnn_adv_config_is_one_clear_line(raw, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")) as info:
+        from_dict(raw)
+    assert "\n" not in str(info.value)

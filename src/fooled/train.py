@@ -1,4 +1,8 @@
-"""Training loops with early stopping on validation loss, and checkpoints written atomically."""
+"""Training loops with early stopping on validation loss, and checkpoints written atomically.
+
+A model with an `adversarial_budget` (the adversarially trained CNN) is trained and validated on PGD
+adversarials of itself (Madry et al. 2018), so early stopping watches the robust validation loss.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .attacks import pgd
 from .config import StudyConfig, TrainConfig, config_hash, to_dict
 from .data import Split, Splits, batches
 from .errors import CheckpointError
@@ -27,23 +32,36 @@ class TrainResult:
     val_losses: list[float] = field(default_factory=list)
 
 
+def batch_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`model.training_loss(x, y)`, or for a model with an `adversarial_budget` the loss at PGD adversarials of x.
+
+    PGD (cross-entropy, random start drawn from `generator`) attacks the model in eval mode and restores each
+    submodule's mode, so dropout is active in the loss but not while crafting; gradients w.r.t. x only.
+    """
+    budget = getattr(model, "adversarial_budget", None)
+    if budget is not None:
+        x = pgd(model, x, y, generator=generator, **budget)
+    return model.training_loss(x, y)
+
+
 @torch.no_grad()
-def evaluate_loss(model: torch.nn.Module, split: Split, batch_size: int = 512) -> float:
-    """Mean `training_loss` over a split, in eval mode (deterministic)."""
+def evaluate_loss(model: torch.nn.Module, split: Split, batch_size: int = 512, seed: int = 0) -> float:
+    """Mean `batch_loss` over a split, in eval mode (deterministic: adversarial random starts drawn from `seed`)."""
     was_training = model.training
     model.eval()
+    generator = torch.Generator().manual_seed(seed)
     try:
         device = next(model.parameters()).device
         total = 0.0
         for x, y in batches(split, batch_size, shuffle=False):
-            total += model.training_loss(x.to(device), y.to(device)).item() * len(x)
+            total += batch_loss(model, x.to(device), y.to(device), generator).item() * len(x)
         return total / len(split)
     finally:
         model.train(was_training)
 
 
 def fit(model: torch.nn.Module, train: Split, val: Split, cfg: TrainConfig, *, seed: int, desc: str = "train", progress: bool = False) -> TrainResult:
-    """Adam on `model.training_loss`; stops after `cfg.patience` epochs without a better validation loss.
+    """Adam on `batch_loss` (the model's `training_loss`, adversarial for a model with a budget); stops after `cfg.patience` epochs without a better validation loss.
 
     The best weights are restored, and the model is left in eval mode.
     """
@@ -58,11 +76,11 @@ def fit(model: torch.nn.Module, train: Split, val: Split, cfg: TrainConfig, *, s
     for epoch in bar:
         model.train()
         for x, y in batches(train, cfg.batch_size, shuffle=True, generator=generator):
-            loss = model.training_loss(x.to(device), y.to(device))
+            loss = batch_loss(model, x.to(device), y.to(device), generator)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        val_loss = evaluate_loss(model, val)
+        val_loss = evaluate_loss(model, val, seed=seed)
         losses.append(val_loss)
         bar.set_postfix(val_loss=f"{val_loss:.4f}")
         if val_loss < best - 1e-5:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 
 from ..data import DatasetInfo
-from .cnn import CNN, CNNConfig
+from .cnn import CNN, AdversarialCNN, AdversarialCNNConfig, CNNConfig
 from .baselines import GaussianClassifier, GaussianConfig, LogisticRegression, LogisticRegressionConfig
 from .flow import FlowClassifier, FlowConfig, bits_per_dim, bpd_from_log_prob
 from .glow import GlowClassifier, GlowConfig
 from .hybrid import HybridConfig, HybridFlow
 from ..errors import ModelError, suggest
 
-MODEL_NAMES = ("cnn", "flow", "hybrid", "logreg", "gaussian")  # every classifier trained, attacked and scored
+MODEL_NAMES = ("cnn", "flow", "hybrid", "logreg", "gaussian", "cnn_adv")  # every classifier trained, attacked and scored
 
 
 def build_model(name: str, info: DatasetInfo, models_cfg, seed: int) -> torch.nn.Module:
@@ -20,6 +20,8 @@ def build_model(name: str, info: DatasetInfo, models_cfg, seed: int) -> torch.nn
     torch.manual_seed(seed)
     if name == "cnn":
         return CNN(info.shape, info.num_classes, models_cfg.cnn)
+    if name == "cnn_adv":
+        return AdversarialCNN(info.shape, info.num_classes, models_cfg.cnn_adv)
     if name == "flow":
         if models_cfg.flow.kind == "glow":
             return GlowClassifier(info.shape, info.num_classes, info.levels, models_cfg.glow, seed=seed)
@@ -60,5 +62,5 @@ def mean_bpd(model: torch.nn.Module, x: torch.Tensor, seed: int, batch_size: int
     return float(torch.cat([model.dequantised_bpd(xb.to(device), g).cpu() for xb in x.split(batch_size)]).mean())
 
 
-__all__ = ["CNN", "CNNConfig", "FlowClassifier", "FlowConfig", "GlowClassifier", "GlowConfig", "HybridFlow", "HybridConfig",
+__all__ = ["CNN", "CNNConfig", "AdversarialCNN", "AdversarialCNNConfig", "FlowClassifier", "FlowConfig", "GlowClassifier", "GlowConfig", "HybridFlow", "HybridConfig",
            "LogisticRegression", "LogisticRegressionConfig", "GaussianClassifier", "GaussianConfig", "MODEL_NAMES", "build_model", "is_density_model", "predict", "accuracy", "mean_bpd", "bits_per_dim", "bpd_from_log_prob"]

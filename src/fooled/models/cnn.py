@@ -1,4 +1,4 @@
-"""The discriminative classifier: a small CNN that models p(y|x) only."""
+"""The discriminative classifier: a small CNN that models p(y|x) only, and its adversarially trained twin."""
 
 from __future__ import annotations
 
@@ -14,6 +14,13 @@ class CNNConfig:
     channels: tuple[int, int] = (16, 32)  # filters of the two 3x3 conv layers (digits; MNIST-class configs set more)
     hidden: int = 128  # width of the dense layer before the logits
     dropout: float = 0.25  # dropout before the logits, against overfitting on small data
+
+
+@dataclass(frozen=True)
+class AdversarialCNNConfig(CNNConfig):
+    eps: float = 0.125  # linf training budget; 2/16 is two of the 17 grey levels of digits
+    steps: int = 3  # PGD steps per batch; on digits seed 0, 7 steps gave the same robust accuracy (40-step PGD) at 2.3x the time
+    step_size: float | None = None  # None: 2.5 * eps / steps
 
 
 class PoolTo4(nn.AdaptiveAvgPool2d):
@@ -56,3 +63,19 @@ class CNN(nn.Module):
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy."""
         return F.cross_entropy(self(x), y)
+
+
+class AdversarialCNN(CNN):
+    """The CNN trained on PGD adversarials of itself (Madry et al. 2018): a robust reference classifier.
+
+    The network is the CNN's; `adversarial_budget` tells `fooled.train.fit` to replace every training (and
+    validation) batch by linf PGD adversarials of the current model, crafted from a random start in eval mode.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], num_classes: int, cfg: AdversarialCNNConfig = AdversarialCNNConfig()):
+        super().__init__(shape, num_classes, cfg)
+
+    @property
+    def adversarial_budget(self) -> dict:
+        """Keyword arguments of the training attack, `fooled.attacks.pgd` with the cross-entropy loss."""
+        return {"eps": self.cfg.eps, "steps": self.cfg.steps, "step_size": self.cfg.step_size, "norm": "linf"}
