@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from fooled.analysis import mean_ci, write_report
-from fooled.analysis.report import verdict_lines
+from fooled.analysis.summary import plain_answer, verdict_table
 from fooled.analysis.tradeoff import describe
 from fooled.rundir import read_json
 
@@ -35,10 +35,12 @@ def main(root: Path = Path(".")) -> None:
     results = read_json(root / "runs/digits/results.json")
     rows = [f"| {name} | {_fmt(mean_ci([r.get('test_acc') for r in rs])['mean'], 100, 1)} | "
             f"{_fmt(mean_ci([r.get('test_bpd') for r in rs])['mean'], 1, 3)} |" for name, rs in results["models"].items()]
-    verdict = [f"Verdict of `fooled study` ({results['dataset']['name']}, {len(results['config']['seeds'])} seeds, "
-               f"{results['seconds']:.0f} s on {results['device']}; mean [95% interval over seeds]):", ""]
-    verdict += verdict_lines(results) + ["", "| model | test accuracy % | test bits/dim |", "|---|---|---|"] + rows
+    verdict = [f"The verdict of `fooled study` ({results['dataset']['name']}, {len(results['config']['seeds'])} seeds, "
+               f"{results['seconds']:.0f} s on {results['device']}): each cell is the answer, the number that decides it at the "
+               "budget that decides most against a yes (@eps), and its 95% interval over seeds and images.", ""]
+    verdict += verdict_table(results) + ["", "| model | test accuracy % | test bits/dim |", "|---|---|---|"] + rows
     text = _block((root / "README.md").read_text(), "verdict", verdict)
+    text = _block(text, "answer", [" ".join(plain_answer(results))])
     tradeoff_dir = root / "runs/digits-tradeoff"
     summary = read_json(tradeoff_dir / "tradeoff.json")
     if summary["config_hash"] != results["config_hash"]:

@@ -68,8 +68,8 @@ def test_set_overrides_any_key_and_names_bad_ones(tmp_path):
     assert load_config(f, ["attacks.steps=7"]).attacks.steps == 7
 
 
-def test_cnn_adv_is_a_known_model_but_not_a_default_one(tmp_path):
-    assert "cnn_adv" not in StudyConfig().models.names  # opt-in: the default study does not train it
+def test_cnn_adv_is_in_the_default_study_and_its_table_round_trips(tmp_path):
+    assert "cnn_adv" in StudyConfig().models.names  # the robust reference of every table
     f = tmp_path / "adv.toml"
     f.write_text('[models]\nnames = ["cnn", "flow", "cnn_adv"]\n\n[models.cnn_adv]\n'
                  'channels = [8, 16]\nhidden = 64\ndropout = 0.0\neps = 0.0625\nsteps = 5\nstep_size = 0.02\n')
@@ -79,7 +79,7 @@ def test_cnn_adv_is_a_known_model_but_not_a_default_one(tmp_path):
     assert (a.channels, a.hidden, a.dropout, a.eps, a.steps, a.step_size) == ((8, 16), 64, 0.0, 0.0625, 5, 0.02)
     assert from_dict(to_dict(cfg)) == cfg  # round trip through plain data
     assert config_hash(cfg.models.cnn_adv) != config_hash(StudyConfig().models.cnn_adv)
-    assert StudyConfig().models.cnn_adv.eps == 2 / 16 and StudyConfig().models.cnn_adv.step_size is None
+    assert StudyConfig().models.cnn_adv.eps == 2 / 16 and StudyConfig().models.cnn_adv.step_size == 1.25 * 2 / 16
 
 
 @pytest.mark.parametrize("raw, message", [

@@ -25,7 +25,7 @@ NORM_OF = {"fgsm": "linf", "pgd": "linf", "pgd_l2": "l2"}
 LOSSES = ("ce", "margin", "multitarget")
 FLOW_KINDS = ("realnvp", "glow")
 MODELS = ("cnn", "flow", "hybrid", "logreg", "gaussian", "cnn_adv")
-DEFAULT_MODELS = ("cnn", "flow", "hybrid", "logreg", "gaussian")  # cnn_adv is opt-in
+DEFAULT_MODELS = ("cnn", "cnn_adv", "flow", "hybrid", "logreg", "gaussian")
 
 
 @dataclass(frozen=True)

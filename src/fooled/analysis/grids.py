@@ -18,16 +18,23 @@ def example_grid(results: dict, examples: dict, scores: dict, out: Path) -> list
     labels = lookup(examples, Key(seed, "data", "clean_test", column="labels"), "examples.npz")
     targets, shown = shown_targets(results), shown_eps(results)
     detector = next(r["detector"] for r in results["attacks"] if r["target"] == targets[0])
-    bpd = _bpd(lookup(scores, Key(seed, detector, "clean_test"))[: len(clean)], dim, info["levels"])
-    rows = [("clean", clean, [f"label {int(y)}\n{b:.2f} b/d" for y, b in zip(labels, bpd)])]
+    threshold = next(r["threshold"] for r in results["attacks"] if r["target"] == targets[0] and r["seed"] == seed)
+    nll = lookup(scores, Key(seed, targets[0], "clean_test"))[: len(clean)]
+    flag = lambda s, thr: " FLAG" if s > thr else ""  # noqa: E731
+    rows = [("clean", clean, [f"label {int(y)}\n{b:.2f}{flag(s, threshold)}" for y, b, s in
+                              zip(labels, _bpd(nll, dim, info["levels"]), nll)])]
     for r in results["attacks"]:
-        if r["seed"] == seed and r["attack"] in ("pgd", "adaptive_pgd") and r["target"] in targets and r["eps"] in shown:
-            bpd = _bpd(lookup(scores, Key(seed, r["target"], r["attack"], r["eps"]))[: len(clean)], dim, info["levels"])
-            label = "adaptive PGD" if r["adaptive"] else "PGD"
+        if (r["seed"] == seed and r["attack"] in ("pgd", "adaptive_pgd") and r["target"] in targets and r["eps"] in shown
+                and r.get("grid") == "continuous" and r.get("attacked_detector") in (None, "nll")):
+            nll = lookup(scores, Key(seed, r["target"], r["attack"], r["eps"]))[: len(clean)]
+            label = "detector-aware PGD" if r["adaptive"] else "PGD"
             imgs = lookup(examples, Key(seed, r["target"], r["attack"], r["eps"], "images"), "examples.npz")
             pred = lookup(examples, Key(seed, r["target"], r["attack"], r["eps"], "pred"), "examples.npz")
-            rows.append((f"{label} on {r['target']}\neps {r['eps']:g}", imgs, [f"pred {int(p)}\n{b:.2f} b/d" for p, b in zip(pred, bpd)]))
-    return _grid(rows, f"Clean and adversarial test images: prediction and bits/dim under the detector (seed {seed})", out, "examples")
+            rows.append((f"{label} on {r['target']}\neps {r['eps']:g}", imgs,
+                         [f"{int(p)}{' wrong' if p != y else ''}\n{b:.2f}{flag(s, r['threshold'])}"
+                          for p, y, b, s in zip(pred, labels, _bpd(nll, dim, info["levels"]), nll)]))
+    return _grid(rows, f"Clean and adversarial test images (seed {seed}): label or prediction ('wrong' if misclassified), then bits/dim "
+                 "under the target's detector ('FLAG' if flagged)", out, "examples")
 
 
 def _grid(rows: list[tuple[str, np.ndarray, list[str]]], title: str, out: Path, name: str, ncol: int = 8) -> list[Path]:

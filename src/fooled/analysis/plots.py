@@ -14,7 +14,7 @@ import seaborn as sns  # noqa: E402
 
 from ..detection import roc  # noqa: E402
 from ..models import bpd_from_log_prob  # noqa: E402
-from ..rundir import Key, lookup, read_json, read_npz, select  # noqa: E402
+from ..rundir import Key, lookup, read_json, read_npz, row_key, select  # noqa: E402
 from .ablation import threshold_table  # noqa: E402
 from .grids import example_grid, fooling_grid, ood_grid, samples_grid  # noqa: E402
 from .headline import headline  # noqa: E402
@@ -22,38 +22,68 @@ from .style import MODEL_COLORS, _bpd, model_order, save_figure, shown_eps, show
 
 
 
+def _plain(results: dict) -> pd.DataFrame:
+    """Attack rows as the attacks made them (not rounded), detector-aware ones against -log p(x) only."""
+    return pd.DataFrame([r for r in results["attacks"] if r.get("grid", "continuous") == "continuous"
+                         and r.get("attacked_detector") in (None, "nll")])
+
+
 def accuracy_vs_eps(results: dict, out: Path) -> list[Path]:
-    df = pd.DataFrame([r for r in results["attacks"] if r["norm"] == "linf"])
+    """Accuracy under PGD and FGSM against the linf budget, one panel per attack, one colour per model."""
+    df = _plain(results)
+    df = df[(df["norm"] == "linf") & df["attack"].isin(["fgsm", "pgd"])]
     clean = df.groupby(["seed", "target", "attack"], as_index=False).first().assign(eps=0.0)
     clean["adv_acc"] = clean["clean_acc"]
     df = pd.concat([clean, df])
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    sns.lineplot(df, x="eps", y="adv_acc", hue="target", style="attack", marker="o", errorbar=t_interval, ax=ax)
-    ax.set(xlabel=f"perturbation budget eps ({df['norm'].iloc[0]}, pixel scale [0, 1])", ylabel="accuracy on attacked test images",
-           ylim=(-0.02, 1.02), title="Accuracy under attack (mean, 95% CI over seeds)")
-    return save_figure(fig, out, "accuracy_vs_eps")
+    order = model_order(df["target"].unique())
+    g = sns.relplot(df, x="eps", y="adv_acc", hue="target", hue_order=order, palette=MODEL_COLORS, col="attack", col_order=["pgd", "fgsm"],
+                    kind="line", marker="o", errorbar=t_interval, height=3.4, aspect=1.1)
+    g.set(ylim=(-0.02, 1.02))
+    g.set_axis_labels("linf budget eps (pixel scale [0, 1])", "accuracy on attacked test images")
+    g.set_titles("{col_name}")
+    g.figure.suptitle("Accuracy under attack (mean and 95% interval over seeds)", y=1.03, fontsize=10)
+    return save_figure(g.figure, out, "accuracy_vs_eps")
 
 
 def detection(results: dict, scores: dict, out: Path) -> list[Path]:
-    """ROC of the likelihood detector, and detection rate at the calibrated threshold, per attack and eps."""
-    seed = results["attacks"][0]["seed"]
-    rows = [r for r in results["attacks"] if r["seed"] == seed and r["attack"] == "pgd" and r["eps"] > 0]
-    targets = sorted({r["target"] for r in rows})
-    fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 4), squeeze=False)
-    palette = sns.color_palette("viridis", len({r["eps"] for r in rows}))
-    for ax, target in zip(axes[0], targets):
+    """ROC of -log p(x) against the successful PGD adversarials, per attacked model, on a log false-positive axis."""
+    seed = results["config"]["seeds"][0]
+    rows = [r for r in results["attacks"] if r["seed"] == seed and r["attack"] == "pgd" and r.get("grid") == "continuous" and r["eps"] > 0]
+    targets = model_order({r["target"] for r in rows})
+    ncol = min(3, len(targets))
+    nrow = -(-len(targets) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.6 * nrow), squeeze=False)
+    eps_all = sorted({r["eps"] for r in rows})
+    palette = sns.color_palette("viridis", len(eps_all))
+    for ax, target in zip(axes.flat, targets):
         for r in [r for r in rows if r["target"] == target]:
-            clean = lookup(scores, Key(seed, r["detector"], "clean_test"))
-            fpr, tpr = roc(clean[: r["n"]], lookup(scores, Key(seed, target, r["attack"], r["eps"])))
-            eps_idx = sorted({q["eps"] for q in rows}).index(r["eps"])
-            ax.plot(fpr, tpr, color=palette[eps_idx], ls="-" if r["attack"] == "pgd" else "--",
-                    label=f"{r['attack']} eps {r['eps']:g} (AUROC {r['auroc']:.2f})")
-        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+            success = lookup(scores, row_key(r, "success")).astype(bool)
+            if not success.any():
+                continue
+            clean = lookup(scores, Key(seed, target, "clean_test"))
+            fpr, tpr = roc(clean[: r["n"]], lookup(scores, row_key(r))[success])
+            ax.plot(np.maximum(fpr, 1e-3), tpr, color=palette[eps_all.index(r["eps"])], label=f"eps {r['eps']:g} (AUROC {r['auroc']:.2f})")
         ax.axvline(rows[0]["fpr"], color="black", lw=0.8, ls=":")
-        ax.set(xlabel="false-positive rate on clean test images", ylabel="detection rate (true-positive rate)",
-               title=f"-log p(x) detector, attacks on the {target} (seed {seed})")
+        ax.set(xscale="log", xlim=(1e-3, 1), ylim=(-0.02, 1.02), xlabel="false-positive rate on clean test images (log)",
+               ylabel="detection rate", title=f"PGD on the {target}, scored by the {r['detector']}")
+        ax.title.set_fontsize(9)
         ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(targets):]:
+        ax.set_visible(False)
     return save_figure(fig, out, "detector_roc")
+
+
+def transfer_heatmap(results: dict, out: Path) -> list[Path]:
+    """Accuracy of each model (columns) on the PGD adversarials made on each other model (rows), at the middle budget."""
+    df = pd.DataFrame(results["transfer"])
+    eps = sorted(df["eps"].unique())[(df["eps"].nunique() - 1) // 2]
+    table = df[df["eps"] == eps].groupby(["source", "target"])["adv_acc"].mean().unstack()
+    order = model_order(set(table.index) | set(table.columns))
+    table = table.reindex(index=order, columns=order)
+    fig, ax = plt.subplots(figsize=(1.0 * len(order) + 2, 0.8 * len(order) + 1.5))
+    sns.heatmap(table, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax, cbar_kws={"label": "accuracy"})
+    ax.set(xlabel="evaluated on", ylabel="PGD adversarials made on", title=f"Transfer at linf eps {eps:g} (mean over seeds)")
+    return save_figure(fig, out, "transfer")
 
 
 def log_prob_histograms(results: dict, scores: dict, out: Path) -> list[Path]:
@@ -89,6 +119,8 @@ def draw_all(run_dir: str | Path) -> list[Path]:
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
     paths = accuracy_vs_eps(results, out)
     paths += detection(results, scores, out)
+    if results.get("transfer"):
+        paths += transfer_heatmap(results, out)
     paths += log_prob_histograms(results, scores, out)
     paths += example_grid(results, examples, scores, out)
     if select(examples, set="adaptive_pgd"):
@@ -108,16 +140,22 @@ def draw_all(run_dir: str | Path) -> list[Path]:
 
 
 def threshold_ablation(table: pd.DataFrame, out: Path) -> list[Path]:
-    """Detection rate against the validation FPR that sets the threshold: one line per attack, one panel per eps."""
-    df = table[(table["detector"] == "nll") & (table["norm"] == "linf")].copy()
-    df["attack on"] = df["attack"] + " on " + df["target"]
-    g = sns.relplot(df, x="fpr", y="tpr", hue="attack on", col="eps", kind="line", marker="o", errorbar=t_interval,
-                    height=3.2, aspect=0.95, col_wrap=min(4, df["eps"].nunique()))
+    """Detection rate of -log p(x) against the validation FPR that sets its threshold, one panel per model: plain PGD,
+    detector-aware PGD and the sign-noise control, each at the middle linf budget."""
+    df = table[(table["detector"] == "nll") & (table["norm"] == "linf") & (table["grid"] == "continuous")
+               & table["attack"].isin(["pgd", "adaptive_pgd", "noise_linf"])].copy()
+    eps = sorted(df["eps"].unique())[(df["eps"].nunique() - 1) // 2]
+    df = df[df["eps"] == eps]
+    df["set"] = df["attack"].map({"pgd": "PGD", "adaptive_pgd": "detector-aware PGD", "noise_linf": "random sign noise"})
+    order = model_order(df["target"].unique())
+    g = sns.relplot(df, x="fpr", y="tpr", hue="set", hue_order=["PGD", "detector-aware PGD", "random sign noise"], col="target",
+                    col_order=order, kind="line", marker="o", errorbar=t_interval, height=2.8, aspect=1.0, col_wrap=min(3, len(order)))
     for ax in g.axes.flat:
-        ax.set(xscale="log", ylim=(-0.02, 1.02))  # rates: the t-interval of 3 seeds can reach past [0, 1]
+        ax.set(xscale="log", ylim=(-0.02, 1.02))
         ax.plot([1e-3, 0.5], [1e-3, 0.5], color="grey", lw=0.8, ls=":")
-    g.set_axis_labels("validation false-positive rate", "detection rate of adversarials")
-    g.set_titles("linf eps {col_name}")
+    g.set_axis_labels("validation false-positive rate (log)", "share flagged")
+    g.set_titles("attacks on the {col_name}")
+    g.figure.suptitle(f"Threshold ablation at linf eps {eps:g}: share flagged (successful adversarials; all noisy images)", y=1.03, fontsize=10)
     return save_figure(g.figure, out, "threshold_ablation")
 
 

@@ -28,16 +28,18 @@ from ..detection.guard import MEMO
 from ..detection.baselines import baseline_scores
 from ..errors import FooledError
 from ..models import is_density_model, mean_bpd, predict
+from ..models.oracle import Committee
 from ..rundir import Key, exclusive, prepare_run_dir, versions, write_json, write_npz
 from ..train import model_key, train_or_load
 from .audit import audit, convergence_curve, convergence_eps
 from .audit_aware import audit_aware
 from .context import Made, SeedContext
 from .likelihood import out_of_distribution
+from .oracle import label_oracle
 from .stages import adaptive_attacks, carlini_wagner, controls, fooling_images, plain_attacks, transfer
 
 DETECTOR = "flow"  # the density model whose log p(x) scores inputs to classifiers without a density
-LISTS = ("attacks", "transfer", "cw", "fooling", "ood", "audit", "convergence")  # per-seed records in results.json
+LISTS = ("attacks", "transfer", "cw", "fooling", "committee", "oracle", "ood", "audit", "convergence")  # per-seed records in results.json
 
 
 def resolve_device(device: str) -> torch.device:
@@ -141,6 +143,12 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
         keep("cw", timed("Carlini-Wagner", lambda: carlini_wagner(ctx)))
     if cfg.fooling.enabled:
         keep("fooling", timed("fooling images", lambda: fooling_images(ctx)))
+    if a.adaptive:
+        committee = Committee(extra={m: models[m] for m in ("cnn_adv",) if m in models})
+        fitted = committee.fit(splits.train, splits.val)
+        records["committee"].append({"seed": seed, "members": list(committee.members), "chosen": fitted,
+                                     "test_acc": committee.accuracy(splits.test.x, splits.test.y)})
+        keep("oracle", timed("label oracle", lambda: label_oracle(ctx, committee, advs)))
     if cfg.ood.enabled:
         keep("ood", timed("likelihood failures", lambda: out_of_distribution(ctx, splits), lambda out: f"{len(out.rows)} sets scored"))
     if cfg.audit.enabled:

@@ -1,6 +1,6 @@
-"""The report: a failed audit check shows a failing seed's detail; a rate never rounds onto a threshold it misses."""
+"""Report tables: a failed audit check shows a failing seed's detail; a rate never rounds onto a threshold it misses."""
 
-from fooled.analysis.report import _audit_detail, _fmt
+from fooled.analysis.tables import audit_detail as _audit_detail, fmt as _fmt
 
 
 def test_audit_detail_shows_a_failing_seed_before_a_passing_one():

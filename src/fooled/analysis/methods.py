@@ -1,0 +1,71 @@
+"""The report's Methods section, written from the run's config."""
+
+from __future__ import annotations
+
+
+def multitarget_note(a: dict) -> str:
+    if "multitarget" not in a["losses"]:
+        return ""
+    toward = "every other class" if a.get("targets") is None else f"the {a['targets']} wrong classes with the largest first-order reachable margin"
+    return f" (multitarget: targeted margin PGD toward {toward}, after Gowal et al. 2019; exact on a linear model)"
+
+
+def _flow_params(m: dict) -> dict:
+    """The config table of the flow this run built: [models.glow] for a Glow, else [models.flow]."""
+    return m["glow"] if m["flow"].get("kind") == "glow" else m["flow"]
+
+
+def flow_description(m: dict) -> str:
+    """The flow's architecture in words, from the run's config (`models` table)."""
+    f = _flow_params(m)
+    if m["flow"].get("kind") == "glow":
+        return (f"a multiscale Glow (normflows GlowBlocks: actnorm, invertible 1x1 convolution, affine coupling with a conv net; "
+                f"{f['scales']} scales x {f['blocks_per_scale']} blocks, {f['hidden_channels']} hidden channels, log-scales bounded by "
+                f"{f['scale_bound']})")
+    return (f"a RealNVP-style flow (normflows affine couplings with MLPs on the flattened image, {f['blocks']} blocks, hidden width "
+            f"{f['hidden']}, log-scales bounded by {f['scale_bound']}, {f['permutation']} permutations)")
+
+
+def methods(results) -> list[str]:
+    cfg, info = results["config"], results["dataset"]
+    a, f, m = cfg["attacks"], cfg["fooling"], cfg["models"]
+    return [
+        f"- **Data**: {info['name']} ({'x'.join(map(str, info['shape']))}, {info['levels']} grey levels), stratified train/validation/test "
+        f"splits per seed. Validation is used for early stopping and for every threshold; test only for reporting.",
+        f"- **Models**: {', '.join(results['models'])}. The flow is {flow_description(m)} with one "
+        f"Gaussian per class in latent space (class means of norm {_flow_params(m)['mean_norm']}), trained by maximum likelihood on (x, y); "
+        f"p(y|x) by Bayes' rule. Adam, lr {cfg['train']['lr']}, batch {cfg['train']['batch_size']}, early stopping (patience "
+        f"{cfg['train']['patience']}). Bits/dim: uniform dequantisation over the grey levels; scores use mid-bin dequantisation, "
+        f"so they are deterministic.",
+        f"- **Attacks** (white-box, on {a['max_examples'] or 'all'} test images): FGSM and PGD in linf at eps "
+        f"{', '.join(map(str, a['eps']))}, PGD in L2 at eps {', '.join(map(str, a['l2_eps']))}; PGD {a['steps']} steps, step "
+        f"{'2.5 eps / steps' if a['step_size'] is None else a['step_size']}, {a['restarts']} random start(s), worst case per image over "
+        f"the {', '.join(a['losses'])} losses{multitarget_note(a)}. Detector-aware PGD starts from the PGD adversarials and raises log p(x) above the "
+        f"threshold while staying misclassified ({a['adaptive_steps']} steps, per-image Lagrange weight). Carlini-Wagner L2 "
+        f"({a['cw_binary_steps']} x {a['cw_steps']} steps), the audit's extra attacks and the convergence curve use the first "
+        f"{a['expensive_examples']} test images (so the convergence check, doubled steps and restarts, allows no image to change "
+        f"when one image is more than its tolerance); the convergence check and curve run per model at the budget where PGD "
+        f"leaves about half the clean accuracy. Transfer: every model on every other model's PGD adversarials. Fooling images "
+        f"(Nguyen et al. 2015): {f['per_class']} per class, gradient ascent ({f['steps']} steps) and an evolutionary search "
+        f"({f['generations']} generations x {f['population']}), until p(target|x) >= {f['confidence']}.",
+        f"- **Detection**: {results['score']}. Threshold: the {1 - cfg['detect']['fpr']:.0%} quantile of clean validation scores "
+        f"(false-positive rate {cfg['detect']['fpr']:.0%}). Other detectors of the density: -log p(x | predicted class), typicality "
+        f"(|-log p(x) - mean over clean validation images|, Nalisnick et al. 2019), complexity-corrected -log2 p(x) - PNG length "
+        f"(Serra et al. 2020). Baselines: the attacked classifier's max-softmax (Hendrycks & Gimpel 2017), Mahalanobis distance on "
+        f"the CNN's penultimate features (Lee et al. 2018), kernel density of those features and MC-dropout variance (Feinman et al. "
+        f"2017, each alone), the distance to the grey-level grid (a trivial detector), and the pixel densities of the GMM, KDE and "
+        f"Gaussian classifier. Every detector has its own threshold from clean validation images.",
+        f"- **Counting**: detection rates count the *successful* adversarial examples only (test images the model classified "
+        f"correctly and the attack made wrong); evasion is the share of the correctly classified images that the attack made wrong "
+        f"without being flagged. The all-image rates are in results.json (`tpr_all`, `evasion_all`).",
+        f"- **Controls**: random perturbations of every budget on the same images (uniform sign noise at each linf eps, Gaussian "
+        f"directions scaled to each L2 eps), scored by every detector: a detector must flag adversarials more often than these. "
+        f"Every adversarial and control set is also scored rounded to the data's {info['levels']} grey levels (inside the same "
+        f"budget), where the clean images lie, so a detector cannot win by noticing off-grid pixels.",
+        f"- **Statistics**: every number per seed in results.json. Rates are pooled over seeds and images with the wider of a Wilson "
+        f"interval and a two-level bootstrap (seeds, then images within seeds); other numbers are means over seeds with a "
+        f"percentile bootstrap over seeds; all intervals are 95% and stay in range. {len(cfg['seeds'])} seed(s). Each answer is "
+        f"decided per eps on the interval's bounds.",
+    ]
+
+

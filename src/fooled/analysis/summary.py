@@ -1,0 +1,119 @@
+"""The answer in plain words and the verdict as one table, both written from results.json (never typed)."""
+
+from __future__ import annotations
+
+from .style import model_order
+
+ROWS = [  # (criterion, grid or None, the row's label in the verdict table)
+    ("flagged", None, "low p(x) flags plain PGD adversarial examples"),
+    ("control", "rounded", "... more often than random noise of the same size, on the grid"),
+    ("control", "continuous", "... more often than random noise of the same size, off the grid"),
+    ("evasion", None, "low p(x) still flags them when the attacker knows the detector"),
+    ("fooling", None, "fooling images grown from noise are flagged"),
+    ("robust", None, "the flow classifier is harder to fool than the CNN"),
+    ("shallow", None, "the shallow model is fooled at least as easily as the CNN"),
+]
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.0f}"
+
+
+def cell(a: dict) -> str:
+    """YES/PARTLY/NO with the deciding number and its 95% interval."""
+    v = a["value"]
+    if v.get("mean") is None:
+        return a["answer"].upper()
+    unit = " pts" if a["criterion"] in ("robust", "shallow") else "%"
+    at = f" @{a['eps']:g}" if a.get("eps") is not None else ""
+    return f"**{a['answer'].upper()}** {_pct(v['mean'])} [{_pct(v['lo'])}, {_pct(v['hi'])}]{unit}{at}"
+
+
+def _kind(a: dict) -> tuple:
+    if a["criterion"] == "flagged" and a["question"].startswith("Are fooling images"):
+        return ("fooling", None)
+    return (a["criterion"], a.get("grid"))
+
+
+def verdict_table(results: dict) -> list[str]:
+    """Questions x models; each cell the answer, the number that decides it (at the budget that decides most against a yes)
+    and its 95% interval; the questions about the data's support below the table."""
+    answers = results["verdict"]["answers"]
+    models = model_order({a["model"] for a in answers if a["criterion"] not in ("support", "typical")})
+    by = {(_kind(a), a["model"]): a for a in answers}
+    lines = ["| question | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for criterion, grid, label in ROWS:
+        cells = [cell(by[((criterion, grid), m)]) if ((criterion, grid), m) in by else "" for m in models]
+        if any(cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for a in answers:
+        if a["criterion"] in ("support", "typical"):
+            lines += ["", f"- {a['question']} {cell(a)} ({a['measure']})."]
+    return lines
+
+
+def _get(results: dict, criterion: str, model: str | None = None, grid: str | None = None, fooling: bool = False) -> dict | None:
+    for a in results["verdict"]["answers"]:
+        if a["criterion"] == criterion and (model is None or a["model"] == model) and (grid is None or a.get("grid") == grid) \
+                and a["question"].startswith("Are fooling images") == fooling:
+            return a
+    return None
+
+
+def _ci(a: dict, scale: float = 100) -> str:
+    v = a["value"]
+    return f"{scale * v['mean']:.0f}% [{scale * v['lo']:.0f}, {scale * v['hi']:.0f}]"
+
+
+def plain_answer(results: dict) -> list[str]:
+    """Five sentences: plain attacks, the attacker who knows the detector, fooling images, shallow and generative models, and
+    where likelihood fails. Each says what the numbers say; a sentence whose numbers are missing is left out."""
+    out = []
+    names = results["config"]["models"]["names"]
+    target = next((m for m in model_order(names) if m.startswith("cnn")), names[0])
+    det, ctrl = _get(results, "flagged", target), _get(results, "control", target, "rounded")
+    if det:
+        verb = {"yes": "Yes, mostly", "partly": "Partly", "no": "No"}.get(det["answer"], det["answer"])
+        s = (f"{verb}: a density model's low p(x) flags plain adversarial examples. The flow flags {_ci(det)} of the PGD examples "
+             f"that fool the {target} (at linf eps {det['eps']:g}, its hardest budget)")
+        if ctrl and ctrl["per_eps"]:
+            p = next((p for p in ctrl["per_eps"] if p["eps"] == det["eps"]), ctrl["per_eps"][0])
+            s += (f", against {100 * p['control']['mean']:.0f}% of random perturbations of the same size on the grey-level grid"
+                  f" ({'so it notices adversarial, not just perturbed, images' if ctrl['answer'] == 'yes' else 'so part of what it flags is any perturbation' if ctrl['answer'] == 'partly' else 'so it cannot tell them from random noise'})")
+        out.append(s + ".")
+    ev = _get(results, "evasion", target)
+    if ev:
+        worst = max((p for p in ev["per_eps"] if p["value"]["mean"] is not None), key=lambda p: p["eps"], default=None)
+        if worst:
+            out.append(f"But an attacker who knows the detector gets past it: at eps {worst['eps']:g}, {_ci(worst)} of the images the "
+                       f"{target} classified correctly become misclassified images that low p(x) does not flag.")
+    fool = _get(results, "flagged", target, fooling=True)
+    constrained = [r for r in results.get("fooling", []) if r["target"] == target and r.get("constrained")]
+    if fool:
+        s = f"Fooling images grown from noise are flagged ({_ci(fool)})"
+        if constrained:
+            u = sum(r["unflagged_success_rate"] * r["n"] for r in constrained) / sum(r["n"] for r in constrained)
+            s += (f"; a search that also keeps p(x) above the threshold finds confident images the detector accepts in {100 * u:.0f}% "
+                  f"of its tries against the {target}")
+        out.append(s + ".")
+    shallow = _get(results, "shallow", "logreg")
+    robust = _get(results, "robust", "flow")
+    parts = []
+    if robust:
+        d = robust["value"]["mean"]
+        parts.append(f"the flow classifier is {'harder' if robust['answer'] == 'yes' else 'not harder'} to fool than the CNN "
+                     f"(PGD accuracy {abs(100 * d):.0f} points {'above' if d > 0 else 'below'} it at eps {robust['eps']:g})")
+    if shallow:
+        d = shallow["value"]["mean"]
+        parts.append(f"logistic regression is fooled {'at least as easily as' if shallow['answer'] == 'yes' else 'less easily than'} the CNN "
+                     f"({abs(100 * d):.0f} points {'above' if d > 0 else 'below'}), as Goodfellow et al.'s linearity explanation predicts")
+    if parts:
+        out.append("Modelling p(x, y) does not make a classifier robust: " + "; ".join(parts) + ".")
+    support, typical = _get(results, "support"), _get(results, "typical")
+    if support:
+        s = ("Inputs off the data's support (" + ", ".join(support["sets"]) + ") get a higher likelihood than the data"
+             if support["answer"] == "yes" else "None of the inputs off the data's support that we tried gets a higher likelihood than the data")
+        if typical and typical["answer"] == "no":
+            s += ", and the most likely images are not typical ones: maximum likelihood says little about p(x) where the data has no mass"
+        out.append(s + ".")
+    return out

@@ -1,0 +1,88 @@
+"""Markdown tables of the report: numbers with 95% intervals (rates from their counts), grouped rows."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .stats import mean_ci, rate_ci
+
+
+def percent(v: float) -> str:
+    """A rate in percent with one decimal, or more where one would round onto a multiple of 10 % (where the verdict's
+    thresholds sit) that the rate does not reach: 89.96 % is not shown as 90.0 % under "yes if >= 90%"."""
+    for decimals in (1, 2, 3, 4):
+        text = f"{100 * v:.{decimals}f}"
+        # not on a multiple of 10, or not rounded up onto it (beyond float32 noise: rates are counts over images)
+        if float(text) % 10 or 100 * v > float(text) - 1e-4:
+            break
+    return text
+
+
+def fmt(ci: dict, pct: bool = False, digits: int = 3) -> str:
+    if ci["mean"] is None:
+        return "n/a"
+    f = percent if pct else (lambda v: f"{v:.{digits}f}")
+    return f(ci["mean"]) if ci["n"] < 2 else f"{f(ci['mean'])} [{f(ci['lo'])}, {f(ci['hi'])}]"
+
+
+# rates with their counts: (successes, trials) keys of a row, or (trials,) when the row stores the rate over them
+COUNTS = {"adv_acc": ("n",), "clean_acc": ("n",), "tpr_all": ("n",), "evasion_all": ("n",), "tpr_at_fpr": ("n_detected", "n_success"),
+          "evasion_rate": ("n_evaded", "n_correct")}
+
+
+def ci_text(rows, key, pct=False, digits=3) -> str:
+    """Mean and 95% interval of `key` over rows (seeds): pooled counts for the rates that have them, else over seeds."""
+    if key in COUNTS and all(all(r.get(c) is not None for c in COUNTS[key]) and r.get(key) is not None for r in rows):
+        names = COUNTS[key]
+        counts = [(r[names[0]], r[names[1]]) if len(names) == 2 else (round(r[key] * r[names[0]]), r[names[0]]) for r in rows]
+        return fmt(rate_ci(counts), pct, digits)
+    return fmt(mean_ci([r.get(key) for r in rows]), pct, digits)
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def group(rows, *keys) -> dict:
+    groups = defaultdict(list)
+    for r in rows:
+        groups[tuple(r[k] for k in keys)].append(r)
+    return dict(sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])))
+
+
+def detector_table(results: dict) -> list[str]:
+    """Every detector against PGD, PGD on the grid, detector-aware PGD and the sign-noise control, at the middle budget."""
+    rows = [r for r in results["attacks"] if r["norm"] == "linf"]
+    if not rows:
+        return []
+    eps_all = sorted({r["eps"] for r in rows})
+    eps = eps_all[(len(eps_all) - 1) // 2]
+    sets = [("pgd", "continuous", "PGD"), ("pgd", "rounded", "PGD, on grid"), ("adaptive_pgd", "continuous", "aware of this detector"),
+            ("noise_linf", "continuous", "sign noise"), ("noise_linf", "rounded", "sign noise, on grid")]
+    dets = list(dict.fromkeys(d for r in rows for d in r.get("detectors", {})))
+    attacked = {r.get("attacked_detector") for r in rows}
+    out = ["", f"### Every detector (linf eps {eps:g}; AUROC / detected %, pooled over the attacked models)", "",
+           "Detected: successful adversarials flagged (controls: perturbed images flagged); AUROC of those against clean test images.", ""]
+    body = []
+    for d in dets:
+        cells = []
+        for attack, grid, _ in sets:
+            rs = [r for r in rows if r["attack"] == attack and r.get("grid") == grid and r["eps"] == eps and d in r["detectors"]
+                  and r.get("attacked_detector") in (None, d if d in attacked else "nll")]  # each detector against its own attack
+            dd = [r["detectors"][d] for r in rs]
+            key = "tpr_all" if attack.startswith("noise") else "tpr_at_fpr"
+            cells.append("-" if not dd else f"{fmt(mean_ci([x['auroc'] for x in dd]), digits=2)} / "
+                                          f"{ci_text([{**x, 'n': r['n'], 'n_success': r['n_success']} for x, r in zip(dd, rs)], key, pct=True)}")
+        body.append([d] + cells)
+    return out + [md_table(["detector"] + [label for *_, label in sets], body)]
+
+
+
+
+def audit_detail(rows: list[dict]) -> str:
+    """The detail of a check's first failing seed (a failure is never hidden behind a passing seed), else of its first seed."""
+    row = next((r for r in rows if not r["passed"]), rows[0])
+    return f"seed {row['seed']}: {row['detail']}"
+
+

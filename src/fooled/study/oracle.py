@@ -1,0 +1,46 @@
+"""What the attacks made, labelled by a committee no attack was run against (a stand-in for a human).
+
+For the -log p(x)-aware adversarials of every model and budget (the successful ones), and the density-aware
+fooling images (those confident and unflagged): does the committee still see the original class (a real
+adversarial example), the attacker's class (the image changed its meaning), or disagree?
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..models import predict
+from ..models.oracle import Committee, oracle_verdicts
+from .context import Made, SeedContext
+from .stages import _fooling_search, aware_attack
+
+
+def _votes(committee: Committee, x: torch.Tensor, target: str) -> torch.Tensor:
+    """The committee's votes without the attacked model itself (when it is a member)."""
+    votes = committee.votes(x)
+    keep = [i for i, name in enumerate(committee.members) if name != target]
+    return votes[keep]
+
+
+def label_oracle(ctx: SeedContext, committee: Committee, advs: dict) -> Made:
+    """One row per attacked model and set: counts and rates of 'original', 'changed' and 'disagree'."""
+    a, f, made = ctx.cfg.attacks, ctx.cfg.fooling, Made()
+    y = ctx.y.numpy()
+    for target, model in ctx.models.items():
+        for eps in a.eps:
+            x_adv, _ = aware_attack(ctx, target, "nll", eps, advs[(target, "pgd", eps)])
+            pred = predict(model, x_adv)
+            success = torch.from_numpy((ctx.clean_pred[target] == y) & (pred.numpy() != y))
+            counts = oracle_verdicts(_votes(committee, x_adv[success], target), ctx.y[success], pred[success])
+            made.rows.append({"seed": ctx.seed, "target": target, "set": "adaptive_pgd", "eps": eps, **counts})
+        if ctx.cfg.fooling.enabled:
+            targets = torch.arange(ctx.info.num_classes).repeat_interleave(f.per_class)
+            guard = ctx.guards[target]
+            for method in ("gradient_unflagged", "evolution_unflagged"):
+                stage = _fooling_search(ctx, target, method, targets)
+                imgs, conf = torch.from_numpy(stage["images"]), torch.from_numpy(stage["confidence"])
+                ok = (conf >= f.confidence) & torch.from_numpy(guard.score(imgs) <= guard.threshold)
+                none = torch.full((int(ok.sum()),), -1, dtype=torch.long)  # grown from noise: no original class
+                counts = oracle_verdicts(_votes(committee, imgs[ok], target), none, targets[ok])
+                made.rows.append({"seed": ctx.seed, "target": target, "set": f"fooling_{method}", "eps": None, **counts})
+    return made
