@@ -23,6 +23,7 @@ DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 ATTACKS = ("fgsm", "pgd", "pgd_l2")
 NORM_OF = {"fgsm": "linf", "pgd": "linf", "pgd_l2": "l2"}
 LOSSES = ("ce", "margin", "multitarget")
+AWARE_DETECTORS = ("nll", "class_conditional", "typicality", "complexity")  # the density's detectors an attack can know
 FLOW_KINDS = ("realnvp", "glow")
 MODELS = ("cnn", "flow", "hybrid", "logreg", "gaussian", "cnn_adv")
 DEFAULT_MODELS = ("cnn", "cnn_adv", "flow", "hybrid", "logreg", "gaussian")
@@ -60,10 +61,11 @@ class AttackConfig:
     max_examples: int | None = 200  # attack the first this many test images (None: all); keeps the default study near 5 min on 2 cores
     expensive_examples: int | None = 64  # CW, the audit's extra attacks and the convergence curve use this many (None: all)
     adaptive: bool = True  # detector-aware attacks: misclassified and not flagged (attacks.strongest_aware_attack)
-    adaptive_steps: int = 40  # steps of each detector-aware run (one run per start and Lagrange weight)
+    adaptive_steps: int = 30  # steps of each detector-aware run (one run per start and Lagrange weight; 7 runs per attack)
     aware_lambdas: tuple[float, ...] = (1.0, 10.0)  # initial Lagrange weights of the detector-aware runs
     aware_detectors: tuple[str, ...] = ("nll", "class_conditional", "typicality", "complexity")  # each attacked by its own
-    # detector-aware attack: nll on every attacked image, the others on the first `expensive_examples`
+    # detector-aware attack (on the first `expensive_examples` images), against the models in aware_targets; nll against every model
+    aware_targets: tuple[str, ...] = ("cnn", "flow")
     transfer: bool = True  # evaluate every model on the PGD adversarials of every other model
     cw: bool = True  # Carlini-Wagner L2, minimal perturbation
     cw_steps: int = 100
@@ -201,6 +203,12 @@ def _check_range(cfg: StudyConfig) -> None:
     need("pgd" in cfg.attacks.names or not (cfg.attacks.adaptive or cfg.attacks.transfer),
          "attacks.adaptive and attacks.transfer start from the PGD adversarials: add 'pgd' to attacks.names or set them to false")
     need(cfg.attacks.expensive_examples is None or cfg.attacks.expensive_examples >= 1, "attacks.expensive_examples must be >= 1")
+    for d in cfg.attacks.aware_detectors:
+        need(d in AWARE_DETECTORS, f"attacks.aware_detectors: unknown detector '{d}'{suggest(d, AWARE_DETECTORS)}")
+    for t in cfg.attacks.aware_targets:
+        need(t in MODELS, f"attacks.aware_targets: unknown model '{t}'{suggest(t, MODELS)}")
+    need(len(cfg.attacks.aware_lambdas) > 0 and all(v > 0 for v in cfg.attacks.aware_lambdas),
+         "attacks.aware_lambdas: need at least one Lagrange weight, each > 0")
     f = cfg.fooling
     need(min(f.per_class, f.steps, f.generations, f.population) >= 1, "fooling.per_class, steps, generations and population must be >= 1")
     need(0 < f.confidence < 1, "fooling.confidence must lie in (0, 1)")

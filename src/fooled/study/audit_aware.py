@@ -31,13 +31,13 @@ def _evaded(ctx: SeedContext, target: str, x_adv: torch.Tensor) -> np.ndarray:
 
 
 def audit_aware(ctx: SeedContext, rows: list[dict], advs: dict, convergence_eps: dict) -> list[dict]:
-    """Per target, on the first `expensive_examples` images: doubling steps and restarts of the -log p(x)-aware attack at the
+    """Per model of `attacks.aware_targets`, on the first `expensive_examples` images: doubling steps and restarts of the -log p(x)-aware attack at the
     convergence budget changes evasion by less than the tolerance; at linf eps 1 it evades nearly always. Once per seed, if a
     logistic regression was trained: the attack reaches the exact answer of a linear classifier with a Gaussian detector."""
     a, tol = ctx.cfg.attacks, ctx.cfg.audit.tolerance
     sub = ctx.subset(a.expensive_examples)
     n, checks = len(sub.x), []
-    for target in ctx.models:
+    for target in [t for t in ctx.models if t in a.aware_targets]:
         eps = convergence_eps.get(target)
         if eps is None or (target, "pgd", eps) not in advs:
             continue

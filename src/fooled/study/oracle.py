@@ -25,13 +25,14 @@ def _votes(committee: Committee, x: torch.Tensor, target: str) -> torch.Tensor:
 def label_oracle(ctx: SeedContext, committee: Committee, advs: dict) -> Made:
     """One row per attacked model and set: counts and rates of 'original', 'changed' and 'disagree'."""
     a, f, made = ctx.cfg.attacks, ctx.cfg.fooling, Made()
-    y = ctx.y.numpy()
+    sub = ctx.subset(a.expensive_examples)  # where the detector-aware attacks ran
+    y = sub.y.numpy()
     for target, model in ctx.models.items():
         for eps in a.eps:
-            x_adv, _ = aware_attack(ctx, target, "nll", eps, advs[(target, "pgd", eps)])
+            x_adv, _ = aware_attack(sub, target, "nll", eps, advs[(target, "pgd", eps)][: len(sub.x)])
             pred = predict(model, x_adv)
-            success = torch.from_numpy((ctx.clean_pred[target] == y) & (pred.numpy() != y))
-            counts = oracle_verdicts(_votes(committee, x_adv[success], target), ctx.y[success], pred[success])
+            success = torch.from_numpy((sub.clean_pred[target] == y) & (pred.numpy() != y))
+            counts = oracle_verdicts(_votes(committee, x_adv[success], target), sub.y[success], pred[success])
             made.rows.append({"seed": ctx.seed, "target": target, "set": "adaptive_pgd", "eps": eps, **counts})
         if ctx.cfg.fooling.enabled:
             targets = torch.arange(ctx.info.num_classes).repeat_interleave(f.per_class)

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from ..config import StudyConfig, config_hash, to_dict
-from ..data import Splits, dataset_info, load
+from ..data import Split, Splits, dataset_info, load
 from ..attacks import latent_class_means
 from ..detection import Guard
 from ..detection.guard import MEMO
@@ -63,6 +63,17 @@ def density_baselines(splits: Splits, seed: int) -> tuple[dict, dict]:
         rows[name] = {"seed": seed, "test_bpd": b.test_bpd(splits.test.x, torch.Generator().manual_seed(seed)), "n_params": b.n_params,
                       "train_seconds": b.fit_seconds, "chosen": b.params}
     return rows, fitted
+
+
+COMMITTEE_TRAIN = 5000  # the label oracle's SVM and k-NN fit on at most this many training images (an RBF SVM is quadratic in them)
+
+
+def _at_most(split: Split, n: int, seed: int) -> Split:
+    """A random subset of at most n examples of a split (all of it when smaller)."""
+    if len(split) <= n:
+        return split
+    keep = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n]
+    return Split(split.x[keep], split.y[keep])
 
 
 def samples(models: dict, num_classes: int, seed: int, draws: int = 2) -> dict:
@@ -145,7 +156,7 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
         keep("fooling", timed("fooling images", lambda: fooling_images(ctx)))
     if a.adaptive:
         committee = Committee(extra={m: models[m] for m in ("cnn_adv",) if m in models})
-        fitted = committee.fit(splits.train, splits.val)
+        fitted = committee.fit(_at_most(splits.train, COMMITTEE_TRAIN, seed), _at_most(splits.val, COMMITTEE_TRAIN // 4, seed))
         records["committee"].append({"seed": seed, "members": list(committee.members), "chosen": fitted,
                                      "test_acc": committee.accuracy(splits.test.x, splits.test.y)})
         keep("oracle", timed("label oracle", lambda: label_oracle(ctx, committee, advs)))

@@ -172,12 +172,13 @@ def aware_attack(ctx: SeedContext, target: str, name: str, eps: float, x_start: 
 
 
 def adaptive_attacks(ctx: SeedContext, advs: dict) -> Made:
-    """Detector-aware attacks: each detector of the target's density (`attacks.aware_detectors`) attacked by its own strongest
-    detector-aware attack at every linf budget; -log p(x) on every attacked image, the others on `expensive_examples`."""
+    """Detector-aware attacks at every linf budget, on the first `expensive_examples` images: -log p(x) against every model, and
+    each detector of `attacks.aware_detectors` by its own strongest detector-aware attack against the `attacks.aware_targets`."""
     a, made = ctx.cfg.attacks, Made()
+    sub = ctx.subset(a.expensive_examples)
     for target in ctx.models:
-        for name in [d for d in a.aware_detectors if d in ctx.guards[target].thresholds]:
-            sub = ctx if name == "nll" else ctx.subset(a.expensive_examples)
+        names = a.aware_detectors if target in a.aware_targets else ("nll",)
+        for name in [d for d in names if d in ctx.guards[target].thresholds]:
             for eps in a.eps:
                 x_adv, seconds = aware_attack(sub, target, name, eps, advs[(target, "pgd", eps)][: len(sub.x)])
                 made += _rows(sub, target, "adaptive_pgd", eps, x_adv, seconds, adaptive=True, attacked=name)
