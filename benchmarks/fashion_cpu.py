@@ -41,14 +41,15 @@ def bits_per_dim(flow, x: torch.Tensor, info) -> np.ndarray:
     return bpd_from_log_prob(log_p, info.dim, info.levels).double().numpy()
 
 
-def paradox(flow, splits, n: int, seed: int) -> list[tuple[str, float, float]]:
-    """(set, mean bits/dim, share more likely than the median test image) for the test set and every OOD set."""
+def paradox(flow, splits, n: int, seed: int) -> list[tuple[str, float, float, float]]:
+    """(set, mean bits/dim as the study scores them (mid-bin), share more likely than the median test image, mean
+    bits/dim under uniform dequantisation noise (the bound the paper reports)) for the test set and every OOD set."""
     test = bits_per_dim(flow, splits.test.x, splits.info)
     sets = ood_sets(splits.test.x, splits.info, n, torch.Generator().manual_seed(seed), test_y=splits.test.y)
-    rows = [("test", float(test.mean()), 0.5)]
+    rows = [("test", float(test.mean()), 0.5, mean_bpd(flow, splits.test.x, seed))]
     for name, x in sets.items():
         b = bits_per_dim(flow, x, splits.info)
-        rows.append((name, float(b.mean()), float((b < np.median(test)).mean())))
+        rows.append((name, float(b.mean()), float((b < np.median(test)).mean()), mean_bpd(flow, x, seed)))
     return rows
 
 
@@ -85,9 +86,9 @@ def main() -> None:
     if "flow" in models:
         print(f"\nLikelihood paradox under our flow (seed {seed}) beside {PAPER_REFERENCE['model']} "
               f"({PAPER_REFERENCE['citation']}):")
-        print(f"{'set':<20} {'bits/dim':>9} {'more likely than median test':>30}")
-        for name, bpd, share in paradox(models["flow"], splits, cfg.ood.n, seed):
-            print(f"{name:<20} {bpd:>9.3f} {share:>30.3f}")
+        print(f"{'set':<20} {'bits/dim':>9} {'more likely than median test':>30} {'dequantised bits/dim':>21}")
+        for name, bpd, share, noisy in paradox(models["flow"], splits, cfg.ood.n, seed):
+            print(f"{name:<20} {bpd:>9.3f} {share:>30.3f} {noisy:>21.3f}")
         for theirs, ours in PAPER_REFERENCE["ours"].items():
             print(f"paper: {theirs} {PAPER_REFERENCE['bits_per_dim'][theirs]} bits/dim (ours: '{ours}')")
 
