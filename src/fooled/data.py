@@ -3,7 +3,7 @@
 `digits` ships with scikit-learn and needs no files; `mnist`, `fashion-mnist` and `cifar10`
 are read from a data root: torchvision's layout (downloaded there only when asked), or, for the
 28x28 sets, a directory holding the four raw IDX files directly, gzipped or not (the layout of
-Debian's `dataset-fashion-mnist`, which installs them into /usr/share/datasets/fashion-mnist).
+Debian's `dataset-fashion-mnist`; `dpkg -L dataset-fashion-mnist` shows where it puts them).
 """
 
 from __future__ import annotations
