@@ -6,6 +6,7 @@ with their images and that validation and training are disjoint.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import pickle
 import struct
@@ -31,18 +32,30 @@ def fake_images(n: int, shape: tuple[int, ...], offset: int) -> tuple[np.ndarray
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
-    """The big-endian idx format of the MNIST files: 0, 0, type 0x08 (uint8), ndim, dims, bytes."""
+    """The big-endian idx format of the MNIST files: 0, 0, type 0x08 (uint8), ndim, dims, bytes; gzipped if `path` ends in .gz."""
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
+    blob = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(blob) if path.suffix == ".gz" else blob)
+
+
+def _write_fake_files(folder: Path, image_shape, suffix: str) -> None:
+    for prefix, n, offset in [("train", N_TRAIN, 0), ("t10k", N_TEST, 1000)]:
+        x, y = fake_images(n, image_shape, offset)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", x)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", y)
 
 
 def write_fake_mnist(root: Path, folder: str, image_shape=(28, 28)) -> None:
+    """torchvision's layout: ROOT/FOLDER/raw/ with the four files, not gzipped."""
     raw = root / folder / "raw"
     raw.mkdir(parents=True)
-    for prefix, n, offset in [("train", N_TRAIN, 0), ("t10k", N_TEST, 1000)]:
-        x, y = fake_images(n, image_shape, offset)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", x)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", y)
+    _write_fake_files(raw, image_shape, "")
+
+
+def write_fake_flat(root: Path, gzipped: bool = True, image_shape=(28, 28)) -> None:
+    """The raw layout of Debian's dataset-fashion-mnist: the four files directly in ROOT, gzipped (or not)."""
+    root.mkdir(parents=True, exist_ok=True)
+    _write_fake_files(root, image_shape, ".gz" if gzipped else "")
 
 
 def write_fake_cifar10(root: Path, monkeypatch) -> None:

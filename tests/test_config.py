@@ -13,6 +13,18 @@ def test_default_experiment_file_is_the_built_in_default():
     assert load_config(ROOT / "experiments" / "digits.toml") == StudyConfig()
 
 
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "fashion_mnist_cpu", "cifar10"])
+def test_every_28x28_and_32x32_config_is_valid_and_says_which_machine_it_is_for(name):
+    path = ROOT / "experiments" / f"{name}.toml"
+    cfg = load_config(path)
+    assert cfg.data.root is None and cfg.ood.fashion_root is None  # no machine paths in configs
+    assert path.read_text().startswith("# CPU CONFIG" if name.endswith("_cpu") else "# GPU CONFIG")
+
+
+def test_the_fashion_files_for_the_digits_ood_set_are_a_key():
+    assert load_config(overrides=["ood.fashion_root=some/dir"]).ood.fashion_root == "some/dir"
+
+
 @pytest.mark.parametrize("raw, message", [
     ({"atacks": {}}, "unknown key 'atacks'; did you mean 'attacks'"),
     ({"attacks": {"stpes": 3}}, "unknown key 'attacks.stpes'; did you mean 'attacks.steps'"),

@@ -1,4 +1,5 @@
-"""Tests of fooled.data: digits from scikit-learn, and tiny fake torchvision files read by torchvision itself."""
+"""Tests of fooled.data: digits from scikit-learn, tiny fake torchvision files read by torchvision itself, and the
+same files laid flat in one directory (Debian's layout), gzipped or not."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fake_data import N_TEST, N_TRAIN, write_fake_cifar10, write_fake_mnist, write_idx
-from fooled.data import DATASETS, DatasetInfo, Split, Splits, batches, dataset_info, load
+from fake_data import N_TEST, N_TRAIN, write_fake_cifar10, write_fake_flat, write_fake_mnist, write_idx
+from fooled.data import DATASETS, RAW_FILES, DatasetInfo, Split, Splits, batches, dataset_info, load
 from fooled.errors import ConfigError, DataError, FooledError
 
 N_DIGITS = 1797
@@ -184,11 +185,13 @@ def test_batches_cover_the_split_once_with_a_final_partial_batch():
 # Every fake image carries its label in pixel 0 and a unique id in pixels 1-2, so the tests can
 # check that labels stay with their images and that validation and training are disjoint.
 
-@pytest.fixture(params=["mnist", "fashion-mnist", "cifar10"])
+@pytest.fixture(params=["mnist", "fashion-mnist", "cifar10", "fashion-mnist flat gz", "mnist flat plain"])
 def fake_root(request, tmp_path, monkeypatch) -> tuple[str, Path]:
-    name = request.param
+    name, _, layout = request.param.partition(" ")
     if name == "cifar10":
         write_fake_cifar10(tmp_path, monkeypatch)
+    elif layout:
+        write_fake_flat(tmp_path, gzipped=layout.endswith("gz"))
     else:
         write_fake_mnist(tmp_path, {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}[name])
     return name, tmp_path
@@ -199,7 +202,7 @@ def ids_of(split: Split) -> set[int]:
     return set((flat[:, 1] + 256 * flat[:, 2]).tolist())
 
 
-def test_torchvision_datasets_load_through_torchvision(fake_root):
+def test_torchvision_and_flat_layouts_load_the_same_way(fake_root):
     name, root = fake_root
     s = load(name, root=root, seed=0)
     info = dataset_info(name)
@@ -242,5 +245,41 @@ def test_no_root_asks_for_data_root(name):
 
 def test_images_of_the_wrong_size_are_a_data_error(tmp_path):
     write_fake_mnist(tmp_path, "MNIST", image_shape=(28, 27))
+    with pytest.raises(DataError, match="expected"):
+        load("mnist", root=tmp_path)
+
+
+def test_flat_and_torchvision_layouts_give_the_same_splits(tmp_path):
+    write_fake_flat(tmp_path / "flat")
+    write_fake_mnist(tmp_path / "tv", "FashionMNIST")
+    a, b = (load("fashion-mnist", root=tmp_path / d, seed=3) for d in ("flat", "tv"))
+    for part in ("train", "val", "test"):
+        assert torch.equal(getattr(a, part).x, getattr(b, part).x) and torch.equal(getattr(a, part).y, getattr(b, part).y)
+
+
+def test_a_flat_directory_missing_a_file_names_it(tmp_path):
+    write_fake_flat(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.*data.root") as err:
+        load("fashion-mnist", root=tmp_path)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "header", "not gzip"])
+def test_damaged_flat_files_are_a_data_error_naming_the_file(tmp_path, damage):
+    write_fake_flat(tmp_path, gzipped=False)
+    path = tmp_path / RAW_FILES[0]
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-5])
+    elif damage == "header":
+        path.write_bytes(b"\x00\x00\x0d\x03" + path.read_bytes()[4:])  # type 0x0d: floats
+    else:
+        path.rename(tmp_path / f"{RAW_FILES[0]}.gz")  # plain bytes under a .gz name
+    with pytest.raises(DataError, match=RAW_FILES[0]):
+        load("fashion-mnist", root=tmp_path)
+
+
+def test_flat_images_of_the_wrong_size_are_a_data_error(tmp_path):
+    write_fake_flat(tmp_path, image_shape=(28, 27))
     with pytest.raises(DataError, match="expected"):
         load("mnist", root=tmp_path)

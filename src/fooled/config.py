@@ -88,6 +88,7 @@ class OODConfig:
     n: int = 360  # images per OOD set
     max_likelihood_images: int = 40  # grown from noise by gradient ascent on log p(x)
     max_likelihood_steps: int = 300
+    fashion_root: str | None = None  # Fashion-MNIST's files (either data.root layout) for the digits' 'Fashion-MNIST 8x8' set; None: that set is skipped
 
 
 @dataclass(frozen=True)

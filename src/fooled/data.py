@@ -1,12 +1,15 @@
 """Datasets as `Splits(train, val, test)` of float32 tensors in [0, 1], shape (N, C, H, W).
 
 `digits` ships with scikit-learn and needs no files; `mnist`, `fashion-mnist` and `cifar10`
-are read through torchvision from a data root (downloaded there only when asked).
+are read from a data root: torchvision's layout (downloaded there only when asked), or, for the
+28x28 sets, a directory holding the four raw IDX files directly, gzipped or not (the layout of
+Debian's `dataset-fashion-mnist`; `dpkg -L dataset-fashion-mnist` shows where it puts them).
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +87,10 @@ _TORCHVISION_FILES = {
     "fashion-mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
     "cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
 }
+
+
+# The four raw IDX files of MNIST and Fashion-MNIST, as published and as torchvision keeps them.
+RAW_FILES = tuple(f"{split}-{kind}-ubyte" for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1"))
 
 
 def _canonical_name(name: str) -> str:
@@ -217,10 +224,12 @@ def _read_torchvision(
             f"dataset '{info.name}' needs a data directory: pass --set data.root=DIR "
             f"(and --set data.download=true to fetch it there)"
         )
+    root = Path(root).expanduser()
+    if info.name != "cifar10" and raw_files(root) is not None:
+        return read_raw_idx(root)
     import torchvision.datasets as tvd
 
     cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}[info.name]
-    root = Path(root).expanduser()
     arrays = []
     for train in (True, False):
         try:
@@ -228,9 +237,10 @@ def _read_torchvision(
         except RuntimeError as err:
             if download:
                 raise DataError(f"could not download {info.name} to {root}: {err}") from err
+            flat = "" if info.name == "cifar10" else f", or the four raw files ({', '.join(RAW_FILES)}, .gz or not) in {root} itself"
             raise DataError(
                 f"{info.name} not found under {root}: pass --set data.download=true to fetch it, or place "
-                f"torchvision's files there as {root / _TORCHVISION_FILES[info.name]}"
+                f"torchvision's files there as {root / _TORCHVISION_FILES[info.name]}{flat}"
             ) from err
         except OSError as err:  # no network, full disk, unreadable file
             raise DataError(f"could not read or download {info.name} under {root}: {err}") from err
@@ -242,6 +252,53 @@ def _read_torchvision(
         y = np.asarray(ds.targets, dtype=np.int64)
         arrays += [np.ascontiguousarray(x), y]
     return tuple(arrays)
+
+
+def raw_files(root: str | os.PathLike) -> list[Path] | None:
+    """The paths of the four raw IDX files held directly in `root` (each plain or .gz), in RAW_FILES order;
+    None when it holds none of them. A directory holding only some of them is a DataError naming the missing ones."""
+    root = Path(root).expanduser()
+    found = {}
+    for name in RAW_FILES:
+        present = [p for p in (root / name, root / f"{name}.gz") if p.is_file()]
+        if present:
+            found[name] = present[0]
+    if not found:
+        return None
+    missing = [name for name in RAW_FILES if name not in found]
+    if missing:
+        raise DataError(f"{root} holds some raw IDX files but not {', '.join(missing)} (plain or .gz); add them, "
+                        f"or point --set data.root=DIR at a directory with all four")
+    return [found[name] for name in RAW_FILES]
+
+
+def read_raw_idx(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Train images (N, 1, H, W) uint8, train labels int64, test images, test labels from the raw files in `root`."""
+    paths = raw_files(root)
+    if paths is None:
+        raise DataError(f"no raw IDX files ({', '.join(RAW_FILES)}, .gz or not) in {root}; pass --set data.root=DIR")
+    arrays = [_read_idx(p) for p in paths]
+    for images, labels, path in ((arrays[0], arrays[1], paths[0]), (arrays[2], arrays[3], paths[2])):
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"{path}: expected images (N, H, W) and N labels beside them, got {images.shape} and {labels.shape}")
+    return arrays[0][:, None], arrays[1].astype(np.int64), arrays[2][:, None], arrays[3].astype(np.int64)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """One IDX file of unsigned bytes: magic 0, 0, 0x08, ndim, then ndim big-endian uint32 sizes, then the data."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            blob = f.read()
+    except (OSError, EOFError) as err:  # unreadable, or a truncated or corrupt gzip stream
+        raise DataError(f"cannot read {path}: {err}") from err
+    if len(blob) < 4 or blob[:3] != b"\x00\x00\x08" or len(blob) < 4 + 4 * blob[3]:
+        raise DataError(f"{path} is not an IDX file of unsigned bytes (header {blob[:4].hex() or 'empty'})")
+    ndim = blob[3]
+    shape = tuple(int(d) for d in np.frombuffer(blob, dtype=">u4", count=ndim, offset=4))
+    data = np.frombuffer(blob, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise DataError(f"{path} is truncated or padded: its header says {shape}, {int(np.prod(shape))} values, it holds {data.size}")
+    return data.reshape(shape)
 
 
 def _balanced_subset(

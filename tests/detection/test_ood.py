@@ -9,7 +9,10 @@ from hypothesis import strategies as st
 from fooled.data import dataset_info
 from fooled.errors import ConfigError
 from fooled.models.flow import bpd_from_log_prob
-from fooled.detection.ood import OOD_SETS, max_likelihood_images, ood_sets, ood_summary, quantise
+from fake_data import write_fake_flat
+from fooled.detection.ood import (OOD_SETS, PAPER_REFERENCE, max_likelihood_images, ood_set_names, ood_sets, ood_summary,
+                                  quantise, skipped_sets)
+from fooled.detection.ood_digits import DIGITS_SETS, dilate, erode, shift
 
 torch.set_num_threads(1)
 
@@ -22,29 +25,35 @@ def fake_test_x(info, n=7, seed=0):
     return quantise(torch.rand((n, *info.shape), generator=gen(seed)), info.levels)
 
 
+def fake_test_y(n=7):
+    return torch.arange(n) % 3
+
+
 def on_grid(x, levels):
     k = x * (levels - 1)
     return torch.allclose(k, k.round(), atol=1e-4)
 
 
 @settings(max_examples=6, deadline=None, derandomize=True)
-@given(st.sampled_from(["digits", "mnist", "cifar10"]), st.integers(1, 9), st.integers(0, 2**31))
+@given(st.sampled_from(["digits", "mnist", "fashion-mnist", "cifar10"]), st.integers(1, 9), st.integers(0, 2**31))
 def test_every_set_has_the_shape_range_and_grid_of_the_data(name, n, seed):
     info = dataset_info(name)
-    sets = ood_sets(fake_test_x(info), info, n, gen(seed))
-    assert tuple(sets) == OOD_SETS
+    sets = ood_sets(fake_test_x(info), info, n, gen(seed), test_y=fake_test_y())
+    assert tuple(sets) == ood_set_names(info) and tuple(sets)[:5] == OOD_SETS
     for x in sets.values():
         assert x.shape == (n, *info.shape) and x.dtype == torch.float32
         assert x.min() >= 0 and x.max() <= 1
         assert on_grid(x, info.levels)
 
 
+def sets_of(digits, n, seed=0, **kwargs):
+    return ood_sets(digits.test.x, digits.info, n, gen(seed), test_y=digits.test.y, **kwargs)
+
+
 def test_sets_are_deterministic_given_the_generator(digits):
-    info = digits.info
-    a, b = ood_sets(digits.test.x, info, 20, gen(3)), ood_sets(digits.test.x, info, 20, gen(3))
-    c = ood_sets(digits.test.x, info, 20, gen(4))
+    a, b, c = sets_of(digits, 20, 3), sets_of(digits, 20, 3), sets_of(digits, 20, 4)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    for k in ("natural patches", "uniform noise", "constant"):
+    for k in ("natural patches", "uniform noise", "constant", "shifted 1 px", "interpolated"):
         assert not torch.equal(a[k], c[k])
 
 
@@ -54,7 +63,7 @@ def neighbour_difference(x):
 
 
 def test_natural_patches_vary_and_are_smoother_than_noise(digits):
-    sets = ood_sets(digits.test.x, digits.info, 200, gen(0))
+    sets = sets_of(digits, 200)
     patches, noise = sets["natural patches"], sets["uniform noise"]
     assert len(torch.unique(patches.flatten(1), dim=0)) > 190  # a few flat patches of sky may coincide
     assert (patches.flatten(1).std(1) > 0).float().mean() > 0.9  # almost none flat
@@ -70,7 +79,7 @@ def test_rgb_patches_have_colour():
 
 
 def test_constant_images_are_one_grey_level_each(digits):
-    const = ood_sets(digits.test.x, digits.info, 300, gen(0))["constant"]
+    const = sets_of(digits, 300)["constant"]
     flat = const.flatten(1)
     assert torch.equal(flat.amin(1), flat.amax(1))
     assert len(torch.unique(flat[:, 0])) == 17  # every level drawn
@@ -79,7 +88,7 @@ def test_constant_images_are_one_grey_level_each(digits):
 def test_inverted_and_blurred_come_from_the_test_images_in_order(digits):
     x = digits.test.x
     n = len(x) + 5  # wraps around
-    sets = ood_sets(x, digits.info, n, gen(0))
+    sets = sets_of(digits, n)
     source = x[torch.arange(n) % len(x)]
     assert torch.allclose(sets["inverted"], 1 - source, atol=1e-6)
     blurred = sets["blurred"]
@@ -87,19 +96,95 @@ def test_inverted_and_blurred_come_from_the_test_images_in_order(digits):
     assert (blurred - source).abs().mean() > 0.02
     # blurring keeps the brightness up to edge effects and rounding to the grid
     assert blurred.mean(dim=(1, 2, 3)).sub(source.mean(dim=(1, 2, 3))).abs().max() < 0.08
-    flat = torch.full((1, 1, 8, 8), 0.5)
-    assert torch.equal(ood_sets(flat, digits.info, 1, gen(0))["blurred"], flat)
+    flat = torch.full((2, 1, 8, 8), 0.5)
+    assert torch.equal(ood_sets(flat, digits.info, 2, gen(0), test_y=torch.arange(2))["blurred"], flat)
 
 
 @pytest.mark.parametrize("n", [0, -1, 2.5, True])
 def test_bad_n_is_refused(digits, n):
     with pytest.raises(ConfigError, match="n must"):
-        ood_sets(digits.test.x, digits.info, n, gen(0))
+        sets_of(digits, n)
 
 
 def test_test_images_of_the_wrong_shape_are_refused(digits):
     with pytest.raises(ConfigError, match=r"\(N, 1, 28, 28\)"):
         ood_sets(digits.test.x, dataset_info("mnist"), 3, gen(0))
+
+
+def test_digits_need_their_test_labels(digits):
+    with pytest.raises(ConfigError, match="test_y"):
+        ood_sets(digits.test.x, digits.info, 3, gen(0))
+
+
+# ---------------------------------------------------------------- near-data sets of the digits
+
+
+def test_shift_moves_each_image_its_way_and_fills_with_background():
+    x = torch.arange(1, 17, dtype=torch.float32).view(1, 1, 4, 4).repeat(4, 1, 1, 1)
+    up, down, left, right = shift(x, torch.arange(4), 1)
+    assert torch.equal(up[0, :3], x[0, 0, 1:]) and torch.equal(up[0, 3], torch.zeros(4))
+    assert torch.equal(down[0, 1:], x[0, 0, :3]) and torch.equal(down[0, 0], torch.zeros(4))
+    assert torch.equal(left[0, :, :3], x[0, 0, :, 1:]) and torch.equal(left[0, :, 3], torch.zeros(4))
+    assert torch.equal(right[0, :, 1:], x[0, 0, :, :3]) and torch.equal(right[0, :, 0], torch.zeros(4))
+    assert torch.equal(shift(x, torch.zeros(4, dtype=torch.long), 2)[0, 0, :2], x[0, 0, 2:])
+
+
+def test_erosion_and_dilation_of_a_plus_sign():
+    plus = torch.zeros(1, 1, 5, 5)
+    plus[0, 0, 2, 1:4] = plus[0, 0, 1:4, 2] = 1
+    assert erode(plus).sum() == 1 and erode(plus)[0, 0, 2, 2] == 1  # only the centre has all four neighbours
+    assert torch.equal(dilate(plus)[0, 0, 2], torch.ones(5)) and dilate(plus).sum() == 13  # the cross of radius 2
+
+
+def test_near_data_sets_stay_near_their_digits(digits):
+    sets = sets_of(digits, 100)
+    source = digits.test.x[:100]
+    assert torch.equal(sets["blank"], torch.zeros_like(source))
+    assert (sets["thinned"] <= source).all() and (sets["thickened"] >= source).all()
+    assert sets["thinned"].mean() < 0.7 * source.mean() and sets["thickened"].mean() > 1.3 * source.mean()
+    for k in (1, 2):  # ink moved, not made: at most what fell off the edge is lost
+        moved = sets[f"shifted {k} px"]
+        assert not torch.equal(moved, source) and (moved.sum((1, 2, 3)) <= source.sum((1, 2, 3)) + 1e-4).all()
+    # each interpolation is half this digit and half a test digit of another class
+    half = (sets["interpolated"] * 2 - source).clamp(0, 1)
+    flat, test = half.flatten(1), digits.test.x.flatten(1)
+    partner = torch.cdist(flat, test).argmin(1)
+    assert (digits.test.y[partner] != digits.test.y[:100]).float().mean() > 0.95
+
+
+def test_fashion_8x8_is_made_from_the_files_when_given_and_skipped_otherwise(digits, tmp_path):
+    assert "Fashion-MNIST 8x8" not in sets_of(digits, 5)
+    assert "ood.fashion_root" in skipped_sets(digits.info)["Fashion-MNIST 8x8"]
+    write_fake_flat(tmp_path)
+    sets = sets_of(digits, 12, fashion_root=tmp_path)
+    assert tuple(sets) == OOD_SETS + DIGITS_SETS == ood_set_names(digits.info, tmp_path)
+    assert skipped_sets(digits.info, tmp_path) == {}
+    fashion = sets["Fashion-MNIST 8x8"]
+    assert fashion.shape == (12, 1, 8, 8) and on_grid(fashion, 17) and fashion.min() >= 0 and fashion.max() <= 1
+    assert fashion.std() > 0.05  # images, not a constant
+    with pytest.raises(ConfigError, match="ood.fashion_root"):
+        sets_of(digits, 2, fashion_root=tmp_path / "nowhere")
+
+
+# ---------------------------------------------------------------- Fashion-MNIST's paradox sets
+
+
+def test_fashion_sets_are_centred_digits_and_black():
+    info = dataset_info("fashion-mnist")
+    sets = ood_sets(fake_test_x(info), info, 50, gen(0))
+    digits, black = sets["MNIST-like digits"], sets["all black"]
+    assert torch.equal(black, torch.zeros(50, 1, 28, 28))
+    assert digits.shape == (50, 1, 28, 28) and on_grid(digits, 256)
+    assert digits[..., :4, :].abs().sum() == digits[..., 24:, :].abs().sum() == 0  # the 20x20 box in the middle
+    assert digits[..., :, :4].abs().sum() == digits[..., :, 24:].abs().sum() == 0
+    assert digits.amax((1, 2, 3)).min() > 0.5 and (digits > 0).float().mean((1, 2, 3)).mean() < 0.5  # ink on black
+    assert "MNIST-like digits" not in ood_set_names(dataset_info("mnist"))
+
+
+def test_paper_reference_has_the_published_direction():
+    bpd = PAPER_REFERENCE["bits_per_dim"]
+    assert bpd["MNIST test"] < bpd["FashionMNIST test"]
+    assert "Nalisnick" in PAPER_REFERENCE["citation"] and set(PAPER_REFERENCE["ours"]) == set(bpd)
 
 
 def snapshot(model):

@@ -4,6 +4,10 @@ The question: does a density model trained on the data give *lower* log p(x) to 
 plainly not data? Likelihood models are known to fail this (Nalisnick et al. 2019), and p_theta
 is unconstrained where the data has no mass, so its maximum may lie far from every real image.
 
+Five sets are made for every dataset (OOD_SETS); a model of the 8x8 digits also meets near-data sets
+(`ood_digits`), and a model of Fashion-MNIST MNIST-like digits and the all-black image (`ood_fashion`),
+whose published counterpart is `PAPER_REFERENCE`.
+
 Every OOD set is quantised to the dataset's grey-level grid (values k / (levels - 1)), so it is
 scored exactly like real data and a low -log p(x) cannot come from being off the grid.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import os
 
 import numpy as np
 import torch
@@ -22,6 +27,8 @@ from ..data import DatasetInfo
 from ..errors import ConfigError
 from ..models import bpd_from_log_prob
 from .metrics import auroc, flagged
+from .ood_digits import DIGITS_SETS, digits_sets, skipped_digits_sets
+from .ood_fashion import FASHION_SETS, PAPER_REFERENCE, fashion_sets
 
 OOD_SETS = ("natural patches", "uniform noise", "constant", "inverted", "blurred")
 PATCH_SCALES = (4, 16)  # a patch averages s x s pixels of the photo into one, s drawn in this range
@@ -33,9 +40,24 @@ def quantise(x: torch.Tensor, levels: int) -> torch.Tensor:
     return torch.round(x.clamp(0, 1) * (levels - 1)) / (levels - 1)
 
 
+def ood_set_names(info: DatasetInfo, fashion_root: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """The names of the sets `ood_sets` makes for dataset `info`, in order."""
+    if info.name == "digits":
+        skipped = skipped_digits_sets(fashion_root)
+        return OOD_SETS + tuple(s for s in DIGITS_SETS if s not in skipped)
+    return OOD_SETS + (FASHION_SETS if info.name == "fashion-mnist" else ())
+
+
+def skipped_sets(info: DatasetInfo, fashion_root: str | os.PathLike | None = None) -> dict[str, str]:
+    """The sets of this dataset that `ood_sets` leaves out, each with why ({} when none)."""
+    return skipped_digits_sets(fashion_root) if info.name == "digits" else {}
+
+
 def ood_sets(test_x: torch.Tensor, info: DatasetInfo, n: int, generator: torch.Generator, *,
-             blur_sigma: float | None = None) -> dict[str, torch.Tensor]:
-    """Five OOD sets of `n` images shaped like `info.shape`, on the grid, deterministic given `generator`.
+             test_y: torch.Tensor | None = None, blur_sigma: float | None = None,
+             fashion_root: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
+    """OOD sets of `n` images shaped like `info.shape`, on the grid, deterministic given `generator`, named
+    by `ood_set_names(info, fashion_root)`: the five below for every dataset, then those of the dataset.
 
     natural patches: photo patches (scikit-learn's china.jpg and flower.jpg) area-averaged from
         s x s pixels per output pixel, s in PATCH_SCALES, at random positions; grey when C = 1.
@@ -43,12 +65,17 @@ def ood_sets(test_x: torch.Tensor, info: DatasetInfo, n: int, generator: torch.G
     constant: each image one uniform random grey level.
     inverted, blurred: 1 - x and Gaussian-blurred x for x = test_x[i % len(test_x)], i = 0..n-1;
         blur_sigma defaults to max(H, W) / 8 pixels (1 pixel for 8x8 digits).
+    digits: the near-data sets of `ood_digits` (need `test_y`; 'Fashion-MNIST 8x8' only with `fashion_root`).
+    fashion-mnist: MNIST-like digits and the all-black image (`ood_fashion`).
     """
     _check_args(test_x, info, n)
+    if info.name == "digits" and (not isinstance(test_y, torch.Tensor) or tuple(test_y.shape) != (len(test_x),)):
+        raise ConfigError(f"test_y must be the labels of test_x, shape ({len(test_x)},), for the digits' interpolations")
     c, h, w = info.shape
     levels, device = info.levels, test_x.device
     draw = lambda *shape: torch.rand(shape, generator=generator, device=generator.device)  # noqa: E731
-    source = test_x[torch.arange(n) % len(test_x)].detach().float()
+    wrap = torch.arange(n) % len(test_x)
+    source = test_x[wrap].detach().float().cpu()
     sigma = max(h, w) / 8 if blur_sigma is None else blur_sigma
     if not (isinstance(sigma, numbers.Real) and sigma > 0):
         raise ConfigError(f"blur_sigma must be a number > 0 or None, got {blur_sigma!r}")
@@ -59,6 +86,10 @@ def ood_sets(test_x: torch.Tensor, info: DatasetInfo, n: int, generator: torch.G
         "inverted": 1 - source,
         "blurred": _blur(source, sigma),
     }
+    if info.name == "digits":
+        sets |= digits_sets(source, test_y.cpu()[wrap], test_x.detach().float().cpu(), test_y, n, generator, fashion_root)
+    elif info.name == "fashion-mnist":
+        sets |= fashion_sets(n, generator)
     return {name: quantise(x.to(device), levels).float().contiguous() for name, x in sets.items()}
 
 
@@ -185,4 +216,4 @@ def ood_summary(clean_scores_test: np.ndarray, ood_scores: dict[str, np.ndarray]
     return rows
 
 
-__all__ = ["OOD_SETS", "quantise", "ood_sets", "natural_patches", "max_likelihood_images", "ood_summary"]
+__all__ = ["OOD_SETS", "PAPER_REFERENCE", "quantise", "ood_set_names", "skipped_sets", "ood_sets", "natural_patches", "max_likelihood_images", "ood_summary"]

@@ -11,7 +11,7 @@ import torch
 
 from ..data import Splits
 from ..detection import auroc, tpr_at_threshold
-from ..detection.ood import max_likelihood_images, ood_sets, ood_summary
+from ..detection.ood import max_likelihood_images, ood_sets, ood_summary, skipped_sets
 from ..rundir import Key
 from .context import Made, SeedContext
 
@@ -19,7 +19,9 @@ from .context import Made, SeedContext
 def out_of_distribution(ctx: SeedContext, splits: Splits) -> Made:
     """One row per density model and OOD set (plus the max-likelihood images), with every detector's AUROC."""
     o = ctx.cfg.ood
-    sets = ood_sets(splits.test.x, ctx.info, o.n, torch.Generator().manual_seed(ctx.seed))
+    sets = ood_sets(splits.test.x, ctx.info, o.n, torch.Generator().manual_seed(ctx.seed), test_y=splits.test.y, fashion_root=o.fashion_root)
+    for name, why in skipped_sets(ctx.info, o.fashion_root).items():
+        ctx.log(f"  seed {ctx.seed}: OOD set '{name}' {why}")
     made = Made()
     for name in sorted({g.name for g in ctx.guards.values()}):  # every density model, scored by its own guard
         guard = ctx.guards[name]
