@@ -225,6 +225,7 @@ def _check_range(cfg: StudyConfig) -> None:
     need(cfg.models.flow.mean_norm >= 0 and cfg.models.flow.scale_bound > 0, "models.flow.mean_norm must be >= 0 and scale_bound > 0")
     need(0 < cfg.models.flow.alpha < 0.5, "models.flow.alpha must lie in (0, 0.5)")
     need(0 <= cfg.models.cnn.dropout < 1, "models.cnn.dropout must lie in [0, 1)")
+    need(cfg.models.cnn.pool >= 1 and cfg.models.cnn_adv.pool >= 1, "models.cnn.pool and models.cnn_adv.pool must be >= 1")
     a = cfg.models.cnn_adv
     need(0 <= a.dropout < 1 and 0 < a.eps <= 1, "models.cnn_adv.dropout must lie in [0, 1) and models.cnn_adv.eps in (0, 1]")
     need(a.steps >= 1 and (a.step_size is None or a.step_size > 0), "models.cnn_adv.steps must be >= 1 and step_size > 0 (or left out)")

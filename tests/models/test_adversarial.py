@@ -73,5 +73,5 @@ def test_cnn_adv_has_the_cnn_architecture_and_its_budget():
     info = load("digits", seed=0).info
     adv, cnn = build_model("cnn_adv", info, ModelsConfig(), seed=0), build_model("cnn", info, ModelsConfig(), seed=0)
     assert adv.state_dict().keys() == cnn.state_dict().keys()
-    assert adv.adversarial_budget == {"eps": 0.125, "steps": 3, "step_size": None, "norm": "linf"}
+    assert adv.adversarial_budget == {"eps": 0.125, "steps": 1, "step_size": 0.15625, "norm": "linf"}
     assert not hasattr(cnn, "adversarial_budget")

@@ -113,10 +113,11 @@ def test_seeds_in_parallel_worker_processes_give_the_numbers_of_one_process(tmp_
 
 
 def test_convergence_eps_is_where_pgd_leaves_half_the_clean_accuracy():
-    def row(eps, acc, target="cnn", attack="pgd", adaptive=False):
-        return {"target": target, "attack": attack, "adaptive": adaptive, "eps": eps, "adv_acc": acc, "clean_acc": 0.9}
+    def row(eps, acc, target="cnn", attack="pgd", grid="continuous"):
+        return {"target": target, "attack": attack, "grid": grid, "eps": eps, "adv_acc": acc, "clean_acc": 0.9}
 
-    rows = [row(0.05, 0.8), row(0.1, 0.5), row(0.2, 0.1), row(0.1, 0.45, attack="fgsm"), row(0.05, 0.45, adaptive=True),
+    rows = [row(0.05, 0.8), row(0.1, 0.5), row(0.2, 0.1), row(0.1, 0.45, attack="fgsm"), row(0.05, 0.45, grid="rounded"),
+            row(0.05, 0.45, attack="adaptive_pgd"),
             row(0.05, 0.45, target="flow"), row(0.1, 0.0, target="flow")]
     assert convergence_eps(rows, "cnn") == 0.1
     assert convergence_eps(rows, "flow") == 0.05

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 class CNNConfig:
     channels: tuple[int, int] = (16, 32)  # filters of the two 3x3 conv layers (digits; MNIST-class configs set more)
     hidden: int = 128  # width of the dense layer before the logits
+    pool: int = 4  # the feature map is average-pooled to pool x pool before the dense layer (28x28 data: 7 keeps more detail)
     dropout: float = 0.25  # dropout before the logits, against overfitting on small data
 
 
@@ -25,14 +26,15 @@ class AdversarialCNNConfig(CNNConfig):
 
 
 class PoolTo4(nn.AdaptiveAvgPool2d):
-    """AdaptiveAvgPool2d(4) that passes a 4x4 map through: averaging one-pixel windows is the identity, but its
-    backward pass cost about 8 % of the digits CNN's forward and backward pass under attack (timed A/B, one thread)."""
+    """AdaptiveAvgPool2d(size) (4 by default) that passes a map of that size through: averaging one-pixel windows is the
+    identity, but its backward pass cost about 8 % of the digits CNN's forward and backward pass under attack (timed A/B)."""
 
-    def __init__(self):
-        super().__init__(4)
+    def __init__(self, size: int = 4):
+        super().__init__(size)
+        self.size = size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x if x.shape[-2:] == (4, 4) else super().forward(x)
+        return x if x.shape[-2:] == (self.size, self.size) else super().forward(x)
 
 
 class CNN(nn.Module):
@@ -46,10 +48,10 @@ class CNN(nn.Module):
             nn.Conv2d(shape[0], c1, 3, padding=1), nn.ReLU(),
             nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(),
             nn.MaxPool2d(2) if shape[1] <= 8 else nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU()),
-            PoolTo4(),
+            PoolTo4(cfg.pool),
         )
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(c2 * 16, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, num_classes)
+            nn.Flatten(), nn.Linear(c2 * cfg.pool**2, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, num_classes)
         )
         self.features.to(memory_format=torch.channels_last)  # oneDNN convolutions: about 1.5x faster on CPU than NCHW
 
