@@ -152,15 +152,16 @@ def render(results: dict, tradeoff: dict | None = None, links: list[str] = ()) -
 
 
 def _fooling(results: dict) -> list[str]:
-    if not results.get("fooling"):
-        return []
-    out = ["## Fooling images", "", "Unconstrained searches (Nguyen et al. 2015) ask only for p(target | x) >= the confidence target; "
+    rows = results.get("fooling") or []
+    out = [] if not rows else ["## Fooling images", "", "Unconstrained searches (Nguyen et al. 2015) ask only for p(target | x) >= the confidence target; "
            "the density-aware ones (`_unflagged`) also keep -log p(x) at or below the detector's threshold: can a model of p(x, y) be "
            "fooled by an image it finds likely?", ""]
+    if not out:
+        return out
     out.append(md_table(["target", "search", "confident %", "confident and unflagged %", "bits/dim", "clean bits/dim", "flagged %"], [
         [t, m, ci_text(rs, "success_rate", True), ci_text(rs, "unflagged_success_rate", True), ci_text(rs, "mean_bpd", digits=2),
          ci_text(rs, "clean_mean_bpd", digits=2), ci_text(rs, "flagged_rate", True)]
-        for (t, m), rs in group(results["fooling"], "target", "method").items()]))
+        for (t, m), rs in group(rows, "target", "method").items()]))
     return out + [""] + _figure("fooling", "Fooling images: target class, confidence and bits/dim")
 
 

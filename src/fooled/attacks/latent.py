@@ -8,17 +8,7 @@ decoded image is projected into the eps-ball and [0, 1], so the budget is the sa
 
 import torch
 
-from fooled.attacks._common import (
-    BestIterate,
-    box,
-    check_attack_inputs,
-    check_norm,
-    check_positive,
-    evasion_rank,
-    frozen,
-    module_of,
-    project,
-)
+from fooled.attacks._common import BestIterate, box, check_attack_inputs, check_norm, check_positive, evasion_rank, frozen, module_of, project
 from fooled.attacks.aware import check_score, scores_of
 from fooled.attacks.losses import log_margin
 from fooled.errors import ConfigError

@@ -28,6 +28,7 @@ from sklearn.covariance import LedoitWolf
 from sklearn.neighbors import KernelDensity
 
 from ..models import is_density_model
+from .guard import MEMO
 
 Score = Callable[[torch.Tensor], np.ndarray]  # images (N, C, H, W) on CPU -> float64 scores (N,)
 KD_BANDWIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)  # in feature units, scaled by the features' mean standard deviation
@@ -88,12 +89,21 @@ class FeatureDetectors:
                 best = (ll, kdes)
         return cls(cnn, means, precision, best[1], scale)
 
+    def _embed(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(penultimate features, predictions) of x, computed once for the detectors that share them."""
+        def compute():
+            feats = _batched(self.cnn.embed, x, _device(self.cnn))
+            return feats, _predict(self.cnn, x)
+
+        return MEMO(("embed", id(self)), x, compute)
+
     def mahalanobis(self, x: torch.Tensor) -> np.ndarray:
-        d = _batched(self.cnn.embed, x, _device(self.cnn))[:, None, :] - self.means[None]
+        d = self._embed(x)[0][:, None, :] - self.means[None]
         return np.einsum("nkf,fg,nkg->nk", d, self.precision, d).min(1)
 
     def kernel_density(self, x: torch.Tensor) -> np.ndarray:
-        feats, pred = _batched(self.cnn.embed, x, _device(self.cnn)) / self.scale, _predict(self.cnn, x)
+        feats, pred = self._embed(x)
+        feats = feats / self.scale
         out = np.empty(len(x))
         for k, kde in enumerate(self.kdes):
             if (pred == k).any():
