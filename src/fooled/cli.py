@@ -1,4 +1,4 @@
-"""Command line: `fooled study | tradeoff | figures | report | ablate | sweep`, thin over the package's functions.
+"""Command line: `fooled study | tradeoff | figures | report | show | ablate | sweep`, thin over the package's functions.
 
 User errors (bad config, path, data, checkpoint) print one line on stderr and exit with code 2.
 """
@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="rewrite report.md of a run directory from results.json")
     r.add_argument("run_dir")
     r.add_argument("--tradeoff", metavar="DIR", help="a `fooled tradeoff` directory of the same config, summarised in the report")
+    h = sub.add_parser("show", help="write report.html beside report.md: one self-contained page with the figures embedded")
+    h.add_argument("run_dir")
     a = sub.add_parser("ablate", help="detection rate vs the validation false-positive rate, from saved scores (no retraining)")
     a.add_argument("run_dir")
     a.add_argument("--fpr", type=float, nargs="+", help="false-positive rates on clean validation data (default: 0.001 to 0.5)")
@@ -152,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
             from .analysis import write_report
 
             print(write_report(args.run_dir, args.tradeoff))
+            return 0
+        if args.command == "show":
+            from .analysis.html import write_html
+
+            print(write_html(args.run_dir))
             return 0
     except FooledError as e:
         print(f"fooled: error: {e}", file=sys.stderr)
