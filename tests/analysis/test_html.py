@@ -81,6 +81,7 @@ def test_page_is_balanced_html_with_figures_embedded_and_the_table(run_dir):
     assert len(parser.srcs) == 2 and all(s.startswith("data:image/png;base64,") for s in parser.srcs)
     assert 'src="figures/' not in page
     assert "<table>" in page and "<th>bits/dim</th>" in page and ["cnn", "97.5", "", "flow", "91.2", "2.131"] == parser.cells
+    assert '<td class="num">2.131</td>' in page and "<td>flow</td>" in page  # numbers stay on one line
     assert "<title>Would p(x) notice?</title>" in page and 'id="results"' in page  # the title, and the toc's anchors
 
 

@@ -14,6 +14,9 @@ from pathlib import Path
 from ..errors import FooledError
 from ..rundir import atomic_write_text
 
+# A cell holding a number, an interval or a count ("97.5 [96.0, 98.9]", "3/3"), kept on one line.
+_NUMBER_CELL = re.compile(r"<td>([-+0-9.,%/\[\]() ]+|-)</td>")
+
 # `src="..."` of an <img> that points at a file beside the report (not at a URL or an embedded image).
 _LOCAL_SRC = re.compile(r'(<img\b[^>]*?\bsrc=")(?![a-zA-Z][a-zA-Z0-9+.-]*:|/|#)([^"]+)(")')
 
@@ -28,7 +31,7 @@ nav.toc ul { margin: .25rem 0; padding-left: 1.25rem; }
 .table-wrap { overflow: auto; max-height: 80vh; margin: 1rem 0; border: 1px solid #d0d7de; border-radius: 6px; }
 table { border-collapse: collapse; font-size: .875rem; min-width: 100%; }
 th, td { padding: .35rem .6rem; border-bottom: 1px solid #e5e7eb; text-align: left; vertical-align: top; }
-td { font-variant-numeric: tabular-nums; }
+td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
 thead th { position: sticky; top: 0; background: #eef1f4; cursor: pointer; user-select: none; white-space: nowrap; }
 thead th[data-order="asc"]::after { content: " \\25B2"; } thead th[data-order="desc"]::after { content: " \\25BC"; }
 tbody tr:nth-child(even) { background: #f6f8fa; } tbody tr:hover { background: #fff8c5; }
@@ -70,6 +73,7 @@ def render_html(text: str, base: Path, title: str = "fooled report") -> str:
     md = markdown.Markdown(extensions=["tables", "toc"], output_format="html")
     body = embed_images(md.convert(text), base)
     body = body.replace("<table>", '<div class="table-wrap"><table>').replace("</table>", "</table></div>")
+    body = _NUMBER_CELL.sub(r'<td class="num">\1</td>', body)
     heading = re.search(r"<h1[^>]*>(.*?)</h1>", body, re.S)
     title = re.sub(r"<[^>]+>", "", heading.group(1)).strip() if heading else title
     toc = f'<nav class="toc"><details><summary>Contents</summary>{md.toc}</details></nav>' if md.toc_tokens else ""
