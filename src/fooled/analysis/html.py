@@ -40,7 +40,7 @@ tbody tr:nth-child(even) { background: #f6f8fa; } tbody tr:hover { background: #
 # Click a header to sort by that column (numbers by value, the rest as text); click again to reverse.
 SORT_JS = """
 document.querySelectorAll("table").forEach(t => t.querySelectorAll("thead th").forEach((th, i) => th.addEventListener("click", () => {
-  const asc = th.dataset.order !== "asc", body = t.tBodies[0], num = s => parseFloat(s.replace(/[^0-9.eE+-]/g, ""));
+  const asc = th.dataset.order !== "asc", body = t.tBodies[0], num = parseFloat;  // "97.5 [96.0, 98.9]" -> 97.5
   const key = r => r.cells[i] ? r.cells[i].textContent.trim() : "";
   const rows = [...body.rows].sort((a, b) => { const x = key(a), y = key(b), p = num(x), q = num(y);
     const c = isNaN(p) || isNaN(q) ? x.localeCompare(y) : p - q; return asc ? c : -c; });
