@@ -74,3 +74,32 @@ def test_ablate_recomputes_detection_rates_from_saved_scores(quick_run, tmp_path
         assert group.sort_values("fpr")["tpr"].is_monotonic_increasing
     assert (copy / "figures" / "threshold_ablation.png").exists()
     assert fooled("ablate", str(copy), "--fpr", "1.5").returncode == 2
+
+
+def test_version_prints_the_package_version(capsys):
+    from fooled._version import __version__
+    from fooled.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"fooled {__version__}"
+
+
+@pytest.mark.parametrize("flags, quiet, figures", [([], False, True), (["--quiet", "--no-figures"], True, False)])
+def test_tradeoff_quiet_and_no_figures_reach_run_tradeoff(tmp_path, monkeypatch, capsys, flags, quiet, figures):
+    import fooled.study.tradeoff
+    from fooled.cli import main
+    from fooled.study import silent, stderr_log
+
+    calls = []
+
+    def fake(cfg, out, **kwargs):
+        calls.append((cfg, out, kwargs))
+        return {"chosen": {}, "configured": {}, "scale_bound": None}
+
+    monkeypatch.setattr(fooled.study.tradeoff, "run_tradeoff", fake)
+    assert main(["tradeoff", "--quick", "--out", str(tmp_path / "t"), "--device", "cpu", *flags]) == 0
+    (cfg, out, kwargs), = calls
+    assert cfg.name.endswith("-quick") and out == tmp_path / "t" and kwargs["device"] == "cpu"
+    assert kwargs["figures"] is figures and kwargs["log"] is (silent if quiet else stderr_log)
+    assert ("figure:" in capsys.readouterr().out) is figures

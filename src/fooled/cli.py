@@ -1,4 +1,4 @@
-"""Command line: `fooled study | tradeoff | figures | report | ablate | sweep`, thin over the package's functions.
+"""Command line: `fooled study | tradeoff | figures | report | show | ablate | sweep`, thin over the package's functions.
 
 User errors (bad config, path, data, checkpoint) print one line on stderr and exit with code 2.
 """
@@ -9,11 +9,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._version import __version__
 from .errors import FooledError
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fooled", description="Would a model of p(x, y) notice the inputs that fool a classifier of p(y|x)?")
+    p.add_argument("--version", action="version", version=f"fooled {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("study", help="train, attack, score, and write results.json, report.md and figures")
     s.add_argument("config", nargs="?", help="experiment TOML (default: the digits study, experiments/digits.toml)")
@@ -33,11 +35,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
     t.add_argument("--jobs", type=int, help="seeds at once in separate processes (default: CPU cores on CPU, 1 on GPU)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when present")
+    t.add_argument("--no-figures", action="store_true", help="skip the figure (draw it later with `fooled figures`)")
+    t.add_argument("--quiet", action="store_true", help="no progress output")
     f = sub.add_parser("figures", help="redraw the figures of a study, sweep or tradeoff directory from its saved files")
     f.add_argument("run_dir")
     r = sub.add_parser("report", help="rewrite report.md of a run directory from results.json")
     r.add_argument("run_dir")
     r.add_argument("--tradeoff", metavar="DIR", help="a `fooled tradeoff` directory of the same config, summarised in the report")
+    h = sub.add_parser("show", help="write report.html beside report.md: one self-contained page with the figures embedded")
+    h.add_argument("run_dir")
     a = sub.add_parser("ablate", help="detection rate vs the validation false-positive rate, from saved scores (no retraining)")
     a.add_argument("run_dir")
     a.add_argument("--fpr", type=float, nargs="+", help="false-positive rates on clean validation data (default: 0.001 to 0.5)")
@@ -95,12 +101,13 @@ def _summary(results: dict, out: Path) -> None:
 
 
 def _tradeoff(args) -> int:
-    from .study import stderr_log
+    from .study import silent, stderr_log
     from .study.tradeoff import run_tradeoff
 
     cfg = _config(args)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-tradeoff"
-    summary = run_tradeoff(cfg, out, device=args.device, log=stderr_log, jobs=args.jobs)
+    summary = run_tradeoff(cfg, out, device=args.device, log=silent if args.quiet else stderr_log, jobs=args.jobs,
+                           figures=not args.no_figures)
     for name, c in summary["chosen"].items():
         print(f"{name}: {c['knob']} = {c['value']:g} chosen on validation (accuracy {100 * c['val_acc']:.1f} %, "
               f"{c['val_bpd']:.3f} bits/dim); configured {summary['configured'][name]:g}")
@@ -108,7 +115,7 @@ def _tradeoff(args) -> int:
     if b:
         print(f"flow: test bits/dim {b['bounded_bpd']:.3f} with the tanh bound |log-scale| <= {b['bound']:g}, "
               f"{b['unbounded_bpd']:.3f} without")
-    print(f"table: {out / 'tradeoff.csv'}  figure: {out / 'figures' / 'tradeoff.png'}")
+    print(f"table: {out / 'tradeoff.csv'}" + ("" if args.no_figures else f"  figure: {out / 'figures' / 'tradeoff.png'}"))
     return 0
 
 
@@ -152,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
             from .analysis import write_report
 
             print(write_report(args.run_dir, args.tradeoff))
+            return 0
+        if args.command == "show":
+            from .analysis.html import write_html
+
+            print(write_html(args.run_dir))
             return 0
     except FooledError as e:
         print(f"fooled: error: {e}", file=sys.stderr)
