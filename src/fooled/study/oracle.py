@@ -16,10 +16,11 @@ from .stages import _fooling_search, aware_attack
 
 
 def _votes(committee: Committee, x: torch.Tensor, target: str) -> torch.Tensor:
-    """The committee's votes without the attacked model itself (when it is a member)."""
-    votes = committee.votes(x)
+    """The committee's votes without the attacked model itself (when it is a member); (members, 0) for no image."""
     keep = [i for i, name in enumerate(committee.members) if name != target]
-    return votes[keep]
+    if len(x) == 0:
+        return torch.zeros((len(keep), 0), dtype=torch.long)
+    return committee.votes(x)[keep]
 
 
 def label_oracle(ctx: SeedContext, committee: Committee, advs: dict) -> Made:
