@@ -41,8 +41,8 @@ def test_figures_and_report_redraw_a_finished_run_without_models(quick_run, tmp_
     copy = tmp_path / "copy"
     shutil.copytree(out, copy, ignore=shutil.ignore_patterns("checkpoints", "stages", "figures", "report.md"))
     assert fooled("figures", str(copy)).returncode == 0
-    for name in ("accuracy_vs_eps", "detector_roc", "threshold_ablation", "log_prob_hist", "likelihood_failures", "examples",
-                 "fooling", "ood_examples", "convergence", "samples"):
+    for name in ("headline", "accuracy_vs_eps", "detector_roc", "transfer", "threshold_ablation", "log_prob_hist", "likelihood_failures",
+                 "examples", "fooling", "ood_examples", "convergence", "samples"):
         assert (copy / "figures" / f"{name}.png").stat().st_size > 10_000, name
         assert (copy / "figures" / f"{name}.pdf").exists(), name
     assert fooled("report", str(copy)).returncode == 0
@@ -51,6 +51,8 @@ def test_figures_and_report_redraw_a_finished_run_without_models(quick_run, tmp_
     assert "## Verdict" in report and "## Gradient-masking audit" in report and results["config_hash"] in report
     for answer in results["verdict"]["answers"]:
         assert answer["question"] in report
+    for link in ("attacks.csv", "detectors.csv", "figures/headline.png"):
+        assert link in report and (copy / link).exists()
 
 
 def test_ablate_recomputes_detection_rates_from_saved_scores(quick_run, tmp_path):
@@ -68,10 +70,16 @@ def test_ablate_recomputes_detection_rates_from_saved_scores(quick_run, tmp_path
     results = __import__("json").loads((copy / "results.json").read_text())
     at5 = table[(table["fpr"] == 0.05) & (table["detector"] == "nll")]
     for r in results["attacks"]:  # the 5% column reproduces the study's own detection rates
-        row = at5[(at5["seed"] == r["seed"]) & (at5["target"] == r["target"]) & (at5["attack"] == r["attack"]) & (at5["eps"] == r["eps"])]
-        assert abs(float(row["tpr"].iloc[0]) - r["tpr_at_fpr"]) < 1e-9
-    for _, group in table.groupby(["seed", "target", "attack", "eps", "detector"]):  # detection grows with the FPR
-        assert group.sort_values("fpr")["tpr"].is_monotonic_increasing
+        row = at5[(at5["seed"] == r["seed"]) & (at5["target"] == r["target"]) & (at5["attack"] == r["attack"]) & (at5["eps"] == r["eps"])
+                  & (at5["grid"] == r["grid"]) & (at5["attacked_detector"] == (r["attacked_detector"] or "-"))]
+        assert len(row) == 1
+        expected = r["tpr_all"] if r["attack"].startswith("noise_") else r["tpr_at_fpr"]
+        if expected is None:  # no successful adversarial to count
+            assert pd.isna(row["tpr"].iloc[0])
+        else:
+            assert abs(float(row["tpr"].iloc[0]) - expected) < 1e-9
+    for _, group in table.dropna(subset=["tpr"]).groupby(["seed", "target", "attack", "eps", "grid", "attacked_detector", "detector"]):
+        assert group.sort_values("fpr")["tpr"].is_monotonic_increasing  # detection grows with the FPR
     assert (copy / "figures" / "threshold_ablation.png").exists()
     assert fooled("ablate", str(copy), "--fpr", "1.5").returncode == 2
 

@@ -61,7 +61,7 @@ class AttackConfig:
     max_examples: int | None = 200  # attack the first this many test images (None: all); keeps the default study near 5 min on 2 cores
     expensive_examples: int | None = 64  # CW, the audit's extra attacks and the convergence curve use this many (None: all)
     adaptive: bool = True  # detector-aware attacks: misclassified and not flagged (attacks.strongest_aware_attack)
-    adaptive_steps: int = 30  # steps of each detector-aware run (one run per start and Lagrange weight; 7 runs per attack)
+    adaptive_steps: int = 20  # steps of each detector-aware run (one run per start and Lagrange weight; 7 runs per attack)
     aware_lambdas: tuple[float, ...] = (1.0, 10.0)  # initial Lagrange weights of the detector-aware runs
     aware_detectors: tuple[str, ...] = ("nll", "class_conditional", "typicality", "complexity")  # each attacked by its own
     # detector-aware attack (on the first `expensive_examples` images), against the models in aware_targets; nll against every model
@@ -333,8 +333,9 @@ def quick(cfg: StudyConfig) -> StudyConfig:
             glow=dataclasses.replace(cfg.models.glow, blocks_per_scale=1, hidden_channels=32),
             hybrid=dataclasses.replace(cfg.models.hybrid, flow=dataclasses.replace(cfg.models.hybrid.flow, blocks=2, hidden=64))),
         train=dataclasses.replace(cfg.train, epochs=min(cfg.train.epochs, 8), patience=3),
-        attacks=dataclasses.replace(cfg.attacks, steps=min(cfg.attacks.steps, 10), max_examples=100, expensive_examples=50,
-                                    adaptive_steps=10, cw_steps=20, cw_binary_steps=3, targets=1),
+        attacks=dataclasses.replace(cfg.attacks, steps=min(cfg.attacks.steps, 10), max_examples=100, expensive_examples=32,
+                                    adaptive_steps=8, aware_lambdas=(1.0,), aware_detectors=("nll", "typicality"), aware_targets=("cnn",),
+                                    cw_steps=20, cw_binary_steps=3, targets=1),
         fooling=dataclasses.replace(cfg.fooling, per_class=1, steps=50, generations=30, population=8),
         ood=dataclasses.replace(cfg.ood, n=100, max_likelihood_images=10, max_likelihood_steps=50),
     )

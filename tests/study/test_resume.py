@@ -74,7 +74,7 @@ def test_rerun_redoes_only_what_changed(quick_run, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     # one summary line per stage with its time; trained models are loaded, not retrained
-    for stage in ("attacks on cnn: 11 budgets", "transfer: ", "adaptive attacks: ", "Carlini-Wagner: 5 rows", "fooling images: ",
+    for stage in ("attacks on cnn: 11 budgets", "transfer: ", "adaptive attacks: ", "Carlini-Wagner: 6 rows", "fooling images: ",
                   "likelihood failures: ", "audit: "):
         assert re.search(rf"^  seed 0: {re.escape(stage)}.* in \d+\.\d s$", proc.stderr, flags=re.M), stage
     assert "flow: loaded checkpoint" in proc.stderr and "trained in" not in proc.stderr

@@ -40,7 +40,7 @@ def threshold_table(results: dict, scores: dict, fprs=FPR_GRID) -> pd.DataFrame:
                 thr = detect.calibrate_threshold(val, fpr)
                 out.append({
                     "seed": r["seed"], "target": r["target"], "attack": r["attack"], "eps": r["eps"], "norm": r["norm"],
-                    "grid": r.get("grid", "continuous"), "detector": det, "fpr": fpr, "threshold": thr,
+                    "grid": r.get("grid", "continuous"), "attacked_detector": r.get("attacked_detector") or "-", "detector": det, "fpr": fpr, "threshold": thr,
                     "tpr": detect.tpr_at_threshold(adv, thr) if len(adv) else None, "test_fpr": float(detect.flagged(test, thr).mean()),
                 })
     return pd.DataFrame(out)

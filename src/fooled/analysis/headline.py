@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -25,7 +26,8 @@ SETS = {  # label: (attack set, grid, counted images) of panels (b) and (c)
     "detector-aware PGD": ("adaptive_pgd", "continuous"),
     "random sign noise": ("noise_linf", "continuous"),
 }
-COLORS = dict(zip(["clean test", *SETS, "fooling images", "uniform noise (OOD)"], sns.color_palette("colorblind", 8)))
+COLORS = {"clean test": "#1f77b4", "PGD": "#d62728", "PGD, on the grid": "#ff9896", "detector-aware PGD": "#9467bd",
+          "random sign noise": "#7f7f7f", "fooling images": "#8c564b", "uniform noise (OOD)": "#e377c2"}
 
 
 def _rows(results: dict, target: str, attack: str, grid: str, **match) -> list[dict]:
@@ -60,9 +62,10 @@ def headline(results: dict, scores: dict, examples: dict, target: str, out: Path
         if rows:
             panels.append((label, lookup(examples, Key(seed, target, attack, eps, "images"), "examples.npz"),
                            lookup(examples, Key(seed, target, attack, eps, "pred"), "examples.npz"), lookup(scores, row_key(rows[0]))))
-    fooled = [i for i in range(len(clean)) if all(p[2][i] != labels[i] for p in panels[1:])] or [0]
-    i = fooled[0]
-    strip = np.concatenate([np.pad(p[1][i].transpose(1, 2, 0).squeeze(-1), 1, constant_values=1) for p in panels], axis=1)
+    fooled = [i for i in range(len(clean)) if all(p[2][i] != labels[i] for p in panels[1:])]
+    hidden = [i for i in fooled if panels[-1][3][i] <= threshold]  # the aware version fooled the model and was not flagged
+    i = (hidden or fooled or [0])[0]
+    strip = np.concatenate([np.pad(p[1][i].transpose(1, 2, 0).squeeze(-1), 1, constant_values=0) for p in panels], axis=1)
     axes[0].imshow(1 - strip, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     w = strip.shape[1] / len(panels)
     for k, (label, _, pred, s) in enumerate(panels):
@@ -88,6 +91,9 @@ def headline(results: dict, scores: dict, examples: dict, target: str, out: Path
             frames.append(pd.DataFrame({"bits/dim": bpd(scores[str(key)]), "set": label}))
     df = pd.concat(frames, ignore_index=True)
     sns.ecdfplot(df, x="bits/dim", hue="set", palette=COLORS, ax=axes[1], log_scale=True)
+    axes[1].xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    axes[1].xaxis.set_major_formatter(ScalarFormatter())
+    axes[1].xaxis.set_minor_formatter(NullFormatter())
     axes[1].axvline(float(bpd(np.array([threshold]))[0]), color="black", ls=":", lw=1.2)
     axes[1].set(xlabel=f"bits/dim under the {detector} (log scale; right of the dotted threshold: flagged)", ylabel="share of the set",
                 title=f"(b) how likely each set is (seed {seed}, eps {eps:g})")
@@ -106,6 +112,6 @@ def headline(results: dict, scores: dict, examples: dict, target: str, out: Path
     axes[2].set(ylim=(-0.02, 1.02), xlabel="linf budget eps (pixel scale [0, 1])", ylabel="share flagged by low p(x)",
                 title=f"(c) attacks on the {target}: flagged, of the successful adversarials")
     axes[2].title.set_fontsize(10)
-    axes[2].legend(fontsize=7.5, loc="center right")
+    axes[2].legend(fontsize=7.5, loc="lower left")
     fig.tight_layout()
     return save_figure(fig, out, "headline")[0]

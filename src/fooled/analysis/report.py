@@ -16,6 +16,7 @@ from .stats import rate_ci
 from .summary import plain_answer, verdict_table
 from .tables import audit_detail, ci_text, detector_table, fmt, group, md_table
 from .tradeoff import describe
+from .verdict import compute_verdict
 
 RELATED = [  # published results this study can be set beside (cited, not measured here)
     "- **Nalisnick et al. 2019** (*Do deep generative models know what they don't know?*): a Glow trained on FashionMNIST gives "
@@ -217,6 +218,7 @@ def write_report(run_dir: str | Path, tradeoff_dir: str | Path | None = None) ->
     run_dir = Path(run_dir)
     path = run_dir / "report.md"
     results = read_json(run_dir / "results.json")
+    results["verdict"] = compute_verdict(results)  # from the rows, by the rules of this version
     tradeoff = read_json(Path(tradeoff_dir) / "tradeoff.json") if tradeoff_dir is not None else None
     if tradeoff and tradeoff.get("config_hash") != results["config_hash"]:
         raise FooledError(f"{tradeoff_dir} was made for config {tradeoff.get('config_hash')}, not this run's {results['config_hash']}")

@@ -26,7 +26,11 @@ def cell(a: dict) -> str:
         return a["answer"].upper()
     unit = " pts" if a["criterion"] in ("robust", "shallow") else "%"
     at = f" @{a['eps']:g}" if a.get("eps") is not None else ""
-    return f"**{a['answer'].upper()}** {_pct(v['mean'])} [{_pct(v['lo'])}, {_pct(v['hi'])}]{unit}{at}"
+    control = ""
+    if a["criterion"] == "control":
+        c = next((p["control"] for p in a["per_eps"] if p["eps"] == a.get("eps")), None)
+        control = f" vs noise {_pct(c['mean'])}%" if c and c.get("mean") is not None else ""
+    return f"**{a['answer'].upper()}** {_pct(v['mean'])} [{_pct(v['lo'])}, {_pct(v['hi'])}]{unit}{control}{at}"
 
 
 def _kind(a: dict) -> tuple:
@@ -105,8 +109,9 @@ def plain_answer(results: dict) -> list[str]:
                      f"(PGD accuracy {abs(100 * d):.0f} points {'above' if d > 0 else 'below'} it at eps {robust['eps']:g})")
     if shallow:
         d = shallow["value"]["mean"]
-        parts.append(f"logistic regression is fooled {'at least as easily as' if shallow['answer'] == 'yes' else 'less easily than'} the CNN "
-                     f"({abs(100 * d):.0f} points {'above' if d > 0 else 'below'}), as Goodfellow et al.'s linearity explanation predicts")
+        how = {"yes": "at least as easily as", "no": "less easily than"}.get(shallow["answer"], "about as easily as (the interval does not decide)")
+        parts.append(f"logistic regression is fooled {how} the CNN (PGD accuracy {abs(100 * d):.0f} points {'above' if d > 0 else 'below'} it at "
+                     f"eps {shallow['eps']:g})" + (", as Goodfellow et al.'s linearity explanation predicts" if shallow["answer"] == "yes" else ""))
     if parts:
         out.append("Modelling p(x, y) does not make a classifier robust: " + "; ".join(parts) + ".")
     support, typical = _get(results, "support"), _get(results, "typical")

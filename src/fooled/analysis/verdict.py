@@ -22,9 +22,9 @@ CRITERIA = {
     "evasion": f"per eps, YES if the interval of the evasion rate (of the images the model got right, the share the attack made "
                f"wrong without being flagged) lies at or below {EVADE_YES:.0%}, NO if it lies above {EVADE_NO:.0%}, else PARTLY",
     "robust": "per eps, YES if the interval of (flow accuracy - CNN accuracy) under PGD lies above 0, NO if it lies at or below 0, "
-              "else UNCLEAR",
+              "else UNCLEAR; over the budgets, the budgets that decide (YES if all of them say yes, NO if all say no)",
     "shallow": f"per eps, YES if the interval of (shallow accuracy - CNN accuracy) under PGD lies at or below +{SHALLOW_MARGIN * 100:.0f} "
-               f"points, NO if it lies above, else UNCLEAR",
+               f"points, NO if it lies above, else UNCLEAR; over the budgets, the budgets that decide",
     "support": f"YES if some set off the data's support has the lower bound of its share more likely than the median clean test "
                f"image at or above {HIGHER_P:.0%}",
     "typical": f"NO if the typicality detector flags the images of maximal likelihood (interval's lower bound >= {FLAG_YES:.0%}), "
@@ -126,11 +126,13 @@ def _gap(results: dict, model: str, reference: str, kind: str, question: str, de
         ci = diff_ci(_acc_counts(_rows(results, target=model, attack="pgd", eps=eps)),
                      _acc_counts(_rows(results, target=reference, attack="pgd", eps=eps)))
         per_eps.append({"eps": eps, "value": ci, "answer": decide(ci)})
-    answer = _overall(per_eps)
-    if answer == "partly" and all(p["answer"] in ("unclear", "partly") for p in per_eps):
-        answer = "unclear"
-    return _answer(question, model, kind, per_eps, _weakest(per_eps, key=lambda p: abs(p["value"]["mean"] or 0)), measure="accuracy gap",
-                   answer=answer)
+    said = {p["answer"] for p in per_eps}  # a budget where the interval does not decide does not count against the others
+    answer = ("yes" if "yes" in said and "no" not in said else "no" if "no" in said and "yes" not in said
+              else "unclear" if said <= {"unclear"} else "partly")
+    # the budget that decides most against a yes: the lowest lower bound for "harder to fool", the highest upper bound for
+    # "fooled at least as easily"
+    decisive = (lambda p: p["value"]["lo"]) if kind == "robust" else (lambda p: -p["value"]["hi"])
+    return _answer(question, model, kind, per_eps, _weakest(per_eps, key=decisive), measure="accuracy gap", answer=answer)
 
 
 def _robustness(results: dict) -> list[dict]:
