@@ -36,7 +36,7 @@ def main(root: Path = Path(".")) -> None:
     rows = [f"| {name} | {_fmt(mean_ci([r.get('test_acc') for r in rs])['mean'], 100, 1)} | "
             f"{_fmt(mean_ci([r.get('test_bpd') for r in rs])['mean'], 1, 3)} |" for name, rs in results["models"].items()]
     verdict = [f"The verdict of `fooled study` ({results['dataset']['name']}, {len(results['config']['seeds'])} seeds, "
-               f"{results['seconds']:.0f} s on {results['device']}): each cell is the answer, the number that decides it at the "
+               f"on {results['device']}): each cell is the answer, the number that decides it at the "
                "budget that decides most against a yes (@eps), and its 95% interval over seeds and images.", ""]
     verdict += verdict_table(results) + ["", "| model | test accuracy % | test bits/dim |", "|---|---|---|"] + rows
     text = _block((root / "README.md").read_text(), "verdict", verdict)

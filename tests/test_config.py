@@ -62,7 +62,7 @@ def test_missing_and_malformed_files(tmp_path):
 
 def test_quick_and_seed_overrides():
     q = quick(StudyConfig())
-    assert len(q.seeds) == 1 and q.train.epochs <= 8 and q.attacks.max_examples == 100
+    assert len(q.seeds) == 1 and q.train.epochs <= 8 and q.attacks.max_examples == 64
     assert with_seeds(StudyConfig(), 2).seeds == (0, 1)
     with pytest.raises(ConfigError, match="--seeds"):
         with_seeds(StudyConfig(), 0)

@@ -96,6 +96,7 @@ class AuditConfig:
     enabled: bool = True  # gradient-masking checks (Carlini et al. 2019) in every study
     large_eps: float = 0.5  # linf budget at which accuracy must fall to chance
     tolerance: float = 0.01  # doubling steps and restarts may change adversarial accuracy by less than this
+    known_answer_images: int = 12  # the detector-aware attack against an exact convex solve (seconds per image): 0 skips it
 
 
 @dataclass(frozen=True)
@@ -333,11 +334,12 @@ def quick(cfg: StudyConfig) -> StudyConfig:
             glow=dataclasses.replace(cfg.models.glow, blocks_per_scale=1, hidden_channels=32),
             hybrid=dataclasses.replace(cfg.models.hybrid, flow=dataclasses.replace(cfg.models.hybrid.flow, blocks=2, hidden=64))),
         train=dataclasses.replace(cfg.train, epochs=min(cfg.train.epochs, 8), patience=3),
-        attacks=dataclasses.replace(cfg.attacks, steps=min(cfg.attacks.steps, 10), max_examples=100, expensive_examples=32,
+        attacks=dataclasses.replace(cfg.attacks, steps=min(cfg.attacks.steps, 10), max_examples=64, expensive_examples=24,
                                     adaptive_steps=8, aware_lambdas=(1.0,), aware_detectors=("nll", "typicality"), aware_targets=("cnn",),
                                     cw_steps=20, cw_binary_steps=3, targets=1),
         fooling=dataclasses.replace(cfg.fooling, per_class=1, steps=50, generations=30, population=8),
-        ood=dataclasses.replace(cfg.ood, n=100, max_likelihood_images=10, max_likelihood_steps=50),
+        audit=dataclasses.replace(cfg.audit, known_answer_images=0),
+        ood=dataclasses.replace(cfg.ood, n=48, max_likelihood_images=8, max_likelihood_steps=50),
     )
 
 

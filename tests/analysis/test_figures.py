@@ -3,11 +3,11 @@
 import pytest
 
 from fake_data import write_fake_mnist
-from fooled.analysis import plots
+from fooled.analysis import grids, headline, plots
 from fooled.config import load_config, override, quick
 from fooled.study import run_study, silent
 
-TINY = ['models.names=["cnn", "flow", "logreg"]', "train.epochs=1", "attacks.max_examples=12", "attacks.expensive_examples=6",
+TINY = ['models.names=["cnn", "flow"]', 'attacks.names=["pgd"]', "train.epochs=1", "attacks.max_examples=12", "attacks.expensive_examples=6",
         "attacks.steps=3", "attacks.adaptive_steps=3", "attacks.cw_steps=5", "attacks.cw_binary_steps=1", "ood.n=8",
         "ood.max_likelihood_images=4", "ood.max_likelihood_steps=5", "fooling.steps=5", "fooling.generations=3",
         "models.density_baselines=false"]
@@ -28,10 +28,11 @@ def test_every_panel_of_every_figure_of_a_28x28_glow_run_has_data(tmp_path, monk
         drawn[name] = [i for i, ax in enumerate(fig.axes) if ax.get_visible() and not ax.has_data()]
         return save(fig, out, name)
 
-    monkeypatch.setattr(plots, "save_figure", checked_save)
+    for module in (plots, grids, headline):  # each draws through its own name for save_figure
+        monkeypatch.setattr(module, "save_figure", checked_save)
     paths = plots.draw_all(tmp_path / "run")
-    assert {"accuracy_vs_eps", "detector_roc", "log_prob_hist", "examples", "likelihood_failures", "fooling", "ood_examples",
-            "threshold_ablation", "samples"} <= set(drawn)
+    assert {"headline", "accuracy_vs_eps", "detector_roc", "transfer", "log_prob_hist", "examples", "likelihood_failures", "fooling",
+            "ood_examples", "threshold_ablation", "samples"} <= set(drawn)
     empty = {name: axes for name, axes in drawn.items() if axes}
     assert not empty, f"panels without data: {empty}"
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)

@@ -62,7 +62,8 @@ def headline(results: dict, scores: dict, examples: dict, target: str, out: Path
         if rows:
             panels.append((label, lookup(examples, Key(seed, target, attack, eps, "images"), "examples.npz"),
                            lookup(examples, Key(seed, target, attack, eps, "pred"), "examples.npz"), lookup(scores, row_key(rows[0]))))
-    fooled = [i for i in range(len(clean)) if all(p[2][i] != labels[i] for p in panels[1:])]
+    shown = min(len(p[1]) for p in panels)  # the detector-aware attack may have run on fewer images
+    fooled = [i for i in range(shown) if all(p[2][i] != labels[i] for p in panels[1:])]
     hidden = [i for i in fooled if panels[-1][3][i] <= threshold]  # the aware version fooled the model and was not flagged
     i = (hidden or fooled or [0])[0]
     strip = np.concatenate([np.pad(p[1][i].transpose(1, 2, 0).squeeze(-1), 1, constant_values=0) for p in panels], axis=1)

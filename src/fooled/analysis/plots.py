@@ -36,7 +36,8 @@ def accuracy_vs_eps(results: dict, out: Path) -> list[Path]:
     clean["adv_acc"] = clean["clean_acc"]
     df = pd.concat([clean, df])
     order = model_order(df["target"].unique())
-    g = sns.relplot(df, x="eps", y="adv_acc", hue="target", hue_order=order, palette=MODEL_COLORS, col="attack", col_order=["pgd", "fgsm"],
+    attacks = [a for a in ("pgd", "fgsm") if a in set(df["attack"])]  # a panel per attack the run made
+    g = sns.relplot(df, x="eps", y="adv_acc", hue="target", hue_order=order, palette=MODEL_COLORS, col="attack", col_order=attacks,
                     kind="line", marker="o", errorbar=t_interval, height=3.4, aspect=1.1)
     g.set(ylim=(-0.02, 1.02))
     g.set_axis_labels("linf budget eps (pixel scale [0, 1])", "accuracy on attacked test images")
@@ -92,20 +93,22 @@ def log_prob_histograms(results: dict, scores: dict, out: Path) -> list[Path]:
     dim = int(np.prod(info["shape"]))
     shown = shown_eps(results)
     detector_of = {r["target"]: r["detector"] for r in results["attacks"]}
-    frames = [pd.DataFrame({"bits/dim": _bpd(lookup(scores, Key(seed, d, "clean_test")), dim, info["levels"]), "set": "clean test", "target": t})
-              for t, d in detector_of.items()]
+    frames = [pd.DataFrame({"bits/dim": _bpd(lookup(scores, Key(seed, t, "clean_test")), dim, info["levels"]), "set": "clean test", "target": t})
+              for t in detector_of]
     for r in results["attacks"]:
-        if r["seed"] == seed and r["eps"] in shown and r["norm"] == "linf":
-            s = lookup(scores, Key(seed, r["target"], r["attack"], r["eps"]))
+        if (r["seed"] == seed and r["eps"] in shown and r["norm"] == "linf" and r["attack"] in ("pgd", "adaptive_pgd", "noise_linf")
+                and r.get("grid") == "continuous" and r.get("attacked_detector") in (None, "nll")):
+            s = lookup(scores, row_key(r))
             frames.append(pd.DataFrame({"bits/dim": _bpd(s, dim, info["levels"]), "set": f"{r['attack']} eps {r['eps']:g}", "target": r["target"]}))
     df = pd.concat(frames, ignore_index=True)
-    g = sns.displot(df, x="bits/dim", hue="set", col="target", kind="hist", element="step", stat="density", log_scale=(True, False),
-                    common_norm=False, height=3.6, aspect=1.2, facet_kws={"sharey": False, "sharex": False})
+    g = sns.displot(df, x="bits/dim", hue="set", col="target", col_order=model_order(detector_of), col_wrap=3, kind="hist",
+                    element="step", stat="density", log_scale=(True, False), common_norm=False, height=3.2, aspect=1.2,
+                    facet_kws={"sharey": False, "sharex": False})
     threshold_of = {r["target"]: r["threshold"] for r in results["attacks"] if r["seed"] == seed}
     for target, ax in g.axes_dict.items():
         ax.axvline(_bpd(np.array([threshold_of[target]]), dim, info["levels"])[0], color="black", ls=":", lw=1)
-        ax.set_xlabel(f"bits/dim under the {detector_of[target]}, log scale (higher = less likely)")
-        ax.set_title(f"attacks on the {target}; dotted: threshold of the {detector_of[target]}")
+        ax.set_xlabel(f"bits/dim under the {detector_of[target]} (log)")
+        ax.set_title(f"on the {target} (dotted: threshold)")
     return save_figure(g.figure, out, "log_prob_hist")
 
 

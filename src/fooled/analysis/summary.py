@@ -8,7 +8,7 @@ ROWS = [  # (criterion, grid or None, the row's label in the verdict table)
     ("flagged", None, "low p(x) flags plain PGD adversarial examples"),
     ("control", "rounded", "... more often than random noise of the same size, on the grid"),
     ("control", "continuous", "... more often than random noise of the same size, off the grid"),
-    ("evasion", None, "low p(x) still flags them when the attacker knows the detector"),
+    ("evasion", None, "low p(x) still flags them when the attacker knows the detector (number: evasion)"),
     ("fooling", None, "fooling images grown from noise are flagged"),
     ("robust", None, "the flow classifier is harder to fool than the CNN"),
     ("shallow", None, "the shallow model is fooled at least as easily as the CNN"),

@@ -54,12 +54,13 @@ def audit_aware(ctx: SeedContext, rows: list[dict], advs: dict, convergence_eps:
         checks.append(_check(ctx, f"an unbounded detector-aware attack (linf eps 1) evades on at least {UNBOUNDED_EVASION:.0%} of the "
                              "images", target, evaded >= UNBOUNDED_EVASION * correct, f"{evaded} of {correct} correctly classified images"))
     linear = next((name for name, m in ctx.models.items() if isinstance(m, LogisticRegression)), None)
-    if linear is not None:
-        checks.append(_known_answer(ctx, linear))
+    n = ctx.cfg.audit.known_answer_images
+    if linear is not None and n and len(ctx.x) >= 4 * n:  # the Gaussian and its threshold need clean images beside those attacked
+        checks.append(_known_answer(ctx, linear, n))
     return checks
 
 
-def _known_answer(ctx: SeedContext, name: str, n: int = 12, eps: float = 1.0) -> dict:
+def _known_answer(ctx: SeedContext, name: str, n: int, eps: float = 1.0) -> dict:
     """The logistic regression with a Gaussian density of the clean pixels (Ledoit-Wolf covariance) as the detector, threshold
     at the study's validation rate on the attacked images' held-out half: evadable per image by an exact convex solve."""
     model, x, y = ctx.models[name], ctx.x[:n], ctx.y[:n]
