@@ -335,6 +335,7 @@ def quick(cfg: StudyConfig) -> StudyConfig:
             hybrid=dataclasses.replace(cfg.models.hybrid, flow=dataclasses.replace(cfg.models.hybrid.flow, blocks=2, hidden=64))),
         train=dataclasses.replace(cfg.train, epochs=min(cfg.train.epochs, 8), patience=3),
         attacks=dataclasses.replace(cfg.attacks, steps=min(cfg.attacks.steps, 10), max_examples=64, expensive_examples=24,
+                                    l2_eps=cfg.attacks.l2_eps[:2],
                                     adaptive_steps=8, aware_lambdas=(1.0,), aware_detectors=("nll", "typicality"), aware_targets=("cnn",),
                                     cw_steps=20, cw_binary_steps=3, targets=1),
         fooling=dataclasses.replace(cfg.fooling, per_class=1, steps=50, generations=30, population=8),

@@ -10,7 +10,7 @@ from fooled.study import run_study, silent
 TINY = ['models.names=["cnn", "flow"]', 'attacks.names=["pgd"]', "train.epochs=1", "attacks.max_examples=12", "attacks.expensive_examples=6",
         "attacks.steps=3", "attacks.adaptive_steps=3", "attacks.cw_steps=5", "attacks.cw_binary_steps=1", "ood.n=8",
         "ood.max_likelihood_images=4", "ood.max_likelihood_steps=5", "fooling.steps=5", "fooling.generations=3",
-        "models.density_baselines=false"]
+        "models.density_baselines=false", "audit.enabled=false"]
 
 
 @pytest.mark.slow
