@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fake_data import N_TEST, N_TRAIN, write_fake_cifar10, write_fake_flat, write_fake_mnist, write_idx
+from fake_data import N_TEST, N_TRAIN, write_fake_cifar10, write_fake_flat, write_fake_mnist
 from fooled.data import DATASETS, RAW_FILES, DatasetInfo, Split, Splits, batches, dataset_info, load
 from fooled.errors import ConfigError, DataError, FooledError
 

@@ -18,7 +18,6 @@ def example_grid(results: dict, examples: dict, scores: dict, out: Path) -> list
     clean = lookup(examples, Key(seed, "data", "clean_test", column="images"), "examples.npz")
     labels = lookup(examples, Key(seed, "data", "clean_test", column="labels"), "examples.npz")
     targets, shown = shown_targets(results), shown_eps(results)
-    detector = next(r["detector"] for r in results["attacks"] if r["target"] == targets[0])
     threshold = next(r["threshold"] for r in results["attacks"] if r["target"] == targets[0] and r["seed"] == seed)
     nll = lookup(scores, Key(seed, targets[0], "clean_test"))[: len(clean)]
     flag = lambda s, thr: " FLAG" if s > thr else ""  # noqa: E731

@@ -13,7 +13,6 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..detection import roc  # noqa: E402
-from ..models import bpd_from_log_prob  # noqa: E402
 from ..rundir import Key, lookup, read_json, read_npz, row_key, select  # noqa: E402
 from .ablation import threshold_table  # noqa: E402
 from .grids import example_grid, fooling_grid, ood_grid, samples_grid  # noqa: E402
