@@ -1,10 +1,12 @@
 """Publish the default runs in the repository, so README's numbers are computed, never typed.
 
     fooled tradeoff && fooled study && python scripts/publish_default_study.py
+    fooled study experiments/fashion_mnist_cpu.toml --set data.root=DIR && python scripts/publish_default_study.py fashion
 
 Fills README.md's generated blocks from runs/digits/results.json (the verdict and model table) and
 runs/digits-tradeoff/tradeoff.json (what classification costs in bits/dim), copies the study's report to
-REPORT.md and its figures, with the trade-off figure, to figures/.
+REPORT.md and its figures, with the trade-off figure, to figures/. With `fashion`: the CPU Fashion-MNIST study's
+report and PNG figures (runs/fashion_mnist_cpu) to figures/fashion_mnist/, its report's links made local.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 
 from fooled.analysis import mean_ci, write_report
+from fooled.analysis.report import _paper_side_by_side
 from fooled.analysis.summary import plain_answer, verdict_table
 from fooled.analysis.tradeoff import describe
 from fooled.rundir import read_json
@@ -33,12 +36,10 @@ def _fmt(value, scale: float, digits: int) -> str:
 
 def main(root: Path = Path(".")) -> None:
     results = read_json(root / "runs/digits/results.json")
-    rows = [f"| {name} | {_fmt(mean_ci([r.get('test_acc') for r in rs])['mean'], 100, 1)} | "
-            f"{_fmt(mean_ci([r.get('test_bpd') for r in rs])['mean'], 1, 3)} |" for name, rs in results["models"].items()]
     verdict = [f"The verdict of `fooled study` ({results['dataset']['name']}, {len(results['config']['seeds'])} seeds, "
                f"on {results['device']}): each cell is the answer, the number that decides it at the "
                "budget that decides most against a yes (@eps), and its 95% interval over seeds and images.", ""]
-    verdict += verdict_table(results) + ["", "| model | test accuracy % | test bits/dim |", "|---|---|---|"] + rows
+    verdict += verdict_table(results) + [""] + _model_rows(results)
     text = _block((root / "README.md").read_text(), "verdict", verdict)
     text = _block(text, "answer", [" ".join(plain_answer(results))])
     tradeoff_dir = root / "runs/digits-tradeoff"
@@ -61,5 +62,34 @@ def main(root: Path = Path(".")) -> None:
     print(f"README.md, REPORT.md and {len(figures)} files in figures/ updated")
 
 
+def _model_rows(results: dict) -> list[str]:
+    return ["| model | test accuracy % | test bits/dim |", "|---|---|---|"] + [
+        f"| {name} | {_fmt(mean_ci([r.get('test_acc') for r in rs])['mean'], 100, 1)} | "
+        f"{_fmt(mean_ci([r.get('test_bpd') for r in rs])['mean'], 1, 3)} |" for name, rs in results["models"].items()]
+
+
+def publish_fashion(root: Path = Path("."), name: str = "fashion_mnist_cpu", to: str = "figures/fashion_mnist") -> None:
+    run, out = root / "runs" / name, root / to
+    out.mkdir(parents=True, exist_ok=True)
+    report = write_report(run).read_text().replace("](figures/", "](")
+    results = read_json(run / "results.json")  # with the verdict write_report just computed
+    block = [f"Its answer ({len(results['config']['seeds'])} seeds, {results['seconds'] / 60:.0f} minutes cold on "
+             f"{results['device']}): " + " ".join(plain_answer(results)), ""] + _model_rows(results) + [""]
+    block += _paper_side_by_side(results) + [f"Report and figures: [{to}/REPORT.md]({to}/REPORT.md)."]
+    (root / "README.md").write_text(_block((root / "README.md").read_text(), "fashion", block))
+    for table in ("attacks.csv", "detectors.csv"):
+        shutil.copy(run / table, out / table)
+    (out / "REPORT.md").write_text(report)
+    figures = sorted((run / "figures").glob("*.png"))
+    for path in figures:
+        shutil.copy(path, out / path.name)
+    print(f"{to}/REPORT.md and {len(figures)} figures updated")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["fashion"]:
+        publish_fashion()
+    elif sys.argv[1:]:
+        sys.exit("usage: python scripts/publish_default_study.py [fashion]")
+    else:
+        main()

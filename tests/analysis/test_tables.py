@@ -19,3 +19,14 @@ def test_rates_just_under_a_threshold_keep_a_second_decimal():
     assert _fmt({"mean": (0.85 + 0.9 + 0.95) / 3, "n": 1}, pct=True) == "90.0"  # 89.99999999999999: float noise, not a miss
     assert _fmt({"mean": 0.4000333, "n": 1}, pct=True) == "40.0"  # rounded down onto 40: no threshold is misstated
     assert _fmt({"mean": 0.399999996, "n": 1}, pct=True) == "40.0"  # 240 of 600 images, averaged in float32
+
+
+def test_fashion_report_prints_the_papers_bits_per_dim_beside_ours():
+    from fooled.analysis.report import _paper_side_by_side
+
+    rows = [{"set": s, "model": "flow", "seed": seed, "mean_bpd": bpd + seed / 50, "test_mean_bpd": 3.5 + seed / 50}
+            for seed in (0, 1) for s, bpd in (("MNIST-like digits", 2.7), ("all black", 0.4))]
+    text = "\n".join(_paper_side_by_side({"dataset": {"name": "fashion-mnist"}, "ood": rows}))
+    assert "| FashionMNIST test | 2.9 | test | 3.51" in text and "| MNIST test | 1.8 | MNIST-like digits | 2.71" in text
+    assert "Nalisnick" in text
+    assert _paper_side_by_side({"dataset": {"name": "digits"}, "ood": rows}) == []

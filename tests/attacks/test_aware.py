@@ -13,6 +13,7 @@ from fooled.attacks import (
     detector_aware_pgd,
     detector_class_logits,
     detector_class_pgd,
+    donor_start,
     evasion_margin,
     strongest_aware_attack,
 )
@@ -45,6 +46,37 @@ def test_never_weaker_than_adaptive_pgd(model, batch, gaussian_log_prob, detecto
     with_old = evaded(model, detector_aware_pgd(model, x, y, score=score, threshold=threshold, starts=[x_old], **kwargs),
                       y, score, threshold)
     assert (with_old >= old).all()
+
+
+def test_donor_start_is_the_nearest_likely_image_of_another_class(model, digits, batch, detector):
+    x, y = batch[0][:40], batch[1][:40]
+    pool_x, pool_y = digits[0][:300], digits[1][:300]
+    score, threshold = detector
+    donors = donor_start(model, x, y, pool_x, pool_y, score=score, threshold=threshold)
+    with torch.no_grad():
+        eligible = (model(pool_x).argmax(1) == pool_y) & (score(pool_x) <= threshold)
+    for i in range(len(x)):  # brute force, image by image
+        others = eligible & (pool_y != y[i])
+        dist = (pool_x[others] - x[i]).flatten(1).norm(dim=1)
+        assert torch.equal(donors[i], pool_x[others][dist.argmin()])
+    # a class the pool lacks leaves the image itself
+    assert torch.equal(donor_start(model, x[:3], y[:3], pool_x[pool_y == y[0]], pool_y[pool_y == y[0]])[y[:3] == y[0]],
+                       x[:3][y[:3] == y[0]])
+
+
+def test_unbounded_budget_from_donors_evades_on_every_correct_image(model, digits, batch, detector):
+    """linf eps 1 reaches any image: started from likely images of other classes, the attack must evade wherever the
+    model is right (the audit's unbounded check, on the test MLP)."""
+    x, y = batch[0][:60], batch[1][:60]
+    score, threshold = detector
+    donors = donor_start(model, x, y, digits[0][:500], digits[1][:500], score=score, threshold=threshold)
+    x_adv = strongest_aware_attack(model, x, y, score=score, threshold=threshold, eps=1.0, steps=10, lambdas=(1.0,),
+                                   starts=[donors], random_start=False, generator=gen())
+    with torch.no_grad():
+        correct = model(x).argmax(1) == y
+    assert torch.equal(evaded(model, x_adv, y, score, threshold) & correct, correct)
+    with pytest.raises(ConfigError, match="needs a start"):
+        detector_aware_pgd(model, x, y, score=score, threshold=threshold, eps=0.1, random_start=False)
 
 
 def test_strongest_is_the_best_of_both(model, batch, detector):
@@ -126,3 +158,18 @@ def test_bad_arguments(model, batch, kwargs, match):
     args = dict(score=lambda x: x.flatten(1).sum(1), threshold=1.0, eps=0.1, steps=2) | kwargs
     with pytest.raises(ConfigError, match=match):
         detector_aware_pgd(model, batch[0][:2], batch[1][:2], **args)
+
+
+def test_complexity_score_torch_form_equals_its_bpda(tiny_flow, batch):
+    """The study attacks the complexity score in its torch form: value and gradient equal BPDA's with L(x) held fixed."""
+    import math
+
+    from fooled.detection.detectors import complexity_score
+
+    x = batch[0][:16]
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    direct = complexity_score(tiny_flow, a, 17)
+    through = bpda(lambda v: complexity_score(tiny_flow, v, 17), lambda v: -tiny_flow.log_prob(v) / math.log(2))(b)
+    (g_direct,), (g_through,) = torch.autograd.grad(direct.sum(), a), torch.autograd.grad(through.sum(), b)
+    assert torch.allclose(direct, through) and torch.allclose(g_direct, g_through, atol=1e-5)
+    assert g_direct.abs().sum() > 0

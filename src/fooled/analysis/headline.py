@@ -1,6 +1,6 @@
 """The headline figure: the answer at a glance, for the first attacked model without a density of its own (the CNN).
 
-(a) a test digit, its PGD version and its detector-aware version, with prediction, bits/dim and whether -log p(x) flags it;
+(a) a test image, its PGD version and its detector-aware version, with prediction, bits/dim and whether -log p(x) flags it;
 (b) bits/dim of clean, adversarial, random-control, fooling and OOD images against the detector's threshold;
 (c) the share flagged against the budget: plain PGD, PGD on the grid, detector-aware PGD, random sign noise.
 """
@@ -53,7 +53,7 @@ def headline(results: dict, scores: dict, examples: dict, target: str, out: Path
     bpd = lambda s: bpd_from_log_prob(-np.asarray(s), dim, levels)  # noqa: E731
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.1, 1.3, 1.1]})
 
-    # (a) one digit that PGD fools, and the detector-aware attack too where one exists
+    # (a) one image that PGD fools, and the detector-aware attack too where one exists
     clean = lookup(examples, Key(seed, "data", "clean_test", column="images"), "examples.npz")
     labels = lookup(examples, Key(seed, "data", "clean_test", column="labels"), "examples.npz")
     panels = [("clean", clean, labels, lookup(scores, Key(seed, target, "clean_test"))[: len(clean)])]
@@ -69,15 +69,17 @@ def headline(results: dict, scores: dict, examples: dict, target: str, out: Path
     strip = np.concatenate([np.pad(p[1][i].transpose(1, 2, 0).squeeze(-1), 1, constant_values=0) for p in panels], axis=1)
     axes[0].imshow(1 - strip, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     w = strip.shape[1] / len(panels)
+    names = results.get("dataset", {}).get("class_names") or []
     for k, (label, _, pred, s) in enumerate(panels):
         b = float(bpd(s[i:i + 1])[0])
         flag = "FLAGGED" if s[i] > threshold else "accepted"
-        what = f"label {int(pred[i])}" if k == 0 else f"predicted {int(pred[i])}"
+        name = names[int(pred[i])] if int(pred[i]) < len(names) else str(int(pred[i]))
+        what = f"label {name}" if k == 0 else f"predicted {name}"
         axes[0].text((k + 0.5) * w, -1.5, label, ha="center", va="bottom", fontsize=9, weight="bold")
         axes[0].text((k + 0.5) * w, strip.shape[0] + 0.8, f"{what}\n{b:.2f} bits/dim\n{flag}", ha="center", va="top", fontsize=8.5,
                      color="#b2182b" if flag == "FLAGGED" else "#1a9850")
     axes[0].set_axis_off()
-    axes[0].set_title(f"(a) a test digit attacked at linf eps {eps:g}", fontsize=10, pad=22)
+    axes[0].set_title(f"(a) a test image attacked at linf eps {eps:g}", fontsize=10, pad=22)
 
     # (b) bits/dim of each set against the threshold (first seed; successful adversarials only)
     frames = [pd.DataFrame({"bits/dim": bpd(lookup(scores, Key(seed, target, "clean_test"))), "set": "clean test"})]

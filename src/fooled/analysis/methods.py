@@ -40,8 +40,13 @@ def methods(results) -> list[str]:
         f"- **Attacks** (white-box, on {a['max_examples'] or 'all'} test images): FGSM and PGD in linf at eps "
         f"{', '.join(map(str, a['eps']))}, PGD in L2 at eps {', '.join(map(str, a['l2_eps']))}; PGD {a['steps']} steps, step "
         f"{'2.5 eps / steps' if a['step_size'] is None else a['step_size']}, {a['restarts']} random start(s), worst case per image over "
-        f"the {', '.join(a['losses'])} losses{multitarget_note(a)}. Detector-aware PGD starts from the PGD adversarials and raises log p(x) above the "
-        f"threshold while staying misclassified ({a['adaptive_steps']} steps, per-image Lagrange weight). Carlini-Wagner L2 "
+        f"the {', '.join(a['losses'])} losses{multitarget_note(a)}. Detector-aware attack, on the first {a['expensive_examples']} images, against each "
+        f"detector: per image the best of the detector as an extra class (Carlini & Wagner 2017) and a Lagrangian PGD that lowers "
+        f"the score below the threshold while staying misclassified (initial weight{'s' if len(a.get('aware_lambdas', [1])) > 1 else ''} "
+        f"{', '.join(map(str, a.get('aware_lambdas', [1.0])))}, adapted per image; APGD step schedule), started from the PGD "
+        f"adversarials, the detector-class result, "
+        f"{'the nearest training image of another class that the model gets right and the detector passes (one of ' + str(a['aware_donors']) + ')' if a.get('aware_donors') else 'a random point of the ball'}"
+        f" and, for a flow classifier, a latent-space attack; {a['adaptive_steps']} steps per run. Carlini-Wagner L2 "
         f"({a['cw_binary_steps']} x {a['cw_steps']} steps), the audit's extra attacks and the convergence curve use the first "
         f"{a['expensive_examples']} test images (so the convergence check, doubled steps and restarts, allows no image to change "
         f"when one image is more than its tolerance); the convergence check and curve run per model at the budget where PGD "
@@ -66,6 +71,11 @@ def methods(results) -> list[str]:
         f"interval and a two-level bootstrap (seeds, then images within seeds); other numbers are means over seeds with a "
         f"percentile bootstrap over seeds; all intervals are 95% and stay in range. {len(cfg['seeds'])} seed(s). Each answer is "
         f"decided per eps on the interval's bounds.",
+        f"- **Budget**: the sizes above are what fits the study's time on its machine (the default digits study: 5 minutes on 2 CPU "
+        f"cores, which is why it attacks {a['max_examples'] or 'all'} test images, runs the expensive attacks on "
+        f"{a['expensive_examples'] or 'all'}, and attacks the density's other detectors against the "
+        f"{', '.join(a.get('aware_targets', [])) or 'no model'} only; -log p(x) is attacked against every model). Each is one "
+        f"`--set` away, e.g. `--set attacks.max_examples=360 --set attacks.expensive_examples=128`, for tighter intervals.",
     ]
 
 

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -111,34 +112,57 @@ def log_prob_histograms(results: dict, scores: dict, out: Path) -> list[Path]:
     return save_figure(g.figure, out, "log_prob_hist")
 
 
-def draw_all(run_dir: str | Path) -> list[Path]:
-    """Redraw every figure of a run into RUN_DIR/figures from its saved files."""
-    run_dir = Path(run_dir)
+def _figure_jobs(results: dict, examples: dict) -> list:
+    """Every figure of a run as a function (results, scores, examples, out) -> paths, the slowest first."""
+    jobs = [
+        lambda r, s, e, o: example_grid(r, e, s, o),
+        lambda r, s, e, o: log_prob_histograms(r, s, o),
+        lambda r, s, e, o: detection(r, s, o),
+        lambda r, s, e, o: threshold_ablation(threshold_table(r, s), o),
+        lambda r, s, e, o: accuracy_vs_eps(r, o),
+    ]
+    if results.get("transfer"):
+        jobs.append(lambda r, s, e, o: transfer_heatmap(r, o))
+    if select(examples, set="adaptive_pgd"):
+        jobs.append(lambda r, s, e, o: [headline(r, s, e, shown_targets(r)[0], o)])
+    if results.get("convergence"):
+        jobs.append(lambda r, s, e, o: convergence(r, o))
+    if results.get("ood"):
+        jobs += [lambda r, s, e, o: likelihood_failures(r, s, o), lambda r, s, e, o: ood_grid(r, e, o)]
+    if results.get("fooling"):
+        jobs.append(lambda r, s, e, o: fooling_grid(r, e, s, o))
+    if select(examples, set="samples"):
+        jobs.append(lambda r, s, e, o: samples_grid(r, e, o))
+    return jobs
+
+
+def _draw_share(run_dir: Path, share: int, shares: int) -> list[Path]:
+    """Every `shares`-th figure of the run, starting at `share`, drawn from its saved files."""
     results = read_json(run_dir / "results.json")
     scores = read_npz(run_dir / "scores.npz")
     examples = read_npz(run_dir / "examples.npz")
-    out = run_dir / "figures"
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
-    paths = accuracy_vs_eps(results, out)
-    paths += detection(results, scores, out)
-    if results.get("transfer"):
-        paths += transfer_heatmap(results, out)
-    paths += log_prob_histograms(results, scores, out)
-    paths += example_grid(results, examples, scores, out)
-    if select(examples, set="adaptive_pgd"):
-        paths += [headline(results, scores, examples, shown_targets(results)[0], out)]
-    if results.get("convergence"):
-        paths += convergence(results, out)
-    if results.get("ood"):
-        paths += likelihood_failures(results, scores, out)
-        paths += ood_grid(results, examples, out)
-    if results.get("fooling"):
-        paths += fooling_grid(results, examples, scores, out)
-    if select(examples, set="samples"):
-        paths += samples_grid(results, examples, out)
-    paths += threshold_ablation(threshold_table(results, scores), out)
+    paths = []
+    for job in _figure_jobs(results, examples)[share::shares]:
+        paths += job(results, scores, examples, run_dir / "figures")
+        plt.close("all")
     return paths
 
+
+def draw_all(run_dir: str | Path, jobs: int | None = None) -> list[Path]:
+    """Redraw every figure of a run into RUN_DIR/figures from its saved files, in `jobs` processes (default: up to 2
+    CPU cores; each figure is drawn by one process, so the files are the same whatever the number)."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    run_dir = Path(run_dir)
+    jobs = jobs or min(2, os.cpu_count() or 1)
+    if jobs == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return _draw_share(run_dir, 0, 1)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        shares = [pool.submit(_draw_share, run_dir, share, jobs) for share in range(jobs)]
+        return [path for share in shares for path in share.result()]
 
 
 def threshold_ablation(table: pd.DataFrame, out: Path) -> list[Path]:
@@ -192,7 +216,13 @@ def likelihood_failures(results: dict, scores: dict, out: Path) -> list[Path]:
     order = df.groupby("set")["bits/dim"].median().sort_values().index
     sns.boxplot(df, y="set", x="bits/dim", order=order, ax=ax, fliersize=1.5, color="#9ecae1")
     ax.axvline(thr, color="black", ls=":", lw=1)
-    ax.set(xscale="log", xlabel=f"bits/dim under the {detector}, log scale (left of dotted line: accepted as in-distribution)", ylabel="")
+    log = bool((df["bits/dim"] > 0).all())  # a set more likely than one bit per pixel (an all-black image) can go below 0
+    if log:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set(xlabel=f"bits/dim under the {detector}{', log scale' if log else ''} (left of dotted line: accepted as in-distribution)",
+           ylabel="")
     ax.set_title(f"Where likelihood fails (seed {seed}): lower bits/dim = higher p(x)")
     return save_figure(fig, out, "likelihood_failures")
 

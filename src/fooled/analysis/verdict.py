@@ -27,7 +27,8 @@ CRITERIA = {
                f"points, NO if it lies above, else UNCLEAR; over the budgets, the budgets that decide",
     "support": f"YES if some set off the data's support has the lower bound of its share more likely than the median clean test "
                f"image at or above {HIGHER_P:.0%}",
-    "typical": f"NO if the typicality detector flags the images of maximal likelihood (interval's lower bound >= {FLAG_YES:.0%}), "
+    "typical": "n/a unless most images of the max-likelihood search are likelier than the median test image (else they are not "
+               f"the most likely images); then NO if the typicality detector flags them (interval's lower bound >= {FLAG_YES:.0%}), "
                f"YES if it flags below {FLAG_NO:.0%}, else PARTLY",
     "overall": "over the budgets: YES if every eps says yes, NO if every eps says no, else PARTLY",
 }
@@ -186,9 +187,13 @@ def _ood(results: dict) -> list[dict]:
     ml = [r for r in rows if r["set"] == "max-likelihood" and "typicality" in r.get("detectors", {})]
     if ml:
         ci = rate_ci([(round(r["detectors"]["typicality"]["tpr_at_fpr"] * r["n"]), r["n"]) for r in ml])
-        answer = "n/a" if ci["mean"] is None else "no" if ci["lo"] >= FLAG_YES else "yes" if ci["hi"] < FLAG_NO else "partly"
+        likelier = share("max-likelihood")
+        reached = likelier["mean"] is not None and likelier["mean"] >= 0.5  # the search found images likelier than the data
+        answer = "n/a" if ci["mean"] is None or not reached else "no" if ci["lo"] >= FLAG_YES else "yes" if ci["hi"] < FLAG_NO else "partly"
         out.append({"question": "Is the most likely image a typical one?", "model": "flow", "criterion": "typical", "answer": answer,
-                    "per_eps": [], "eps": None, "value": ci, "measure": "flagged as atypical", "likelier": share("max-likelihood")})
+                    "per_eps": [], "eps": None, "value": ci, "likelier": likelier,
+                    "measure": "flagged as atypical" if reached else "n/a: the search from noise did not reach the data's likelihood "
+                    f"(likelier than the median test image: {likelier['mean'] or 0:.0%})"})
     return out
 
 

@@ -11,6 +11,7 @@ from fooled.attacks.aware import (
     detector_aware_pgd,
     detector_class_logits,
     detector_class_pgd,
+    donor_start,
     evasion_margin,
     strongest_aware_attack,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "detector_aware_pgd",
     "detector_class_logits",
     "detector_class_pgd",
+    "donor_start",
     "evasion_margin",
     "fgsm",
     "fooling_evolution",

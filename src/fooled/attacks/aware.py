@@ -78,7 +78,7 @@ def apgd_checkpoints(steps):
 
 
 def detector_aware_pgd(model, x, y, *, score, threshold, eps, steps=50, norm="linf", starts=(),
-                       lambdas=(0.1, 1.0, 10.0), restarts=1, kappa=0.01, generator=None):
+                       lambdas=(0.1, 1.0, 10.0), restarts=1, kappa=0.01, random_start=True, generator=None):
     """Misclassify x while keeping score(x_adv) <= threshold; per image the best point of every run (see module doc).
 
     score: differentiable callable x -> (N,), higher = more suspicious (e.g. `differentiable_score`, or `bpda`
@@ -86,8 +86,9 @@ def detector_aware_pgd(model, x, y, *, score, threshold, eps, steps=50, norm="li
     starts: point sets like x from which runs start besides a random point of the ball; each is a candidate.
     lambdas: initial Lagrange weights of the margin hinge, one run per value and start.
     restarts: runs per start and weight; all but the first start from a fresh random point of the ball.
+    random_start: whether a random point of the ball is a start besides `starts` (at least one start is needed).
     kappa: the log-odds margin log p(j*|x) - log p(y|x) the hinge keeps (model-independent units).
-    Runs: (1 + len(starts)) * len(lambdas) * restarts, of `steps` gradient steps each.
+    Runs: (random_start + len(starts)) * len(lambdas) * restarts, of `steps` gradient steps each.
     """
     x, y, _ = check_attack_inputs(model, x, y)
     check_score(score, threshold)
@@ -102,6 +103,8 @@ def detector_aware_pgd(model, x, y, *, score, threshold, eps, steps=50, norm="li
     for lam in lambdas:
         check_positive("each of lambdas", lam)
     starts = check_starts(starts, x, eps, norm)
+    if not random_start and not starts:
+        raise ConfigError("detector_aware_pgd needs a start: pass starts or set random_start=True")
     if eps == 0:
         return x.clone()
     bounds = box(x, eps) if norm == "linf" else None
@@ -111,24 +114,44 @@ def detector_aware_pgd(model, x, y, *, score, threshold, eps, steps=50, norm="li
 
     best = BestIterate(x)
     with frozen(model, module_of(score)), torch.enable_grad():
-        points = [random_point(), *starts]
+        points = ([random_point()] if random_start else []) + starts
         for point in points:
             with torch.no_grad():
                 best.update(point, *evasion_rank(log_margin(model(point), y), scores_of(score, point), threshold))
-        for point in points:
-            for lam in lambdas:
-                for r in range(restarts):
-                    x0 = point if r == 0 else random_point()
-                    _run(model, score, threshold, x, y, x0, lam, eps, steps, norm, bounds, kappa, best)
+        runs = [(point if r == 0 else random_point(), lam) for point in points for lam in lambdas for r in range(restarts)]
+        per_call = max(1, MAX_BATCH // len(x))
+        for i in range(0, len(runs), per_call):  # the runs side by side in one batch: one pass through the models per step
+            chunk = runs[i:i + per_call]
+            k = len(chunk)
+            lam0 = torch.cat([torch.full((len(x),), float(lam), dtype=x.dtype, device=x.device) for _, lam in chunk])
+            stacked_bounds = None if bounds is None else tuple(b.repeat(k, *([1] * (x.dim() - 1))) for b in bounds)
+            _run(model, score, threshold, x.repeat(k, *([1] * (x.dim() - 1))), y.repeat(k),
+                 torch.cat([x0 for x0, _ in chunk]), lam0, eps, steps, norm, stacked_bounds, kappa, _Folded(best, len(x)))
     return project(best.x, x, eps, norm, bounds).detach()
 
 
+MAX_BATCH = 4096  # images per pass of detector_aware_pgd's stacked runs
+
+
+class _Folded:
+    """`BestIterate` of n images fed by k runs stacked in one batch of k * n: each run's block updates it in turn."""
+
+    def __init__(self, best, n):
+        self.best, self.n = best, n
+
+    def update(self, x_adv, tier, value):
+        for start in range(0, len(x_adv), self.n):
+            block = slice(start, start + self.n)
+            self.best.update(x_adv[block], tier[block], value[block])
+
+
 def _run(model, score, threshold, x, y, x_adv, lam0, eps, steps, norm, bounds, kappa, best):
-    """One run from x_adv; updates `best` with every iterate. Step size 2 eps, halved (and the run sent back to
+    """One run from x_adv (or several, stacked: every quantity is per example); updates `best` with every iterate.
+    lam0: the initial Lagrange weight of each example (N,). Step size 2 eps, halved (and the run sent back to
     its own best point) at each checkpoint where fewer than 3/4 of the steps since the last one improved the
     iterate or the run's best did not improve at all (APGD's two conditions)."""
     n = len(x)
-    lam = torch.full((n,), float(lam0), dtype=x.dtype, device=x.device)
+    lam = lam0.clone()
     step = torch.full((n,), 2.0 * eps, dtype=x.dtype, device=x.device)
     run_best = BestIterate(x_adv)
     prev_tier, prev_value = run_best.tier.clone(), run_best.value.clone()
@@ -200,14 +223,35 @@ def detector_class_pgd(model, x, y, *, score, threshold, eps, c=1.0, steps=50, s
 
 
 def strongest_aware_attack(model, x, y, *, score, threshold, eps, steps=50, norm="linf", starts=(),
-                           lambdas=(0.1, 1.0, 10.0), restarts=1, kappa=0.01, c=1.0, generator=None):
+                           lambdas=(0.1, 1.0, 10.0), restarts=1, kappa=0.01, c=1.0, random_start=True, generator=None):
     """Per image the best of `detector_class_pgd` and `detector_aware_pgd` (which starts from the caller's
     `starts` and the detector-class result too, all of them candidates)."""
     x_class = detector_class_pgd(model, x, y, score=score, threshold=threshold, eps=eps, c=c, steps=steps, norm=norm,
                                  restarts=restarts, generator=generator)
     return detector_aware_pgd(model, x, y, score=score, threshold=threshold, eps=eps, steps=steps, norm=norm,
                               starts=[*starts, x_class], lambdas=lambdas, restarts=restarts, kappa=kappa,
-                              generator=generator)
+                              random_start=random_start, generator=generator)
+
+
+def donor_start(model, x, y, pool_x, pool_y, *, score=None, threshold=None):
+    """Per image, the nearest (L2) image of `pool_x` with another label that the model classifies as its label and, given a
+    score and threshold, that is unflagged: an evading point under an unbounded budget, and, projected into a smaller
+    ball (as `detector_aware_pgd` does with its starts), a start toward a likely image of another class. Where the pool
+    holds no such image for a class, the image itself is returned."""
+    x, y, _ = check_attack_inputs(model, x, y)
+    pool_x, pool_y = pool_x.to(x), pool_y.to(y)
+    with torch.no_grad(), frozen(model, module_of(score)):
+        ok = torch.cat([model(b).argmax(1) for b in pool_x.split(512)]) == pool_y
+        if score is not None:
+            check_score(score, threshold)
+            ok &= torch.cat([scores_of(score, b) for b in pool_x.split(512)]) <= threshold
+    pool_x, pool_y = pool_x[ok], pool_y[ok]
+    if not len(pool_x):
+        return x.clone()
+    dist = torch.cdist(x.flatten(1), pool_x.flatten(1))
+    dist[pool_y[None, :] == y[:, None]] = torch.inf
+    nearest = dist.argmin(1)
+    return torch.where(per_example(torch.isfinite(dist.min(1).values), x), pool_x[nearest], x)
 
 
 def bpda(exact_fn, surrogate_fn):

@@ -35,15 +35,18 @@ def linear_linf_robust(weight, bias, x, y, eps):
     return robust
 
 
-def linear_gaussian_l2_evadable(weight, bias, mean, cov, x, y, *, eps, tau):
+def linear_gaussian_l2_evadable(weight, bias, mean, cov, x, y, *, eps, tau, starts=None):
     """Per image, whether some x' with ||x' - x||_2 <= eps, x' in [0, 1]^D is misclassified by the logits
     x'.flatten() @ weight.T + bias AND unflagged by the Gaussian detector -log N(x'; mean, cov) <= tau.
 
     Unflagged means (x' - mean)^T cov^-1 (x' - mean) <= r^2 with r^2 = 2 tau - D log(2 pi) - log det cov, so for
     each wrong class j the question is a convex problem: the least Mahalanobis distance over the ball, the box and
     the half-space z_j(x') >= z_y(x') (a tie counts as misclassified, as in `linear_linf_robust`). It is solved
-    with SLSQP (scipy) from x, in float64, with exact gradients; evadable iff the least distance is <= r^2 for
-    some j. Meant for small D (tens of pixels) and small N: one solve per image and wrong class.
+    with SLSQP (scipy) in float64, with exact gradients, from x and from x moved eps toward the half-space (clipped to
+    the box), keeping the least feasible result; evadable iff it is <= r^2 for some j. SLSQP can stop short on a badly
+    conditioned covariance, so `starts` (N, ...), e.g. an attack's points, are further candidates and starts: with them
+    the answer is never below what those points show. Classes whose half-space lies beyond the ball, or whose least
+    distance to the mean without ball and box (closed form) is flagged, need no solve. Meant for small D and N.
     """
     import numpy as np
     from scipy.optimize import minimize
@@ -59,8 +62,9 @@ def linear_gaussian_l2_evadable(weight, bias, mean, cov, x, y, *, eps, tau):
     precision = np.linalg.inv(cov)
     r2 = 2 * tau - d * np.log(2 * np.pi) - np.linalg.slogdet(cov)[1]
     flat, labels = x.flatten(1).double().cpu().numpy(), y.cpu().numpy()
+    extra = [None] * len(flat) if starts is None else torch.as_tensor(starts).flatten(1).double().cpu().numpy()
     out = []
-    for xi, yi in zip(flat, labels):
+    for xi, yi, given in zip(flat, labels, extra):
         def maha(u):
             return (u - mean) @ precision @ (u - mean)
 
@@ -68,19 +72,26 @@ def linear_gaussian_l2_evadable(weight, bias, mean, cov, x, y, *, eps, tau):
             return 2 * precision @ (u - mean)
 
         least = np.inf
-        for j in range(len(bias)):
+        for j in np.argsort(-(weight @ xi + bias)):  # the most promising wrong class first: one evasion settles the image
             if j == yi or least <= r2:
                 continue
             a, c = weight[j] - weight[yi], bias[j] - bias[yi]
+            if a @ xi + c + eps * np.linalg.norm(a) < 0:  # the half-space lies beyond the ball: no solve needed
+                continue
+            if a @ mean + c < 0 and (a @ mean + c) ** 2 / (a @ cov @ a) > r2:  # even the half-space's least distance to the
+                continue  # mean, without the ball and the box (closed form), is flagged
             constraints = [
                 {"type": "ineq", "fun": lambda u, a=a, c=c: a @ u + c, "jac": lambda u, a=a: a},
                 {"type": "ineq", "fun": lambda u: eps**2 - (u - xi) @ (u - xi), "jac": lambda u: -2 * (u - xi)},
             ]
-            res = minimize(maha, xi, jac=maha_grad, bounds=[(0, 1)] * d, constraints=constraints, method="SLSQP",
-                           options={"ftol": 1e-12, "maxiter": 500})
-            u = np.clip(res.x, 0, 1)
-            feasible = a @ u + c >= -1e-9 and (u - xi) @ (u - xi) <= eps**2 + 1e-9
-            if feasible:
-                least = min(least, maha(u))
+            toward = np.clip(xi + eps * a / max(np.linalg.norm(a), 1e-12), 0, 1)
+            for u0 in [xi, toward] + ([] if given is None else [given]):
+                res = minimize(maha, u0, jac=maha_grad, bounds=[(0, 1)] * d, constraints=constraints, method="SLSQP",
+                               options={"ftol": 1e-10, "maxiter": 300})
+                for u in (np.clip(res.x, 0, 1), u0):  # a start that is itself feasible is a candidate too
+                    if a @ u + c >= -1e-9 and (u - xi) @ (u - xi) <= eps**2 + 1e-9:
+                        least = min(least, maha(u))
+                if least <= r2:
+                    break
         out.append(least <= r2)
     return torch.tensor(out, dtype=torch.bool, device=x.device)

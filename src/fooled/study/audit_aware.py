@@ -34,7 +34,7 @@ def audit_aware(ctx: SeedContext, rows: list[dict], advs: dict, convergence_eps:
     """Per model of `attacks.aware_targets`, on the first `expensive_examples` images: doubling steps and restarts of the -log p(x)-aware attack at the
     convergence budget changes evasion by less than the tolerance; at linf eps 1 it evades nearly always. Once per seed, if a
     logistic regression was trained: the attack reaches the exact answer of a linear classifier with a Gaussian detector."""
-    a, tol = ctx.cfg.attacks, ctx.cfg.audit.tolerance
+    a, tol = ctx.cfg.attacks, ctx.cfg.audit.aware_tolerance
     sub = ctx.subset(a.expensive_examples)
     n, checks = len(sub.x), []
     for target in [t for t in ctx.models if t in a.aware_targets]:
@@ -56,11 +56,11 @@ def audit_aware(ctx: SeedContext, rows: list[dict], advs: dict, convergence_eps:
     linear = next((name for name, m in ctx.models.items() if isinstance(m, LogisticRegression)), None)
     n = ctx.cfg.audit.known_answer_images
     if linear is not None and n and len(ctx.x) >= 4 * n:  # the Gaussian and its threshold need clean images beside those attacked
-        checks.append(_known_answer(ctx, linear, n))
+        checks.append(_known_answer(ctx, linear, n, ctx.cfg.audit.known_answer_eps))
     return checks
 
 
-def _known_answer(ctx: SeedContext, name: str, n: int, eps: float = 1.0) -> dict:
+def _known_answer(ctx: SeedContext, name: str, n: int, eps: float) -> dict:
     """The logistic regression with a Gaussian density of the clean pixels (Ledoit-Wolf covariance) as the detector, threshold
     at the study's validation rate on the attacked images' held-out half: evadable per image by an exact convex solve."""
     model, x, y = ctx.models[name], ctx.x[:n], ctx.y[:n]
@@ -75,13 +75,13 @@ def _known_answer(ctx: SeedContext, name: str, n: int, eps: float = 1.0) -> dict
     tau = calibrate_threshold(score(ctx.x[n:]).double().numpy(), ctx.cfg.detect.fpr)
     w, b = model.linear.weight.detach().cpu(), model.linear.bias.detach().cpu()
 
-    def compute():  # one exact convex solve per image and wrong class: seconds each in 64 dimensions, so cached
+    def compute():  # convex solves per image and wrong class (most pruned in closed form), cached
         exact = linear_gaussian_l2_evadable(w, b, mean, torch.from_numpy(cov), x, y, eps=eps, tau=tau)
         x_adv = strongest_aware_attack(model, x, y, score=score, threshold=tau, eps=eps, norm="l2",
                                        steps=2 * ctx.cfg.attacks.adaptive_steps, generator=ctx.generator("known-answer"))
         return {"exact": exact.numpy(), "found": (attack_success(model, x_adv, y) & (score(x_adv) <= tau)).cpu().numpy()}
 
-    stage = ctx.stage(f"{name}-known-answer", {"model": ctx.keys[name], "n": n, "eps": eps, "fpr": ctx.cfg.detect.fpr,
+    stage = ctx.stage(f"{name}-known-answer", {"model": ctx.keys[name], "n": n, "eps": eps, "fpr": ctx.cfg.detect.fpr, "solver": 2,
                                                "steps": ctx.cfg.attacks.adaptive_steps}, compute)
     exact, found = torch.from_numpy(stage["exact"]), torch.from_numpy(stage["found"])
     slack = max(1, round(ctx.cfg.audit.tolerance * n))

@@ -54,6 +54,7 @@ class SeedContext:
     guards: dict  # classifier name -> the detection.Guard scoring inputs to it (its density's detectors and the baselines)
     clean_pred: dict  # classifier name -> its predictions (numpy) on the attacked clean images x
     latent_means: dict = field(default_factory=dict)  # flow classifier name -> its class means in latent space (latent attack)
+    donors: tuple = ()  # (images, labels) of training images: the detector-aware attack starts from each image's nearest likely one of another class
     log: Callable[[str], None] = print
     progress: bool = False  # tqdm bars (on a terminal only)
 

@@ -120,8 +120,9 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
     clean_pred = {name: predict(model, x).numpy() for name, model in models.items()}
     latent_means = {name: latent_class_means(model, splits.train.x.to(device), splits.train.y.to(device), info.num_classes)
                     for name, model in models.items() if hasattr(model, "encode") and getattr(getattr(model, "base", None), "means", None) is None}
+    donors = (splits.train.x[: cfg.attacks.aware_donors], splits.train.y[: cfg.attacks.aware_donors]) if cfg.attacks.aware_donors else ()
     ctx = SeedContext(cfg, seed, run_dir, device, info, x, y, models, {m: model_key(cfg, m, seed) for m in models}, guards, clean_pred,
-                      latent_means, log, progress)
+                      latent_means, donors, log, progress)
     if ctx.first_seed:
         made.example(Key(seed, "data", "clean_test", column="images"), x[:10].numpy())
         made.example(Key(seed, "data", "clean_test", column="labels"), y[:10].numpy())

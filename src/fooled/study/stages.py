@@ -5,7 +5,6 @@ Each attack's output is a cached stage (see `rundir.cached`), so a rerun only sc
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -137,35 +136,39 @@ def plain_attacks(ctx: SeedContext) -> tuple[Made, dict]:
 
 
 def aware_score(guard, name: str):
-    """The differentiable score a detector-aware attack descends for detector `name` of a guard; the complexity score through
-    BPDA (its exact value forward, the gradient of -log2 p(x) alone: the compressed length held fixed)."""
+    """The differentiable score a detector-aware attack descends for detector `name` of a guard. The complexity score is
+    attacked through BPDA with the compressed length held fixed: its torch form already takes L(x) as a constant, so its
+    gradient is that of -log2 p(x) alone, the same as `attacks.bpda` around it (tested) at one flow pass per step."""
     if name != "complexity":
         return differentiable_score(name, guard.model, guard.context)
     levels = guard.context.levels
-    return attacks.bpda(lambda x: complexity_score(guard.model, x, levels),
-                        lambda x: -guard.model.log_prob(x) / math.log(2))
+    return lambda x: complexity_score(guard.model, x, levels)
 
 
 def aware_attack(ctx: SeedContext, target: str, name: str, eps: float, x_start: torch.Tensor, *, steps=None, restarts=None,
                  label: str = "aware") -> tuple[torch.Tensor, float]:
     """The strongest detector-aware attack on `target` against its guard's detector `name` at linf `eps`, cached as a stage:
-    best per image of the detector-as-extra-class PGD and the Lagrangian PGD from a random start, plain PGD's output
-    (`x_start`) and, for a flow classifier, the latent-space attack. Returns (adversarials, seconds)."""
+    best per image of the detector-as-extra-class PGD and the Lagrangian PGD from plain PGD's output (`x_start`), the nearest
+    likely training image of another class (`attacks.donor_start`; a random start when the context has no donors) and, for a
+    flow classifier, the latent-space attack. Returns (adversarials, seconds)."""
     a, model, guard = ctx.cfg.attacks, ctx.models[target], ctx.guards[target]
     steps, restarts = steps or a.adaptive_steps, restarts or a.restarts
     key = {"model": ctx.keys[target], "detector": ctx.keys[guard.name], "attacked": name, "threshold": guard.thresholds[name], "eps": eps,
-           "steps": steps, "restarts": restarts, "lambdas": a.aware_lambdas, "start": plain_key(ctx, target, "pgd", eps)}
+           "steps": steps, "restarts": restarts, "lambdas": a.aware_lambdas, "start": plain_key(ctx, target, "pgd", eps),
+           "donors": len(ctx.donors[0]) if ctx.donors else 0}
 
     def compute():
         x, y = ctx.x.to(ctx.device), ctx.y.to(ctx.device)
         score, threshold = aware_score(guard, name), guard.thresholds[name]
         starts = [x_start.to(ctx.device)]
+        if ctx.donors:  # the nearest likely image of another class, instead of a random start
+            starts.append(attacks.donor_start(model, x, y, *(t.to(ctx.device) for t in ctx.donors), score=score, threshold=threshold))
         if target == guard.name and hasattr(model, "encode"):  # a flow classifier guarded by its own density
             starts.append(attacks.latent_attack(model, x, y, eps=eps, class_means=ctx.latent_means.get(target), score=score,
                                                 threshold=threshold))
         return {"x_adv": attacks.strongest_aware_attack(model, x, y, score=score, threshold=threshold, eps=eps, steps=steps,
                                                         starts=starts, lambdas=a.aware_lambdas, restarts=restarts,
-                                                        generator=ctx.generator(label, target, name, eps)).cpu().numpy()}
+                                                        random_start=not ctx.donors, generator=ctx.generator(label, target, name, eps)).cpu().numpy()}
 
     stage = ctx.stage(f"{target}-{label}-{name}-eps{eps:g}", key, compute)
     return torch.from_numpy(stage["x_adv"]), float(stage["seconds"])
