@@ -30,9 +30,11 @@ def test_every_panel_of_every_figure_of_a_28x28_glow_run_has_data(tmp_path, monk
 
     for module in (plots, grids, headline):  # each draws through its own name for save_figure
         monkeypatch.setattr(module, "save_figure", checked_save)
-    paths = plots.draw_all(tmp_path / "run")
+    paths = plots.draw_all(tmp_path / "run", jobs=1)  # in this process, so the patched save_figure sees every figure
     assert {"headline", "accuracy_vs_eps", "detector_roc", "transfer", "log_prob_hist", "examples", "likelihood_failures", "fooling",
             "ood_examples", "threshold_ablation", "samples"} <= set(drawn)
     empty = {name: axes for name, axes in drawn.items() if axes}
     assert not empty, f"panels without data: {empty}"
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
+    monkeypatch.undo()
+    assert sorted(plots.draw_all(tmp_path / "run", jobs=2)) == sorted(paths)  # two processes draw the same files
