@@ -36,5 +36,3 @@ def test_every_panel_of_every_figure_of_a_28x28_glow_run_has_data(tmp_path, monk
     empty = {name: axes for name, axes in drawn.items() if axes}
     assert not empty, f"panels without data: {empty}"
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
-    monkeypatch.undo()
-    assert sorted(plots.draw_all(tmp_path / "run", jobs=2)) == sorted(paths)  # two processes draw the same files

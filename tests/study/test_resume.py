@@ -32,7 +32,10 @@ def _study(out, *extra):
 
 def _interrupt(out, sig, stages_done):
     """Start a quick study, send `sig` once `stages_done` finished stages (checkpoints or attack stages) exist."""
-    proc = subprocess.Popen(_study(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a shell starts background jobs (a CI script run with `&`) with SIGINT
+    # ignored, and a Python started with SIGINT ignored never raises KeyboardInterrupt
+    proc = subprocess.Popen(_study(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     stages = out / "stages"
     while time.monotonic() < deadline and len(list(stages.glob("*.npz")) + list((out / "checkpoints").glob("*.pt"))) < stages_done:
