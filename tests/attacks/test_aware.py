@@ -173,3 +173,10 @@ def test_complexity_score_torch_form_equals_its_bpda(tiny_flow, batch):
     (g_direct,), (g_through,) = torch.autograd.grad(direct.sum(), a), torch.autograd.grad(through.sum(), b)
     assert torch.allclose(direct, through) and torch.allclose(g_direct, g_through, atol=1e-5)
     assert g_direct.abs().sum() > 0
+
+
+def test_no_images_is_no_images(model, detector):
+    score, threshold = detector
+    empty_x, empty_y = torch.rand(0, 1, 8, 8), torch.zeros(0, dtype=torch.long)
+    out = detector_aware_pgd(model, empty_x, empty_y, score=score, threshold=threshold, eps=0.1, steps=3, generator=gen())
+    assert out.shape == empty_x.shape

@@ -197,7 +197,7 @@ def _ood(results: dict) -> list[str]:
 
 def _paper_side_by_side(results: dict) -> list[str]:
     """On Fashion-MNIST: our bits/dim of the test set and of the set that stands for MNIST, beside Nalisnick et al. 2019's."""
-    if results.get("dataset", {}).get("name") not in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
+    if results.get("dataset", {}).get("name") != "fashion-mnist":  # results hold the canonical name (data.dataset_info)
         return []
     ref, rows = PAPER_REFERENCE, []
     flow = [r for r in results["ood"] if r.get("model", "flow") == "flow"]

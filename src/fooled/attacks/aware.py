@@ -105,7 +105,7 @@ def detector_aware_pgd(model, x, y, *, score, threshold, eps, steps=50, norm="li
     starts = check_starts(starts, x, eps, norm)
     if not random_start and not starts:
         raise ConfigError("detector_aware_pgd needs a start: pass starts or set random_start=True")
-    if eps == 0:
+    if eps == 0 or not len(x):
         return x.clone()
     bounds = box(x, eps) if norm == "linf" else None
 

@@ -15,6 +15,7 @@ from .. import attacks
 from ..config import NORM_OF
 from ..detection import auroc, differentiable_score, flagged, tpr_at_threshold
 from ..detection.detectors import complexity_score
+from ..detection.guard import MEMO
 from ..models import predict
 from ..rundir import Key, set_name
 from .context import Made, SeedContext
@@ -161,8 +162,10 @@ def aware_attack(ctx: SeedContext, target: str, name: str, eps: float, x_start: 
         x, y = ctx.x.to(ctx.device), ctx.y.to(ctx.device)
         score, threshold = aware_score(guard, name), guard.thresholds[name]
         starts = [x_start.to(ctx.device)]
-        if ctx.donors:  # the nearest likely image of another class, instead of a random start
-            starts.append(attacks.donor_start(model, x, y, *(t.to(ctx.device) for t in ctx.donors), score=score, threshold=threshold))
+        if ctx.donors:  # the nearest likely image of another class, instead of a random start; the same for every eps and the
+            # audit's reruns on these images, so scored once per seed (MEMO is cleared per seed)
+            starts.append(MEMO(("donors", target, name, threshold), x, lambda: attacks.donor_start(
+                model, x, y, *(t.to(ctx.device) for t in ctx.donors), score=score, threshold=threshold)))
         if target == guard.name and hasattr(model, "encode"):  # a flow classifier guarded by its own density
             starts.append(attacks.latent_attack(model, x, y, eps=eps, class_means=ctx.latent_means.get(target), score=score,
                                                 threshold=threshold))
