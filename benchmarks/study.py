@@ -4,7 +4,8 @@
 
 Runs `fooled study` into a fresh temporary folder (cold: trains and attacks everything), then the same
 command again (cached: every stage loads from the run directory), and prints both wall times and the peak
-memory of the whole process tree (the study, the forkserver and the seed workers together), sampled every 250 ms:
+memory of the whole process tree (the study, the forkserver and the seed workers together), sampled every second
+(reading the smaps of processes that map torch's libraries costs CPU that the study, on two cores, would use):
 the sum of proportional set sizes (PSS: a page shared by n processes counts 1/n in each), and for reference the
 sum of resident set sizes, which counts the shared libraries and the modules the workers inherit once per process.
 The last line is `ratio: R`, cold time divided by cached time.
@@ -66,7 +67,7 @@ def run(cmd: list[str]) -> tuple[float, int, int]:
         while proc.poll() is None:
             pss, rss = _memory_kib(_tree(proc.pid))
             peak[0], peak[1] = max(peak[0], pss), max(peak[1], rss)
-            time.sleep(0.25)
+            time.sleep(1.0)
 
     t = threading.Thread(target=sample, daemon=True)
     t.start()

@@ -98,7 +98,7 @@ class OODConfig:
 class AuditConfig:
     enabled: bool = True  # gradient-masking checks (Carlini et al. 2019) in every study
     large_eps: float = 0.5  # linf budget at which accuracy must fall to chance
-    tolerance: float = 0.01  # doubling steps and restarts may change adversarial accuracy by less than this
+    tolerance: float = 0.01  # doubling steps and restarts may fool fewer than this share of the images PGD left correct
     aware_tolerance: float = 0.05  # doubling the detector-aware attack's steps and restarts may raise its evasion by less than this
     known_answer_images: int = 32  # the detector-aware attack against an exact convex solve: 0 skips it
     known_answer_eps: float = 0.5  # its L2 budget: at 0.5 about half the digits are evadable (at 1 all are, a check that cannot fail)

@@ -180,3 +180,23 @@ def test_no_images_is_no_images(model, detector):
     empty_x, empty_y = torch.rand(0, 1, 8, 8), torch.zeros(0, dtype=torch.long)
     out = detector_aware_pgd(model, empty_x, empty_y, score=score, threshold=threshold, eps=0.1, steps=3, generator=gen())
     assert out.shape == empty_x.shape
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_per_example_budgets_in_one_batch(model, batch, detector, norm):
+    """eps as a tensor of one budget per image (the study attacks every budget in one batch): each image stays in its own
+    ball, a budget of 0 leaves its image alone, and a tensor of one value gives the scalar budget's result."""
+    x, y = batch[0][:40], batch[1][:40]
+    score, threshold = detector
+    eps = torch.tensor([0.0, 0.05, 0.1, 0.3]).repeat_interleave(10) * (1 if norm == "linf" else 8)
+    kwargs = dict(score=score, threshold=threshold, steps=10, norm=norm)
+    x_adv = strongest_aware_attack(model, x, y, eps=eps, generator=gen(), **kwargs)
+    for e in eps.unique():
+        at = eps == e
+        assert_in_budget(x_adv[at], x[at], float(e), norm)
+    assert torch.equal(x_adv[:10], x[:10])
+    same = strongest_aware_attack(model, x, y, eps=torch.full((40,), 0.1), generator=gen(), **kwargs)
+    atol = 1e-6 if norm == "linf" else 1e-2  # float32 budgets against float64 numbers: L2 steps round differently
+    torch.testing.assert_close(same, strongest_aware_attack(model, x, y, eps=0.1, generator=gen(), **kwargs), rtol=0, atol=atol)
+    with pytest.raises(ConfigError, match="one finite budget >= 0 per example"):
+        strongest_aware_attack(model, x, y, eps=torch.full((39,), 0.1), **kwargs)

@@ -59,3 +59,24 @@ def test_multitarget_reports_misclassification(model, batch):
     x, y = batch[0][:60], batch[1][:60]
     x_adv, wrong = multitarget_with_success(model, x, y, eps=0.08, steps=10, targets=3, generator=gen())
     assert torch.equal(wrong, attack_success(model, x_adv, y)) and 0 < wrong.sum() < 60
+
+
+@pytest.mark.parametrize("norm,budgets", [("linf", (0.0, 0.05, 0.15)), ("l2", (0.0, 0.5, 1.5))])
+def test_worst_case_with_one_budget_per_image_matches_each_budget_alone(model, batch, norm, budgets):
+    """The study attacks every budget in one batch (eps a tensor, one budget per image), through every loss, the early
+    stop's narrowing and multitarget's per-target subsets: each image stays in its own ball and [0, 1], a budget of 0 leaves
+    its image alone, and each budget's accuracy is that of the budget attacked alone (up to an image or two of noise)."""
+    x, y = batch[0][:60], batch[1][:60]
+    k = len(budgets)
+    eps = torch.tensor(budgets).repeat_interleave(len(x))
+    kwargs = dict(norm=norm, steps=10, losses=("ce", "margin", "multitarget"), targets=2)
+    together = pgd_worst_case(model, x.repeat(k, 1, 1, 1), y.repeat(k), eps=eps, generator=gen(), **kwargs).split(len(x))
+    for e, x_adv in zip(budgets, together):
+        delta = (x_adv - x).flatten(1)
+        size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+        assert size.max() <= e + 1e-5 and x_adv.min() >= 0 and x_adv.max() <= 1
+        alone = pgd_worst_case(model, x, y, eps=e, generator=gen(), **kwargs)
+        fooled_together, fooled_alone = int(attack_success(model, x_adv, y).sum()), int(attack_success(model, alone, y).sum())
+        assert abs(fooled_together - fooled_alone) <= 2, (e, fooled_together, fooled_alone)
+    assert torch.equal(together[0], x)
+    assert int(attack_success(model, together[-1], y).sum()) > int(attack_success(model, together[1], y).sum())

@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -53,6 +54,8 @@ def test_quick_study_writes_results(quick_run):
     for t in models:  # the check and the curve at the budget where PGD leaves about half the clean accuracy
         eps = convergence_eps(rows, t)
         assert converged[t]["detail"].startswith(f"eps {eps:g}, ")
+        n, missed = map(int, re.search(r", (\d+) images: .*; (\d+) fooled only by the doubled attack", converged[t]["detail"]).groups())
+        assert converged[t]["passed"] == (missed < 0.01 * n)  # the default tolerance
         assert {c["eps"] for c in results["convergence"] if c["target"] == t} == {eps}
     assert {r["set"] for r in results["ood"]} >= {"natural patches", "uniform noise", "constant", "inverted", "blurred", "max-likelihood"}
     methods = ("gradient", "evolution", "gradient_unflagged", "evolution_unflagged")

@@ -48,8 +48,8 @@ def methods(results) -> list[str]:
         f"{'the nearest training image of another class that the model gets right and the detector passes (one of ' + str(a['aware_donors']) + ')' if a.get('aware_donors') else 'a random point of the ball'}"
         f" and, for a flow classifier, a latent-space attack; {a['adaptive_steps']} steps per run. Carlini-Wagner L2 "
         f"({a['cw_binary_steps']} x {a['cw_steps']} steps), the audit's extra attacks and the convergence curve use the first "
-        f"{a['expensive_examples']} test images (so the convergence check, doubled steps and restarts, allows no image to change "
-        f"when one image is more than its tolerance); the convergence check and curve run per model at the budget where PGD "
+        f"{a['expensive_examples']} test images (so the convergence check, doubled steps and restarts, allows no image that the study's "
+        f"PGD left correct to be fooled by the doubled attack when one image is more than its tolerance); the convergence check and curve run per model at the budget where PGD "
         f"leaves about half the clean accuracy. Transfer: every model on every other model's PGD adversarials. Fooling images "
         f"(Nguyen et al. 2015): {f['per_class']} per class, gradient ascent ({f['steps']} steps) and an evolutionary search "
         f"({f['generations']} generations x {f['population']}), until p(target|x) >= {f['confidence']}.",

@@ -73,6 +73,22 @@ def check_positive(name, value, *, allow_zero=False, integer=False):
     return value
 
 
+def check_budget(eps, x):
+    """eps, a number >= 0 or a tensor (N,) of one budget >= 0 per example of x (several budgets attacked in one batch),
+    checked; a tensor comes back shaped (N, 1, ..., 1) so that it broadcasts against x."""
+    if not isinstance(eps, torch.Tensor):
+        return check_positive("eps", eps, allow_zero=True)
+    if eps.shape != (len(x),) or not bool(torch.isfinite(eps).all()) or bool((eps < 0).any()):
+        raise ConfigError(f"eps must be a number or a tensor of one finite budget >= 0 per example, shape ({len(x)},); "
+                          f"got a tensor of shape {tuple(eps.shape)}")
+    return per_example(eps.to(x), x)
+
+
+def no_budget(eps):
+    """Whether every budget (a number or a tensor from `check_budget`) is 0."""
+    return bool((eps == 0).all()) if isinstance(eps, torch.Tensor) else eps == 0
+
+
 def check_norm(norm):
     if norm not in NORMS:
         raise ConfigError(f"unknown norm {norm!r}; valid norms: {', '.join(NORMS)}")
@@ -112,14 +128,14 @@ def normal(shape, like, generator=None):
 
 
 def sample_in_ball(x, eps, norm, generator=None):
-    """A point drawn uniformly from the eps-ball around x (before clamping to [0, 1])."""
+    """A point drawn uniformly from the eps-ball around x (before clamping to [0, 1]); eps a number or (N, 1, ..., 1)."""
     if norm == "linf":
         return x + (2 * uniform(x.shape, x, generator) - 1) * eps
     direction = normal(x.shape, x, generator)
     direction = direction / per_example(l2_norm(direction).clamp_min(1e-12), x)
     # radius ~ eps * U^(1/d) makes the point uniform in the d-dimensional ball
     d = x[0].numel()
-    radius = eps * uniform((x.shape[0],), x, generator) ** (1.0 / d)
+    radius = (eps.flatten() if isinstance(eps, torch.Tensor) else eps) * uniform((x.shape[0],), x, generator) ** (1.0 / d)
     return x + direction * per_example(radius, x)
 
 

@@ -26,12 +26,14 @@ from fooled.attacks._common import (
     ascent_step,
     box,
     check_attack_inputs,
+    check_budget,
     check_norm,
     check_positive,
     evasion_rank,
     frozen,
     lexi_better,
     module_of,
+    no_budget,
     per_example,
     project,
     sample_in_ball,
@@ -84,6 +86,7 @@ def detector_aware_pgd(model, x, y, *, score, threshold, eps, steps=50, norm="li
     score: differentiable callable x -> (N,), higher = more suspicious (e.g. `differentiable_score`, or `bpda`
     around a non-differentiable one). If it is an nn.Module or a bound method of one, that module is frozen too.
     starts: point sets like x from which runs start besides a random point of the ball; each is a candidate.
+    eps: a number, or a tensor (N,) of one budget per image (several budgets attacked in one batch).
     lambdas: initial Lagrange weights of the margin hinge, one run per value and start.
     restarts: runs per start and weight; all but the first start from a fresh random point of the ball.
     random_start: whether a random point of the ball is a start besides `starts` (at least one start is needed).
@@ -92,7 +95,7 @@ def detector_aware_pgd(model, x, y, *, score, threshold, eps, steps=50, norm="li
     """
     x, y, _ = check_attack_inputs(model, x, y)
     check_score(score, threshold)
-    check_positive("eps", eps, allow_zero=True)
+    eps = check_budget(eps, x)
     check_positive("steps", steps, integer=True)
     check_positive("restarts", restarts, integer=True)
     check_positive("kappa", kappa, allow_zero=True)
@@ -105,7 +108,7 @@ def detector_aware_pgd(model, x, y, *, score, threshold, eps, steps=50, norm="li
     starts = check_starts(starts, x, eps, norm)
     if not random_start and not starts:
         raise ConfigError("detector_aware_pgd needs a start: pass starts or set random_start=True")
-    if eps == 0 or not len(x):
+    if no_budget(eps) or not len(x):
         return x.clone()
     bounds = box(x, eps) if norm == "linf" else None
 
@@ -124,9 +127,11 @@ def detector_aware_pgd(model, x, y, *, score, threshold, eps, steps=50, norm="li
             chunk = runs[i:i + per_call]
             k = len(chunk)
             lam0 = torch.cat([torch.full((len(x),), float(lam), dtype=x.dtype, device=x.device) for _, lam in chunk])
-            stacked_bounds = None if bounds is None else tuple(b.repeat(k, *([1] * (x.dim() - 1))) for b in bounds)
-            _run(model, score, threshold, x.repeat(k, *([1] * (x.dim() - 1))), y.repeat(k),
-                 torch.cat([x0 for x0, _ in chunk]), lam0, eps, steps, norm, stacked_bounds, kappa, _Folded(best, len(x)))
+            tile = (k, *([1] * (x.dim() - 1)))
+            stacked_bounds = None if bounds is None else tuple(b.repeat(tile) for b in bounds)
+            stacked_eps = eps.repeat(tile) if isinstance(eps, torch.Tensor) else eps
+            _run(model, score, threshold, x.repeat(tile), y.repeat(k), torch.cat([x0 for x0, _ in chunk]), lam0, stacked_eps,
+                 steps, norm, stacked_bounds, kappa, _Folded(best, len(x)))
     return project(best.x, x, eps, norm, bounds).detach()
 
 
@@ -152,7 +157,7 @@ def _run(model, score, threshold, x, y, x_adv, lam0, eps, steps, norm, bounds, k
     iterate or the run's best did not improve at all (APGD's two conditions)."""
     n = len(x)
     lam = lam0.clone()
-    step = torch.full((n,), 2.0 * eps, dtype=x.dtype, device=x.device)
+    step = (2.0 * eps).flatten().to(x) if isinstance(eps, torch.Tensor) else torch.full((n,), 2.0 * eps, dtype=x.dtype, device=x.device)
     run_best = BestIterate(x_adv)
     prev_tier, prev_value = run_best.tier.clone(), run_best.value.clone()
     improved_steps = torch.zeros(n, dtype=torch.long, device=x.device)

@@ -12,6 +12,7 @@ from fooled.attacks._common import (
     ascent_step,
     box,
     check_attack_inputs,
+    check_budget,
     check_labels,
     check_model,
     check_norm,
@@ -20,6 +21,7 @@ from fooled.attacks._common import (
     is_success,
     l2_norm,
     lexi_better,
+    no_budget,
     project,
     select,
     sample_in_ball,
@@ -88,17 +90,19 @@ def pgd(
 def pgd_with_success(model, x, y, *, eps, steps=40, step_size=None, norm="linf", random_start=True, restarts=1,
                      loss="ce", target=None, generator=None, early_stop=False):
     """`pgd` and its per-example success (misclassified, or classified as `target`) on the returned points, which
-    the attack knows from its own forward passes: a caller need not run the model again to find out."""
+    the attack knows from its own forward passes: a caller need not run the model again to find out. eps may be a
+    tensor (N,) of one budget per example (see `check_budget`); step_size then defaults per example."""
     x, y, target = check_attack_inputs(model, x, y, target)
-    check_positive("eps", eps, allow_zero=True)
+    eps = check_budget(eps, x)
     check_positive("steps", steps, integer=True)
     check_positive("restarts", restarts, integer=True)
     check_norm(norm)
     if step_size is None:
-        step_size = 2.5 * eps / steps
-    check_positive("step_size", step_size, allow_zero=True)
+        step_size = (2.5 * eps / steps).flatten() if isinstance(eps, torch.Tensor) else 2.5 * eps / steps
+    else:
+        check_positive("step_size", step_size, allow_zero=True)
     fn = objective(loss, y, target)
-    if eps == 0:
+    if no_budget(eps):
         with frozen(model), torch.no_grad():
             return x.clone(), is_success(model(x), y, target)
 
@@ -132,7 +136,7 @@ def _ascend(model, fn, x_adv, x, y, target, eps, steps, step_size, norm, bounds,
             torch.full((len(x),), -torch.inf, dtype=x.dtype, device=x.device),
         )
     best = list(best)
-    run = _Active(x, y, target, bounds)
+    run = _Active(x, y, target, bounds, eps, step_size)
     for step in range(steps + 1):
         if step == steps or early_stop:  # the final iterate only matters where no iterate has succeeded yet
             keep = ~best[1] if run.idx is None else ~best[1][run.idx]
@@ -150,15 +154,17 @@ def _ascend(model, fn, x_adv, x, y, target, eps, steps, step_size, norm, bounds,
         x_adv = x_adv.detach()
         _track(best, run.idx, x_adv, is_success(logits, run.y, run.target), obj.detach())
         if not last:
-            x_adv = project(ascent_step(x_adv, grad, step_size, norm), run.x, eps, norm, run.bounds)
+            x_adv = project(ascent_step(x_adv, grad, run.step, norm), run.x, run.eps, norm, run.bounds)
     return tuple(best)
 
 
 class _Active:
-    """The examples a PGD run still attacks: positions `idx` in the batch (None: all) and their x, y, target, bounds."""
+    """The examples a PGD run still attacks: positions `idx` in the batch (None: all) and their x, y, target, bounds, and
+    budget and step size (numbers, or per-example tensors)."""
 
-    def __init__(self, x, y, target, bounds):
+    def __init__(self, x, y, target, bounds, eps, step):
         self.idx, self.x, self.y, self.target, self.bounds = None, x, y, target, bounds
+        self.eps, self.step = eps, step
 
     @property
     def empty(self):
@@ -171,6 +177,8 @@ class _Active:
         self.x, self.y = self.x[k], self.y[k]
         self.target = None if self.target is None else self.target[k]
         self.bounds = None if self.bounds is None else (self.bounds[0][k], self.bounds[1][k])
+        self.eps = self.eps[k] if isinstance(self.eps, torch.Tensor) else self.eps
+        self.step = self.step[k] if isinstance(self.step, torch.Tensor) else self.step
         return x_adv[k]
 
 
@@ -206,7 +214,7 @@ def multitarget_with_success(model, x, y, *, eps, targets=3, generator=None, **p
     if targets is not None:
         check_positive("targets", targets, integer=True)
     norm = check_norm(pgd_kwargs.get("norm", "linf"))
-    check_positive("eps", eps, allow_zero=True)
+    check_budget(eps, x)
     reach = reachable_margins(model, x, y, eps=eps, norm=norm)
     k = reach.shape[1] - 1 if targets is None else min(targets, reach.shape[1] - 1)
     order = reach.argsort(1, descending=True)[:, :k]  # y itself has -inf, so it is never among them
@@ -215,7 +223,8 @@ def multitarget_with_success(model, x, y, *, eps, targets=3, generator=None, **p
         todo = (~done).nonzero().squeeze(1)
         if not len(todo):
             break
-        x_adv, wrong = pgd_with_success(model, x[todo], y[todo], eps=eps, loss="margin", target=order[todo, rank],
+        e = eps[todo] if isinstance(eps, torch.Tensor) else eps  # one budget per image, or one for all
+        x_adv, wrong = pgd_with_success(model, x[todo], y[todo], eps=e, loss="margin", target=order[todo, rank],
                                         generator=generator, **pgd_kwargs)
         other = (~wrong).nonzero().squeeze(1)  # missed the target: misclassified as another class perhaps
         if len(other):
@@ -231,8 +240,9 @@ def reachable_margins(model, x, y, *, eps, norm="linf"):
     -inf for j = y. With g the gradient of z_j - z_y at x: z_j - z_y plus the largest g . delta over the box
     (linf: exact for a linear model) or plus eps ||g||_2 (L2, ignoring the box). One backward pass per class."""
     x, y, _ = check_attack_inputs(model, x, y)
+    budget = check_budget(eps, x)
     if norm == "linf":
-        lo, hi = (b - x for b in box(x, eps))
+        lo, hi = (b - x for b in box(x, budget))
     with frozen(model), torch.enable_grad():
         x_in = x.clone().requires_grad_(True)
         logits = model(x_in)
@@ -245,7 +255,7 @@ def reachable_margins(model, x, y, *, eps, norm="linf"):
             if norm == "linf":
                 gain = torch.maximum(g * hi, g * lo).flatten(1).sum(1)
             else:
-                gain = eps * l2_norm(g)
+                gain = eps * l2_norm(g)  # eps a number or (N,)
             out[:, j] = (gap + gain).detach()
     return out.masked_fill(F.one_hot(y, num_classes).bool(), -torch.inf)
 

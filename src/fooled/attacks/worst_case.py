@@ -19,19 +19,20 @@ def pgd_worst_case(model, x, y, *, eps: float, norm: str = "linf", steps: int = 
     iterate. The runs after the first always stop early: their result is kept only where it misclassifies, and
     early_stop fools the same images (see `pgd`), so only those images' adversarials are shallower (their first
     misclassified iterate rather than the highest-loss one). Success comes from the attacks' own forward passes.
+    eps: a number, or a tensor (N,) of one budget per image (several budgets attacked in one batch).
     """
-    step_size = step_size if step_size is not None else 2.5 * eps / steps
-    kwargs = dict(eps=eps, steps=steps, step_size=step_size, norm=norm, generator=generator)
+    kwargs = dict(steps=steps, step_size=step_size, norm=norm, generator=generator)
     best, done = x, torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for i, loss in enumerate(list(losses) * restarts):
         todo = (~done).nonzero().squeeze(1)
         if not len(todo):
             break
         stop = early_stop or i > 0
+        e = eps[todo] if isinstance(eps, torch.Tensor) else eps
         if loss == "multitarget":
-            x_adv, wrong = multitarget_with_success(model, x[todo], y[todo], targets=targets, early_stop=stop, **kwargs)
+            x_adv, wrong = multitarget_with_success(model, x[todo], y[todo], eps=e, targets=targets, early_stop=stop, **kwargs)
         else:
-            x_adv, wrong = pgd_with_success(model, x[todo], y[todo], loss=loss, early_stop=stop, **kwargs)
+            x_adv, wrong = pgd_with_success(model, x[todo], y[todo], eps=e, loss=loss, early_stop=stop, **kwargs)
         take = todo if i == 0 else todo[wrong]  # the first loss's result stands even where it failed
         best = best.index_copy(0, take, x_adv if i == 0 else x_adv[wrong])
         done[todo[wrong]] = True
