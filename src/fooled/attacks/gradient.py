@@ -215,6 +215,7 @@ def multitarget_with_success(model, x, y, *, eps, targets=3, generator=None, **p
         check_positive("targets", targets, integer=True)
     norm = check_norm(pgd_kwargs.get("norm", "linf"))
     check_budget(eps, x)
+    eps = eps.to(x) if isinstance(eps, torch.Tensor) else eps  # indexed by the images still to attack
     reach = reachable_margins(model, x, y, eps=eps, norm=norm)
     k = reach.shape[1] - 1 if targets is None else min(targets, reach.shape[1] - 1)
     order = reach.argsort(1, descending=True)[:, :k]  # y itself has -inf, so it is never among them

@@ -22,6 +22,7 @@ def pgd_worst_case(model, x, y, *, eps: float, norm: str = "linf", steps: int = 
     eps: a number, or a tensor (N,) of one budget per image (several budgets attacked in one batch).
     """
     kwargs = dict(steps=steps, step_size=step_size, norm=norm, generator=generator)
+    eps = eps.to(x.device) if isinstance(eps, torch.Tensor) else eps  # indexed by the images still to attack
     best, done = x, torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for i, loss in enumerate(list(losses) * restarts):
         todo = (~done).nonzero().squeeze(1)
