@@ -14,7 +14,7 @@ from ..detection import calibrate_threshold
 from ..models import predict
 from ..models.baselines import LogisticRegression
 from .context import SeedContext
-from .stages import aware_attack, aware_attacks
+from .stages import aware_attack, study_aware_attacks
 
 UNBOUNDED_EVASION = 0.95  # an unbounded detector-aware attack (linf eps 1) must evade on at least this share of the images
 
@@ -42,7 +42,7 @@ def audit_aware(ctx: SeedContext, rows: list[dict], advs: dict, convergence_eps:
         if eps is None or (target, "pgd", eps) not in advs:
             continue
         start = advs[(target, "pgd", eps)][:n]
-        base, _ = aware_attacks(sub, target, "nll", {e: advs[(target, "pgd", e)][:n] for e in a.eps})[eps]  # the study's (cached)
+        base, _ = study_aware_attacks(sub, target, "nll", advs)[eps]  # the study's own (cached)
         double, _ = aware_attack(sub, target, "nll", eps, start, steps=2 * a.adaptive_steps, restarts=2 * a.restarts, label="aware-double")
         e_base, e_double = int(_evaded(sub, target, base).sum()), int(_evaded(sub, target, double).sum())
         checks.append(_check(ctx, "detector-aware attack converged: doubling steps and restarts raises evasion by less than the "

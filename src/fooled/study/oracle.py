@@ -12,7 +12,7 @@ import torch
 from ..models import predict
 from ..models.oracle import Committee, oracle_verdicts
 from .context import Made, SeedContext
-from .stages import _fooling_search, aware_attacks
+from .stages import _fooling_search, study_aware_attacks
 
 
 def _votes(committee: Committee, x: torch.Tensor, target: str) -> torch.Tensor:
@@ -29,8 +29,7 @@ def label_oracle(ctx: SeedContext, committee: Committee, advs: dict) -> Made:
     sub = ctx.subset(a.expensive_examples)  # where the detector-aware attacks ran
     y = sub.y.numpy()
     for target, model in ctx.models.items():
-        found = aware_attacks(sub, target, "nll", {eps: advs[(target, "pgd", eps)][: len(sub.x)] for eps in a.eps})  # cached
-        for eps, (x_adv, _) in found.items():
+        for eps, (x_adv, _) in study_aware_attacks(sub, target, "nll", advs).items():  # cached by adaptive_attacks
             pred = predict(model, x_adv)
             success = torch.from_numpy((sub.clean_pred[target] == y) & (pred.numpy() != y))
             counts = oracle_verdicts(_votes(committee, x_adv[success], target), sub.y[success], pred[success])

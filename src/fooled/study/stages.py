@@ -148,6 +148,11 @@ def stacked(x: torch.Tensor, k: int) -> torch.Tensor:
     return x.repeat(k, *([1] * (x.dim() - 1)))
 
 
+def per_image_budgets(budgets: list[float], x: torch.Tensor) -> torch.Tensor:
+    """The budget of each image of `stacked(x, len(budgets))`: budgets[0] for the first copy, and so on."""
+    return torch.tensor(budgets, dtype=x.dtype, device=x.device).repeat_interleave(len(x))
+
+
 def plain_attacks(ctx: SeedContext) -> tuple[Made, dict]:
     """FGSM and PGD (linf, L2) at every budget against every classifier; returns what it made and the adversarials."""
     a, made, advs = ctx.cfg.attacks, Made(), {}
@@ -160,8 +165,7 @@ def plain_attacks(ctx: SeedContext) -> tuple[Made, dict]:
             def batch(name=name, budgets=budgets) -> dict:
                 if name == "fgsm":
                     return {eps: attacks.fgsm(model, dev_x, dev_y, eps=eps) for eps in budgets}
-                eps = torch.tensor(budgets, dtype=dev_x.dtype, device=ctx.device).repeat_interleave(len(dev_x))
-                x_adv = study_pgd(ctx, model, stacked(dev_x, len(budgets)), stacked(dev_y, len(budgets)), eps=eps,
+                x_adv = study_pgd(ctx, model, stacked(dev_x, len(budgets)), stacked(dev_y, len(budgets)), eps=per_image_budgets(budgets, dev_x),
                                   norm=NORM_OF[name], generator=ctx.generator(name, tuple(budgets)))
                 return dict(zip(budgets, x_adv.split(len(dev_x))))
 
@@ -211,7 +215,6 @@ def aware_attacks(ctx: SeedContext, target: str, name: str, starts_by_eps: dict,
         x, y = ctx.x.to(ctx.device), ctx.y.to(ctx.device)
         n, k = len(x), len(budgets)
         score, threshold = aware_score(guard, name), guard.thresholds[name]
-        eps = torch.tensor(budgets, dtype=x.dtype, device=x.device).repeat_interleave(n)
         starts = [torch.cat([starts_by_eps[e].to(ctx.device) for e in budgets])]
         if ctx.donors:  # the nearest likely image of another class, instead of a random start; the same for every eps and the
             # audit's reruns on these images, so scored once per seed (MEMO is cleared per seed)
@@ -221,13 +224,20 @@ def aware_attacks(ctx: SeedContext, target: str, name: str, starts_by_eps: dict,
         if target == guard.name and hasattr(model, "encode"):  # a flow classifier guarded by its own density
             starts.append(torch.cat([attacks.latent_attack(model, x, y, eps=e, class_means=ctx.latent_means.get(target), score=score,
                                                            threshold=threshold) for e in budgets]))
-        x_adv = attacks.strongest_aware_attack(model, stacked(x, k), stacked(y, k), score=score, threshold=threshold, eps=eps,
+        x_adv = attacks.strongest_aware_attack(model, stacked(x, k), stacked(y, k), score=score, threshold=threshold,
+                                               eps=per_image_budgets(budgets, x),
                                                steps=steps, starts=starts, lambdas=a.aware_lambdas, restarts=restarts,
                                                random_start=not ctx.donors, generator=ctx.generator(label, target, name, tuple(budgets)))
         return dict(zip(budgets, x_adv.split(n)))
 
     return batched_stages(ctx, budgets, lambda eps: (f"{target}-{label}-{name}-eps{eps:g}",
                                                       {**common, "eps": eps, "start": plain_key(ctx, target, "pgd", eps)}), batch)
+
+
+def study_aware_attacks(sub: SeedContext, target: str, name: str, advs: dict) -> dict:
+    """`aware_attacks` as the study runs it on the images of `sub` (the first `expensive_examples`): every linf budget,
+    started from plain PGD's output there. The audit and the label oracle read the same cached stages through it."""
+    return aware_attacks(sub, target, name, {eps: advs[(target, "pgd", eps)][: len(sub.x)] for eps in sub.cfg.attacks.eps})
 
 
 def adaptive_attacks(ctx: SeedContext, advs: dict) -> Made:
@@ -238,8 +248,7 @@ def adaptive_attacks(ctx: SeedContext, advs: dict) -> Made:
     for target in ctx.models:
         names = a.aware_detectors if target in a.aware_targets else ("nll",)
         for name in [d for d in names if d in ctx.guards[target].thresholds]:
-            found = aware_attacks(sub, target, name, {eps: advs[(target, "pgd", eps)][: len(sub.x)] for eps in a.eps})
-            for eps, (x_adv, seconds) in found.items():
+            for eps, (x_adv, seconds) in study_aware_attacks(sub, target, name, advs).items():
                 made += _rows(sub, target, "adaptive_pgd", eps, x_adv, seconds, adaptive=True, attacked=name)
     return made
 
