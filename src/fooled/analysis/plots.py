@@ -53,11 +53,13 @@ def detection(results: dict, scores: dict, out: Path) -> list[Path]:
     targets = model_order({r["target"] for r in rows})
     ncol = min(3, len(targets))
     nrow = -(-len(targets) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.6 * nrow), squeeze=False)
+    # constrained layout: each row's x-axis label clear of the titles of the row below
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.6 * nrow), squeeze=False, layout="constrained")
     eps_all = sorted({r["eps"] for r in rows})
     palette = sns.color_palette("viridis", len(eps_all))
     for ax, target in zip(axes.flat, targets):
-        for r in [r for r in rows if r["target"] == target]:
+        target_rows = [r for r in rows if r["target"] == target]
+        for r in target_rows:
             success = lookup(scores, row_key(r, "success")).astype(bool)
             if not success.any():
                 continue
@@ -66,7 +68,7 @@ def detection(results: dict, scores: dict, out: Path) -> list[Path]:
             ax.plot(np.maximum(fpr, 1e-3), tpr, color=palette[eps_all.index(r["eps"])], label=f"eps {r['eps']:g} (AUROC {r['auroc']:.2f})")
         ax.axvline(rows[0]["fpr"], color="black", lw=0.8, ls=":")
         ax.set(xscale="log", xlim=(1e-3, 1), ylim=(-0.02, 1.02), xlabel="false-positive rate on clean test images (log)",
-               ylabel="detection rate", title=f"PGD on the {target}, scored by the {r['detector']}")
+               ylabel="detection rate", title=f"PGD on the {target}, scored by the {target_rows[0]['detector']}")
         ax.title.set_fontsize(9)
         ax.legend(fontsize=7, loc="lower right")
     for ax in list(axes.flat)[len(targets):]:
