@@ -30,12 +30,17 @@ COUNTS = {"adv_acc": ("n",), "clean_acc": ("n",), "tpr_all": ("n",), "evasion_al
           "evasion_rate": ("n_evaded", "n_correct")}
 
 
+def rate_counts(rows, key) -> list[tuple[int, int]]:
+    """(successes, trials) of the rate `key` (one of COUNTS) in each row, in seed order: the input of `rate_ci`."""
+    names = COUNTS[key]
+    return [(r[names[0]], r[names[1]]) if len(names) == 2 else (round(r[key] * r[names[0]]), r[names[0]])
+            for r in sorted(rows, key=lambda r: r["seed"])]
+
+
 def ci_text(rows, key, pct=False, digits=3) -> str:
     """Mean and 95% interval of `key` over rows (seeds): pooled counts for the rates that have them, else over seeds."""
     if key in COUNTS and all(all(r.get(c) is not None for c in COUNTS[key]) and r.get(key) is not None for r in rows):
-        names = COUNTS[key]
-        counts = [(r[names[0]], r[names[1]]) if len(names) == 2 else (round(r[key] * r[names[0]]), r[names[0]]) for r in rows]
-        return fmt(rate_ci(counts), pct, digits)
+        return fmt(rate_ci(rate_counts(rows, key)), pct, digits)
     return fmt(mean_ci([r.get(key) for r in rows]), pct, digits)
 
 

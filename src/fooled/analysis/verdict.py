@@ -7,6 +7,7 @@ is YES where every budget says yes, NO where every budget says no, else PARTLY. 
 from __future__ import annotations
 
 from .stats import diff_ci, rate_ci
+from .tables import rate_counts
 
 FLAG_YES, FLAG_NO = 0.9, 0.5  # flagged: yes if the interval's lower bound >= 90 %, no if its upper bound < 50 %
 EVADE_YES, EVADE_NO = 0.1, 0.5  # still flagged under attack: yes if evasion's upper bound <= 10 %, no if its lower bound > 50 %
@@ -40,19 +41,6 @@ def _rows(results: dict, **match) -> list[dict]:
     return [r for r in results["attacks"] if all(r.get(k) == v for k, v in match.items())]
 
 
-def _counts(rows: list[dict], k: str, n: str) -> list[tuple[int, int]]:
-    return [(r[k], r[n]) for r in sorted(rows, key=lambda r: r["seed"])]
-
-
-def _flag_counts(rows: list[dict]) -> list[tuple[int, int]]:
-    """(flagged, images) of a control set: every image perturbed, so every image counts."""
-    return [(round(r["tpr_all"] * r["n"]), r["n"]) for r in sorted(rows, key=lambda r: r["seed"])]
-
-
-def _acc_counts(rows: list[dict]) -> list[tuple[int, int]]:
-    return [(round(r["adv_acc"] * r["n"]), r["n"]) for r in sorted(rows, key=lambda r: r["seed"])]
-
-
 def _overall(per_eps: list[dict], yes: str = "yes", no: str = "no") -> str:
     answers = {p["answer"] for p in per_eps}
     return yes if answers == {yes} else no if answers == {no} else "partly"
@@ -80,7 +68,7 @@ def _detection(results: dict, attack: str) -> list[dict]:
     for target in _targets(results, attack):
         per_eps = []
         for eps in _eps(results, attack, target):
-            ci = rate_ci(_counts(_rows(results, target=target, attack=attack, eps=eps), "n_detected", "n_success"))
+            ci = rate_ci(rate_counts(_rows(results, target=target, attack=attack, eps=eps), "tpr_at_fpr"))
             per_eps.append({"eps": eps, "value": ci, "answer": _flag_answer(ci)})
         out.append(_answer(f"Does low p(x) flag {attack.upper()} adversarial examples against the {target}?", target, "flagged",
                            per_eps, _weakest(per_eps), measure="detection rate"))
@@ -93,8 +81,8 @@ def _control(results: dict, grid: str) -> list[dict]:
     for target in _targets(results, "pgd"):
         per_eps = []
         for eps in _eps(results, "pgd", target, grid):
-            adv = rate_ci(_counts(_rows(results, target=target, attack="pgd", eps=eps, grid=grid), "n_detected", "n_success"))
-            noise = rate_ci(_flag_counts(_rows(results, target=target, attack="noise_linf", eps=eps, grid=grid)))
+            adv = rate_ci(rate_counts(_rows(results, target=target, attack="pgd", eps=eps, grid=grid), "tpr_at_fpr"))
+            noise = rate_ci(rate_counts(_rows(results, target=target, attack="noise_linf", eps=eps, grid=grid), "tpr_all"))
             beats = adv["mean"] is not None and noise["mean"] is not None and adv["lo"] > noise["hi"]
             per_eps.append({"eps": eps, "value": adv, "control": noise, "answer": "yes" if beats else "no"})
         if any(p["control"]["mean"] is not None for p in per_eps):
@@ -110,8 +98,8 @@ def _adaptive(results: dict) -> list[dict]:
     for target in _targets(results, "adaptive_pgd"):
         per_eps = []
         for eps in _eps(results, "adaptive_pgd", target):
-            ci = rate_ci(_counts(_rows(results, target=target, attack="adaptive_pgd", eps=eps, attacked_detector="nll"),
-                                 "n_evaded", "n_correct"))
+            ci = rate_ci(rate_counts(_rows(results, target=target, attack="adaptive_pgd", eps=eps, attacked_detector="nll"),
+                                     "evasion_rate"))
             answer = "n/a" if ci["mean"] is None else "yes" if ci["hi"] <= EVADE_YES else "no" if ci["lo"] > EVADE_NO else "partly"
             per_eps.append({"eps": eps, "value": ci, "answer": answer})
         out.append(_answer(f"Does low p(x) still flag adversarial examples against the {target} when the attacker knows the detector?",
@@ -124,8 +112,8 @@ def _gap(results: dict, model: str, reference: str, kind: str, question: str, de
         return None
     per_eps = []
     for eps in _eps(results, "pgd", model):
-        ci = diff_ci(_acc_counts(_rows(results, target=model, attack="pgd", eps=eps)),
-                     _acc_counts(_rows(results, target=reference, attack="pgd", eps=eps)))
+        ci = diff_ci(rate_counts(_rows(results, target=model, attack="pgd", eps=eps), "adv_acc"),
+                     rate_counts(_rows(results, target=reference, attack="pgd", eps=eps), "adv_acc"))
         per_eps.append({"eps": eps, "value": ci, "answer": decide(ci)})
     said = {p["answer"] for p in per_eps}  # a budget where the interval does not decide does not count against the others
     answer = ("yes" if "yes" in said and "no" not in said else "no" if "no" in said and "yes" not in said
