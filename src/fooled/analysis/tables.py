@@ -31,10 +31,11 @@ COUNTS = {"adv_acc": ("n",), "clean_acc": ("n",), "tpr_all": ("n",), "evasion_al
 
 
 def rate_counts(rows, key) -> list[tuple[int, int]]:
-    """(successes, trials) of the rate `key` (one of COUNTS) in each row, in seed order: the input of `rate_ci`."""
+    """(successes, trials) of the rate `key` (one of COUNTS) in each row, in seed order (rows without a seed, such as a
+    sweep's, keep theirs): the input of `rate_ci`."""
     names = COUNTS[key]
     return [(r[names[0]], r[names[1]]) if len(names) == 2 else (round(r[key] * r[names[0]]), r[names[0]])
-            for r in sorted(rows, key=lambda r: r["seed"])]
+            for r in sorted(rows, key=lambda r: r.get("seed", 0))]
 
 
 def ci_text(rows, key, pct=False, digits=3) -> str:
