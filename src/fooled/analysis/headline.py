@@ -101,7 +101,7 @@ def headline(results: dict, scores: dict, examples: dict, target: str, out: Path
     axes[1].set(xlabel=f"bits/dim under the {detector} (log scale; right of the dotted threshold: flagged)", ylabel="share of the set",
                 title=f"(b) how likely each set is (seed {seed}, eps {eps:g})")
     axes[1].title.set_fontsize(10)
-    sns.move_legend(axes[1], "lower right", fontsize=7.5, title=None)
+    sns.move_legend(axes[1], "upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False, fontsize=7.5, title=None)
 
     # (c) share flagged against the budget, 95% intervals over seeds and images
     for label, (attack, grid) in SETS.items():
@@ -115,6 +115,7 @@ def headline(results: dict, scores: dict, examples: dict, target: str, out: Path
     axes[2].set(ylim=(-0.02, 1.02), xlabel="linf budget eps (pixel scale [0, 1])", ylabel="share flagged by low p(x)",
                 title=f"(c) attacks on the {target}: flagged, of the successful adversarials")
     axes[2].title.set_fontsize(10)
-    axes[2].legend(fontsize=7.5, loc="lower left")
+    # legends below the axes: inside, every corner holds some set's curve or interval on one dataset or another
+    axes[2].legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     return save_figure(fig, out, "headline")[0]
