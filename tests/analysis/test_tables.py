@@ -1,6 +1,7 @@
-"""Report tables: a failed audit check shows a failing seed's detail; a rate never rounds onto a threshold it misses."""
+"""Report tables: a failed audit check shows a failing seed's detail; a rate never rounds onto a threshold it misses; a rate's
+counts are read from its row's own keys."""
 
-from fooled.analysis.tables import audit_detail as _audit_detail, fmt as _fmt
+from fooled.analysis.tables import audit_detail as _audit_detail, fmt as _fmt, rate_counts
 
 
 def test_audit_detail_shows_a_failing_seed_before_a_passing_one():
@@ -30,3 +31,12 @@ def test_fashion_report_prints_the_papers_bits_per_dim_beside_ours():
     assert "| FashionMNIST test | 2.9 | test | 3.51" in text and "| MNIST test | 1.8 | MNIST-like digits | 2.71" in text
     assert "Nalisnick" in text
     assert _paper_side_by_side({"dataset": {"name": "digits"}, "ood": rows}) == []
+
+
+def test_rate_counts_read_counted_rates_and_rates_over_all_images_in_seed_order():
+    rows = [{"seed": 2, "tpr_at_fpr": 0.5, "n_detected": 3, "n_success": 6, "adv_acc": 0.25, "n": 48},
+            {"seed": 0, "tpr_at_fpr": 1.0, "n_detected": 5, "n_success": 5, "adv_acc": 1 / 3, "n": 48}]
+    assert rate_counts(rows, "tpr_at_fpr") == [(5, 5), (3, 6)]  # the stored counts, not the rate times anything
+    assert rate_counts(rows, "adv_acc") == [(16, 48), (12, 48)]  # a rate over all n images: rounded back to a count
+    sweep = [{"adv_acc": 0.5, "n": 10}, {"adv_acc": 0.2, "n": 10}]  # a sweep's rows have no seed: their order stands
+    assert rate_counts(sweep, "adv_acc") == [(5, 10), (2, 10)]
