@@ -1,7 +1,7 @@
 """Report tables: a failed audit check shows a failing seed's detail; a rate never rounds onto a threshold it misses; a rate's
 counts are read from its row's own keys."""
 
-from fooled.analysis.tables import audit_detail as _audit_detail, fmt as _fmt, rate_counts
+from fooled.analysis.tables import audit_detail as _audit_detail, fmt as _fmt, loss_table, rate_counts
 
 
 def test_audit_detail_shows_a_failing_seed_before_a_passing_one():
@@ -40,3 +40,18 @@ def test_rate_counts_read_counted_rates_and_rates_over_all_images_in_seed_order(
     assert rate_counts(rows, "adv_acc") == [(16, 48), (12, 48)]  # a rate over all n images: rounded back to a count
     sweep = [{"adv_acc": 0.5, "n": 10}, {"adv_acc": 0.2, "n": 10}]  # a sweep's rows have no seed: their order stands
     assert rate_counts(sweep, "adv_acc") == [(5, 10), (2, 10)]
+
+
+def test_loss_table_pools_seeds_and_names_the_largest_gap():
+    def row(seed, target, attack, eps, n_correct, ce, margin, multitarget, grid="continuous"):
+        return {"seed": seed, "target": target, "attack": attack, "eps": eps, "grid": grid, "n_correct": n_correct,
+                "fooled_by": {"ce": ce, "margin": margin, "multitarget": multitarget}}
+
+    rows = [row(0, "cnn", "pgd", 0.1, 40, 10, 1, 1), row(1, "cnn", "pgd", 0.1, 60, 20, 0, 0),  # pooled: 30 -> 32 of 100
+            row(0, "flow", "pgd_l2", 0.5, 50, 5, 40, 0), row(1, "flow", "pgd_l2", 0.5, 50, 5, 40, 5),  # 10 -> 95 of 100
+            row(0, "flow", "pgd_l2", 0.5, 50, 0, 0, 0, grid="rounded")]  # a rounded set is not the attack's output: left out
+    text = "\n".join(loss_table({"attacks": rows + [{"seed": 0, "target": "cnn", "attack": "fgsm", "eps": 0.1, "n_correct": 5}]}))
+    assert "| cnn | 30.0 → 32.0 | - |" in text and "| flow | - | 10.0 → 95.0 |" in text
+    assert "The largest gap: the flow, pgd_l2 at eps 0.5, 10.0% → 95.0%" in text
+    assert loss_table({"attacks": [row(0, "cnn", "pgd", 0.1, 40, 10, 1, 1) | {"fooled_by": {"ce": 12}}]}) == []  # one loss
+    assert loss_table({"attacks": []}) == []

@@ -4,7 +4,7 @@ from torch import nn
 
 import fooled.attacks.worst_case
 from attack_helpers import gen
-from fooled.attacks import attack_success, pgd_worst_case
+from fooled.attacks import attack_success, pgd_worst_case, worst_case_with_losses
 from fooled.attacks.gradient import multitarget_with_success, pgd_with_success
 
 
@@ -44,6 +44,32 @@ def test_worst_case_pgd_runs_each_later_loss_and_restart_only_on_images_still_cl
     # where every run failed, the first run's result stands (0.30 or 0.31), not a later one's
     failed = first[first != 0.9]
     assert len(failed) == 12 and set(failed.tolist()) <= {0.30000001192092896, 0.3100000023841858}
+
+
+def test_worst_case_says_which_loss_fooled_each_image_whatever_the_restart(monkeypatch):
+    def fake_pgd(model, x, y, *, loss, early_stop, **kw):
+        """Each run misclassifies the first third of the images it is given."""
+        x_adv = x.clone()
+        x_adv.view(len(x), -1)[: len(x) // 3, 0] = 0.9
+        return x_adv, model(x_adv).argmax(1) != y
+
+    monkeypatch.setattr(fooled.attacks.worst_case, "pgd_with_success", fake_pgd)
+    x, y = torch.full((60, 1, 2, 2), 0.2), torch.zeros(60, dtype=torch.long)
+    x_adv, fooled_by = worst_case_with_losses(Threshold(), x, y, eps=0.8, losses=("ce", "margin"), restarts=2, generator=None)
+    # the runs fool 20 (ce), 13 (margin), 9 (ce, second restart) and 6 (margin) images: by loss, 29 and 19; 12 never
+    assert fooled_by.tolist().count(0) == 29 and fooled_by.tolist().count(1) == 19
+    assert torch.equal(fooled_by == -1, Threshold()(x_adv).argmax(1) == y)
+
+
+def test_images_the_first_loss_fooled_are_those_a_pgd_of_it_alone_fools(model, batch):
+    x, y = batch[0][:100], batch[1][:100]
+    args = dict(eps=0.08, steps=10)
+    x_adv, fooled_by = worst_case_with_losses(model, x, y, losses=("ce", "margin", "multitarget"), targets=3, generator=gen(), **args)
+    assert torch.equal(x_adv, pgd_worst_case(model, x, y, losses=("ce", "margin", "multitarget"), targets=3, generator=gen(), **args))
+    _, ce_alone = pgd_with_success(model, x, y, loss="ce", generator=gen(), **args)  # the same first run: the same random start
+    assert torch.equal(fooled_by == 0, ce_alone)
+    assert torch.equal(fooled_by >= 0, attack_success(model, x_adv, y))
+    assert (fooled_by > 0).any()  # the later losses fool images the first one missed
 
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(norm="l2", eps=1.0), dict(target=3), dict(early_stop=True)])

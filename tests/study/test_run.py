@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import fooled
+from fooled.analysis.report import render
 from fooled.rundir import Key, read_npz
 from fooled.study.audit import convergence_eps
 
@@ -62,6 +63,12 @@ def test_quick_study_writes_results(quick_run):
     assert {(r["target"], r["method"]) for r in results["fooling"]} == {(t, m) for t in models for m in methods}
     assert all(0 <= r["success_rate"] <= 1 for r in results["fooling"] + results["cw"])
     assert {r["source"] for r in results["transfer"]} == set(models)
+    # which loss fooled each successful PGD adversarial: every one counted once; none for FGSM, the controls or the rounded sets
+    counted = [r for r in rows if "fooled_by" in r]
+    assert {(r["attack"], r["grid"]) for r in counted} == {("pgd", "continuous"), ("pgd_l2", "continuous")}
+    assert all(list(r["fooled_by"]) == ["ce", "margin", "multitarget"] and sum(r["fooled_by"].values()) == r["n_success"] for r in counted)
+    assert any(r["fooled_by"]["margin"] + r["fooled_by"]["multitarget"] for r in counted)
+    assert "**Which loss fooled the images.**" in render(results)
     pgd_cnn = {r["eps"]: r["adv_acc"] for r in rows if r["target"] == "cnn" and r["attack"] == "pgd" and r["grid"] == "continuous"}
     assert pgd_cnn[0.3125] < 0.1 < pgd_cnn[0.0625] + 0.5  # a strong budget breaks the CNN
     examples = read_npz(out / "examples.npz")

@@ -15,7 +15,7 @@ from ..rundir import atomic_write_text, read_json
 from .methods import methods
 from .stats import rate_ci
 from .summary import plain_answer, verdict_table
-from .tables import audit_detail, ci_text, detector_table, fmt, group, md_table
+from .tables import audit_detail, ci_text, detector_table, fmt, group, loss_table, md_table
 from .tradeoff import describe
 from .verdict import compute_verdict
 
@@ -138,7 +138,8 @@ def render(results: dict, tradeoff: dict | None = None, links: list[str] = ()) -
     out.append(md_table(KEY_HEADER, _key_rows(results, ("adaptive_pgd",))))
     out += [""] + _figure("examples", "Clean, PGD and detector-aware PGD images with predictions, bits/dim and flags")
     out += _fooling(results) + _oracle(results)
-    out += ["## Robustness", ""] + _figure("accuracy_vs_eps", "Accuracy under PGD and FGSM against the budget")
+    losses = loss_table(results)
+    out += ["## Robustness", ""] + _figure("accuracy_vs_eps", "Accuracy under PGD and FGSM against the budget") + losses + [""] * bool(losses)
     if results.get("cw"):
         out.append(md_table(["target", "success %", "median L2", "AUROC (successful)", "flagged %"], [
             [t, ci_text(rs, "success_rate", True), ci_text(rs, "median_l2"), ci_text(rs, "auroc"), ci_text(rs, "tpr_at_fpr", True)]

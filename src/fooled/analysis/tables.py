@@ -84,6 +84,29 @@ def detector_table(results: dict) -> list[str]:
     return out + [md_table(["detector"] + [label for *_, label in sets], body)]
 
 
+def loss_table(results: dict) -> list[str]:
+    """What each loss of the study's worst-case PGD adds: per target and budget, of the images the model got right (pooled
+    over seeds), the share fooled by a run of the first loss (what a PGD of that loss alone finds) → by the worst case."""
+    rows = [r for r in results["attacks"] if r.get("fooled_by") and r.get("grid", "continuous") == "continuous"]
+    losses = list(rows[0]["fooled_by"]) if rows else []
+    if len(losses) < 2:
+        return []
+    columns = sorted({(r["attack"], r["eps"]) for r in rows})
+    cells, gaps = {}, []
+    for (target, attack, eps), rs in group(rows, "target", "attack", "eps").items():
+        correct = sum(r["n_correct"] for r in rs)
+        first, every = (sum(r["fooled_by"][loss] for r in rs for loss in chosen) / max(correct, 1) for chosen in (losses[:1], losses))
+        cells[target, attack, eps] = f"{percent(first)} → {percent(every)}"
+        gaps.append((every - first, target, attack, eps, first, every))
+    gap, target, attack, eps, first, every = max(gaps)
+    first_name = "ce (cross-entropy, the loss of a standard PGD such as torchattacks')" if losses[0] == "ce" else losses[0]
+    out = ["", f"**Which loss fooled the images.** The study's PGD is a worst case over the losses {', '.join(losses)}, each run "
+           f"on the images the earlier left correct. Each cell: of the images the model got right (pooled over seeds), the share "
+           f"that {first_name} fooled → the share the worst case fooled. The largest gap: the {target}, {attack} at eps {eps:g}, "
+           f"{percent(first)}% → {percent(every)}%: a PGD of {losses[0]} alone would overstate its robustness there.", ""]
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    return out + [md_table(["target"] + [f"{a} {e:g}" for a, e in columns],
+                           [[t] + [cells.get((t, a, e), "-") for a, e in columns] for t in targets])]
 
 
 def audit_detail(rows: list[dict]) -> str:

@@ -27,7 +27,7 @@ from fooled.attacks.fooling import (
 from fooled.attacks.latent import latent_attack, latent_class_means
 from fooled.attacks.gradient import attack_success, fgsm, multitarget_pgd, pgd, pgd_sweep, reachable_margins
 from fooled.attacks.losses import cross_entropy, get_loss, log_margin, margin
-from fooled.attacks.worst_case import pgd_worst_case
+from fooled.attacks.worst_case import pgd_worst_case, worst_case_with_losses
 
 __all__ = [
     "adaptive_pgd",
@@ -61,4 +61,5 @@ __all__ = [
     "round_to_grid",
     "reachable_margins",
     "strongest_aware_attack",
+    "worst_case_with_losses",
 ]

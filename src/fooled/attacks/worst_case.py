@@ -21,9 +21,19 @@ def pgd_worst_case(model, x, y, *, eps: float, norm: str = "linf", steps: int = 
     misclassified iterate rather than the highest-loss one). Success comes from the attacks' own forward passes.
     eps: a number, or a tensor (N,) of one budget per image (several budgets attacked in one batch).
     """
+    return worst_case_with_losses(model, x, y, eps=eps, norm=norm, steps=steps, step_size=step_size, restarts=restarts,
+                                  losses=losses, targets=targets, generator=generator, early_stop=early_stop)[0]
+
+
+def worst_case_with_losses(model, x, y, *, eps, norm="linf", steps=40, step_size=None, restarts=1, losses=("ce",), targets=None,
+                           generator=None, early_stop=False) -> tuple[torch.Tensor, torch.Tensor]:
+    """`pgd_worst_case` and, per example, which loss fooled it: its position in `losses` (whatever the restart), -1 where
+    no run did. The runs go in order, each on the images the earlier left correct, so 0 marks the images a run of the first
+    loss fooled and a larger number the images only a later loss did: what a PGD of the first loss alone would have missed."""
     kwargs = dict(steps=steps, step_size=step_size, norm=norm, generator=generator)
     eps = eps.to(x.device) if isinstance(eps, torch.Tensor) else eps  # indexed by the images still to attack
     best, done = x, torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    fooled_by = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
     for i, loss in enumerate(list(losses) * restarts):
         todo = (~done).nonzero().squeeze(1)
         if not len(todo):
@@ -37,4 +47,5 @@ def pgd_worst_case(model, x, y, *, eps: float, norm: str = "linf", steps: int = 
         take = todo if i == 0 else todo[wrong]  # the first loss's result stands even where it failed
         best = best.index_copy(0, take, x_adv if i == 0 else x_adv[wrong])
         done[todo[wrong]] = True
-    return best
+        fooled_by[todo[wrong]] = i % len(losses)
+    return best, fooled_by

@@ -29,8 +29,13 @@ def pgd_settings(a) -> dict:
 
 def study_pgd(ctx: SeedContext, model, x, y, *, eps: float, norm: str, generator, **override) -> torch.Tensor:
     """`attacks.pgd_worst_case` with the study's settings; `override` changes some of them (steps, restarts, early_stop)."""
+    return study_pgd_with_losses(ctx, model, x, y, eps=eps, norm=norm, generator=generator, **override)[0]
+
+
+def study_pgd_with_losses(ctx: SeedContext, model, x, y, *, eps, norm: str, generator, **override) -> tuple[torch.Tensor, torch.Tensor]:
+    """`study_pgd` and, per image, the position in `attacks.losses` of the loss that fooled it (-1: none did)."""
     kwargs = {**pgd_settings(ctx.cfg.attacks), **{k: v for k, v in override.items() if v is not None}}
-    return attacks.pgd_worst_case(model, x, y, eps=eps, norm=norm, generator=generator, **kwargs)
+    return attacks.worst_case_with_losses(model, x, y, eps=eps, norm=norm, generator=generator, **kwargs)
 
 
 def _counts(pred: np.ndarray, y: np.ndarray, clean_pred: np.ndarray, flags: np.ndarray) -> dict:
@@ -46,8 +51,9 @@ def _counts(pred: np.ndarray, y: np.ndarray, clean_pred: np.ndarray, flags: np.n
 
 
 def _row(ctx: SeedContext, target: str, attack: str, eps: float, x_adv: torch.Tensor, seconds: float, adaptive: bool,
-         rounded: bool = False, norm: str | None = None, attacked: str | None = None) -> Made:
-    """The row of one attacked (or control) set: accuracy, and every detector's detection and evasion rates."""
+         rounded: bool = False, norm: str | None = None, attacked: str | None = None, fooled_by: np.ndarray | None = None) -> Made:
+    """The row of one attacked (or control) set: accuracy, and every detector's detection and evasion rates; for the study's
+    PGD, how many of its successful adversarials each loss made (`fooled_by`: per image the loss's position, -1: none)."""
     det, model = ctx.guards[target], ctx.models[target]
     pred, clean_pred, y = predict(model, x_adv).numpy(), ctx.clean_pred[target], ctx.y.numpy()
     all_scores = det.score_all(x_adv)
@@ -84,15 +90,17 @@ def _row(ctx: SeedContext, target: str, attack: str, eps: float, x_adv: torch.Te
         "success_mean_bpd": float(ctx.bpd(all_scores["nll"][success]).mean()) if success.any() else None,
         "max_perturbation": float((d.abs().amax(1) if norm == "linf" else d.norm(dim=1)).max()) if len(d) else 0.0,
         "seconds": seconds,
+        **({} if fooled_by is None else {"fooled_by": {loss: int((success & (fooled_by == i)).sum())
+                                                        for i, loss in enumerate(ctx.cfg.attacks.losses)}}),
     })
     return made
 
 
 def _rows(ctx: SeedContext, target: str, attack: str, eps: float, x_adv: torch.Tensor, seconds: float, adaptive: bool,
-          norm: str | None = None, attacked: str | None = None) -> Made:
+          norm: str | None = None, attacked: str | None = None, fooled_by: np.ndarray | None = None) -> Made:
     """The set as the attack made it, and rounded to the data's grey levels (inside the same budget)."""
     norm = norm or NORM_OF.get(attack, "linf")
-    made = _row(ctx, target, attack, eps, x_adv, seconds, adaptive, norm=norm, attacked=attacked)
+    made = _row(ctx, target, attack, eps, x_adv, seconds, adaptive, norm=norm, attacked=attacked, fooled_by=fooled_by)
     on_grid = attacks.round_to_grid(x_adv, ctx.x, levels=ctx.info.levels, eps=eps, norm=norm)
     made += _row(ctx, target, attack, eps, on_grid, seconds, adaptive, rounded=True, norm=norm, attacked=attacked)
     return made
@@ -123,10 +131,11 @@ def plain_key(ctx: SeedContext, target: str, name: str, eps: float) -> dict:
 
 def batched_stages(ctx: SeedContext, budgets: list[float], stage_of: Callable[[float], tuple[str, dict]],
                    batch: Callable[[], dict]) -> dict:
-    """{eps: (images, seconds)} of an attack run at every budget in one batch (one pass through the models per step for
-    all of them: on 8x8 images a pass costs about as much for 4 x 48 images as for 48), each budget cached as its own
-    stage (`stage_of(eps)` gives its label and key). The first budget not cached computes them all (`batch()`, which
-    returns {eps: images}); seconds are the batch's time shared evenly."""
+    """{eps: stage} of an attack run at every budget in one batch (one pass through the models per step for all of them: on
+    8x8 images a pass costs about as much for 4 x 48 images as for 48), each budget cached as its own stage (`stage_of(eps)`
+    gives its label and key). The first budget not cached computes them all: `batch()` returns {eps: images} or
+    {eps: {"x_adv": images, name: tensor, ...}}; a stage holds those arrays and "share_seconds", the batch's time shared
+    evenly (`images_and_seconds` reads the two)."""
     made = {}
 
     def compute(eps: float) -> dict:
@@ -134,13 +143,15 @@ def batched_stages(ctx: SeedContext, budgets: list[float], stage_of: Callable[[f
             start = time.perf_counter()
             made.update(batch())
             made["seconds"] = (time.perf_counter() - start) / len(budgets)
-        return {"x_adv": made[eps].cpu().numpy(), "share_seconds": made["seconds"]}
+        arrays = made[eps] if isinstance(made[eps], dict) else {"x_adv": made[eps]}
+        return {**{k: v.cpu().numpy() for k, v in arrays.items()}, "share_seconds": made["seconds"]}
 
-    out = {}
-    for eps in budgets:
-        stage = ctx.stage(*stage_of(eps), lambda eps=eps: compute(eps))
-        out[eps] = torch.from_numpy(stage["x_adv"]), float(stage["share_seconds"])
-    return out
+    return {eps: ctx.stage(*stage_of(eps), lambda eps=eps: compute(eps)) for eps in budgets}
+
+
+def images_and_seconds(stage: dict) -> tuple[torch.Tensor, float]:
+    """The adversarials of a `batched_stages` stage and the seconds they took."""
+    return torch.from_numpy(stage["x_adv"]), float(stage["share_seconds"])
 
 
 def stacked(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -165,15 +176,19 @@ def plain_attacks(ctx: SeedContext) -> tuple[Made, dict]:
             def batch(name=name, budgets=budgets) -> dict:
                 if name == "fgsm":
                     return {eps: attacks.fgsm(model, dev_x, dev_y, eps=eps) for eps in budgets}
-                x_adv = study_pgd(ctx, model, stacked(dev_x, len(budgets)), stacked(dev_y, len(budgets)), eps=per_image_budgets(budgets, dev_x),
-                                  norm=NORM_OF[name], generator=ctx.generator(name, tuple(budgets)))
-                return dict(zip(budgets, x_adv.split(len(dev_x))))
+                x_adv, fooled_by = study_pgd_with_losses(
+                    ctx, model, stacked(dev_x, len(budgets)), stacked(dev_y, len(budgets)), eps=per_image_budgets(budgets, dev_x),
+                    norm=NORM_OF[name], generator=ctx.generator(name, tuple(budgets)))
+                return {eps: {"x_adv": x, "fooled_by": f} for eps, x, f in zip(budgets, x_adv.split(len(dev_x)), fooled_by.split(len(dev_x)))}
 
-            found = batched_stages(ctx, budgets,
-                                   lambda eps, name=name: (f"{target}-{name}-eps{eps:g}", plain_key(ctx, target, name, eps)), batch)
-            for eps, (x_adv, seconds) in found.items():
+            def stage_of(eps, name=name) -> tuple[str, dict]:
+                # PGD's stages also hold which loss fooled each image (stages written before they did are recomputed)
+                return f"{target}-{name}-eps{eps:g}", {**plain_key(ctx, target, name, eps), **({} if name == "fgsm" else {"fooled_by": True})}
+
+            for eps, stage in batched_stages(ctx, budgets, stage_of, batch).items():
+                x_adv, seconds = images_and_seconds(stage)
                 advs[(target, name, eps)] = x_adv
-                made += _rows(ctx, target, name, eps, x_adv, seconds, adaptive=False)
+                made += _rows(ctx, target, name, eps, x_adv, seconds, adaptive=False, fooled_by=stage.get("fooled_by"))
         ctx.log(f"  seed {ctx.seed}: attacks on {target}: {sum(len(budgets_of(ctx, n)) for n in a.names)} budgets "
                 f"in {time.perf_counter() - start:.1f} s")
     return made, advs
@@ -230,8 +245,9 @@ def aware_attacks(ctx: SeedContext, target: str, name: str, starts_by_eps: dict,
                                                random_start=not ctx.donors, generator=ctx.generator(label, target, name, tuple(budgets)))
         return dict(zip(budgets, x_adv.split(n)))
 
-    return batched_stages(ctx, budgets, lambda eps: (f"{target}-{label}-{name}-eps{eps:g}",
-                                                      {**common, "eps": eps, "start": plain_key(ctx, target, "pgd", eps)}), batch)
+    stages = batched_stages(ctx, budgets, lambda eps: (f"{target}-{label}-{name}-eps{eps:g}",
+                                                        {**common, "eps": eps, "start": plain_key(ctx, target, "pgd", eps)}), batch)
+    return {eps: images_and_seconds(stage) for eps, stage in stages.items()}
 
 
 def study_aware_attacks(sub: SeedContext, target: str, name: str, advs: dict) -> dict:
