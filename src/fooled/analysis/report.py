@@ -72,8 +72,12 @@ def verdict_lines(results) -> list[str]:
 
 def _csv(run_dir: Path, results: dict) -> list[str]:
     """Write the long tables (every attack row; every detector of every row) beside the report; returns their links."""
-    base = [{k: v for k, v in r.items() if k != "detectors"} for r in results["attacks"]]
-    atomic_write_text(run_dir / "attacks.csv", pd.DataFrame(base).to_csv(index=False))
+    base = [{**{k: v for k, v in r.items() if k not in ("detectors", "fooled_by")},
+             **{f"fooled_by_{loss}": n for loss, n in (r.get("fooled_by") or {}).items()}} for r in results["attacks"]]
+    table = pd.DataFrame(base)
+    counts = [c for c in table.columns if c.startswith("fooled_by_")]  # counts, empty where an attack has none (FGSM, controls)
+    table[counts] = table[counts].astype("Int64")
+    atomic_write_text(run_dir / "attacks.csv", table.to_csv(index=False))
     long = [{**{k: r[k] for k in ("seed", "target", "attack", "attacked_detector", "grid", "eps", "norm", "n", "n_success")},
              "detector": d, **v} for r in results["attacks"] for d, v in r.get("detectors", {}).items()]
     atomic_write_text(run_dir / "detectors.csv", pd.DataFrame(long).to_csv(index=False))
