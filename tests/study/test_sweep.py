@@ -59,6 +59,8 @@ def test_local_sweep_runs_each_cell_as_a_study_and_gathers_them(local_sweep):
     lo, hi = (df[df["fpr"] == f].fillna({"attacked_detector": "-"}).set_index(index).sort_index() for f in (0.01, 0.05))
     assert (lo["threshold"] >= hi["threshold"]).all()
     assert {"adaptive_pgd", "pgd"} <= set(df["attack"])
+    pgd = df[df["attack"].isin(["pgd", "pgd_l2"]) & (df["grid"] == "continuous")]  # which loss fooled each image: a column per loss
+    assert (pgd[[f"fooled_by_{loss}" for loss in ("ce", "margin", "multitarget")]].sum(axis=1) == pgd["n_success"]).all()
     assert json.loads((local_sweep / "failures.json").read_text()) == []
     for name in ("sweep_auroc_vs_eps", "sweep_adaptive_evasion"):
         assert (local_sweep / "figures" / f"{name}.png").stat().st_size > 10_000 and (local_sweep / "figures" / f"{name}.pdf").exists()

@@ -274,6 +274,7 @@ def sweep_table(sweep: Sweep, out: Path):
             row = dict(row)
             for det, scores in row.pop("detectors", {}).items():
                 row.update({f"{det}_{k}": v for k, v in scores.items()})
+            row.update({f"fooled_by_{loss}": n for loss, n in (row.pop("fooled_by", None) or {}).items()})
             records.append({"cell": cell.name, **axes, "dataset": results["dataset"]["name"], "config_hash": results["config_hash"], **row})
     return pd.DataFrame(records)
 
