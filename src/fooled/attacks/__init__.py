@@ -28,6 +28,7 @@ from fooled.attacks.latent import latent_attack, latent_class_means
 from fooled.attacks.gradient import attack_success, fgsm, multitarget_pgd, pgd, pgd_sweep, reachable_margins
 from fooled.attacks.losses import cross_entropy, get_loss, log_margin, margin
 from fooled.attacks.worst_case import pgd_worst_case, worst_case_with_losses
+from fooled.attacks._common import stacked
 
 __all__ = [
     "adaptive_pgd",
@@ -60,6 +61,7 @@ __all__ = [
     "random_perturbation",
     "round_to_grid",
     "reachable_margins",
+    "stacked",
     "strongest_aware_attack",
     "worst_case_with_losses",
 ]

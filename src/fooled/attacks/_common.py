@@ -89,6 +89,16 @@ def no_budget(eps):
     return bool((eps == 0).all()) if isinstance(eps, torch.Tensor) else eps == 0
 
 
+def take(v, idx):
+    """v[idx] for a per-example tensor (one budget or step size per image), v itself for a number."""
+    return v[idx] if isinstance(v, torch.Tensor) else v
+
+
+def stacked(x, k):
+    """k copies of a batch, one after another (one per budget, or per run of a batched attack)."""
+    return x.repeat(k, *([1] * (x.dim() - 1)))
+
+
 def check_norm(norm):
     if norm not in NORMS:
         raise ConfigError(f"unknown norm {norm!r}; valid norms: {', '.join(NORMS)}")

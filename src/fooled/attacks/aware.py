@@ -37,6 +37,7 @@ from fooled.attacks._common import (
     per_example,
     project,
     sample_in_ball,
+    stacked,
     select,
     unit,
 )
@@ -127,10 +128,9 @@ def detector_aware_pgd(model, x, y, *, score, threshold, eps, steps=50, norm="li
             chunk = runs[i:i + per_call]
             k = len(chunk)
             lam0 = torch.cat([torch.full((len(x),), float(lam), dtype=x.dtype, device=x.device) for _, lam in chunk])
-            tile = (k, *([1] * (x.dim() - 1)))
-            stacked_bounds = None if bounds is None else tuple(b.repeat(tile) for b in bounds)
-            stacked_eps = eps.repeat(tile) if isinstance(eps, torch.Tensor) else eps
-            _run(model, score, threshold, x.repeat(tile), y.repeat(k), torch.cat([x0 for x0, _ in chunk]), lam0, stacked_eps,
+            stacked_bounds = None if bounds is None else tuple(stacked(b, k) for b in bounds)
+            stacked_eps = stacked(eps, k) if isinstance(eps, torch.Tensor) else eps
+            _run(model, score, threshold, stacked(x, k), stacked(y, k), torch.cat([x0 for x0, _ in chunk]), lam0, stacked_eps,
                  steps, norm, stacked_bounds, kappa, _Folded(best, len(x)))
     return project(best.x, x, eps, norm, bounds).detach()
 

@@ -25,6 +25,7 @@ from fooled.attacks._common import (
     project,
     select,
     sample_in_ball,
+    take,
 )
 from fooled.attacks.losses import objective
 from fooled.errors import ConfigError
@@ -177,8 +178,7 @@ class _Active:
         self.x, self.y = self.x[k], self.y[k]
         self.target = None if self.target is None else self.target[k]
         self.bounds = None if self.bounds is None else (self.bounds[0][k], self.bounds[1][k])
-        self.eps = self.eps[k] if isinstance(self.eps, torch.Tensor) else self.eps
-        self.step = self.step[k] if isinstance(self.step, torch.Tensor) else self.step
+        self.eps, self.step = take(self.eps, k), take(self.step, k)
         return x_adv[k]
 
 
@@ -224,8 +224,7 @@ def multitarget_with_success(model, x, y, *, eps, targets=3, generator=None, **p
         todo = (~done).nonzero().squeeze(1)
         if not len(todo):
             break
-        e = eps[todo] if isinstance(eps, torch.Tensor) else eps  # one budget per image, or one for all
-        x_adv, wrong = pgd_with_success(model, x[todo], y[todo], eps=e, loss="margin", target=order[todo, rank],
+        x_adv, wrong = pgd_with_success(model, x[todo], y[todo], eps=take(eps, todo), loss="margin", target=order[todo, rank],
                                         generator=generator, **pgd_kwargs)
         other = (~wrong).nonzero().squeeze(1)  # missed the target: misclassified as another class perhaps
         if len(other):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from fooled.attacks._common import take
 from fooled.attacks.gradient import multitarget_with_success, pgd_with_success
 
 
@@ -38,14 +39,13 @@ def worst_case_with_losses(model, x, y, *, eps, norm="linf", steps=40, step_size
         todo = (~done).nonzero().squeeze(1)
         if not len(todo):
             break
-        stop = early_stop or i > 0
-        e = eps[todo] if isinstance(eps, torch.Tensor) else eps
+        stop, e = early_stop or i > 0, take(eps, todo)
         if loss == "multitarget":
             x_adv, wrong = multitarget_with_success(model, x[todo], y[todo], eps=e, targets=targets, early_stop=stop, **kwargs)
         else:
             x_adv, wrong = pgd_with_success(model, x[todo], y[todo], eps=e, loss=loss, early_stop=stop, **kwargs)
-        take = todo if i == 0 else todo[wrong]  # the first loss's result stands even where it failed
-        best = best.index_copy(0, take, x_adv if i == 0 else x_adv[wrong])
+        kept = todo if i == 0 else todo[wrong]  # the first loss's result stands even where it failed
+        best = best.index_copy(0, kept, x_adv if i == 0 else x_adv[wrong])
         done[todo[wrong]] = True
         fooled_by[todo[wrong]] = i % len(losses)
     return best, fooled_by

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import attacks
+from ..attacks import stacked
 from ..config import NORM_OF
 from ..detection import auroc, differentiable_score, flagged, tpr_at_threshold
 from ..detection.detectors import complexity_score
@@ -152,11 +153,6 @@ def batched_stages(ctx: SeedContext, budgets: list[float], stage_of: Callable[[f
 def images_and_seconds(stage: dict) -> tuple[torch.Tensor, float]:
     """The adversarials of a `batched_stages` stage and the seconds they took."""
     return torch.from_numpy(stage["x_adv"]), float(stage["share_seconds"])
-
-
-def stacked(x: torch.Tensor, k: int) -> torch.Tensor:
-    """k copies of a batch, one after another (one per budget)."""
-    return x.repeat(k, *([1] * (x.dim() - 1)))
 
 
 def per_image_budgets(budgets: list[float], x: torch.Tensor) -> torch.Tensor:
