@@ -9,6 +9,7 @@ from attack_helpers import assert_in_budget, assert_unchanged, gen, snapshot
 from fooled.attacks import (
     adaptive_pgd,
     attack_success,
+    best_over_budgets,
     bpda,
     detector_aware_pgd,
     detector_class_logits,
@@ -150,6 +151,7 @@ def test_bpda_forward_exact_backward_surrogate(model, batch, detector):
         (dict(score=None), r"score must be a callable"),
         (dict(threshold="high"), r"threshold must be a float"),
         (dict(lambdas=()), r"lambdas must contain at least one"),
+        (dict(initial_step=0), r"initial_step must be a finite number > 0"),
         (dict(starts=[torch.zeros(3, 1, 8, 8)]), r"starts\[0\] must be a tensor of the shape of x \(2, 1, 8, 8\)"),
         (dict(score=lambda x: torch.zeros(len(x), 2)), r"score must return a tensor of shape \(2,\)"),
     ],
@@ -200,3 +202,31 @@ def test_per_example_budgets_in_one_batch(model, batch, detector, norm):
     torch.testing.assert_close(same, strongest_aware_attack(model, x, y, eps=0.1, generator=gen(), **kwargs), rtol=0, atol=atol)
     with pytest.raises(ConfigError, match="one finite budget >= 0 per example"):
         strongest_aware_attack(model, x, y, eps=torch.full((39,), 0.1), **kwargs)
+
+
+def test_best_over_budgets_never_falls_as_eps_grows(model, batch, detector):
+    """Each budget keeps its own result unless a smaller budget's ranks strictly higher, stays in its own ball, and so
+    evades at least as often as every smaller budget; a larger budget given the clean images takes the smaller's evasions."""
+    x, y = batch[0][:60], batch[1][:60]
+    score, threshold = detector
+    kwargs = dict(score=score, threshold=threshold, steps=10, lambdas=(1.0,))
+    advs = {e: detector_aware_pgd(model, x, y, eps=e, generator=gen(int(e * 100)), **kwargs) for e in (0.1, 0.05)}
+    advs[0.2] = x.clone()  # a "result" that evades nowhere: the 0.2 budget must take the smaller budgets' points
+    out, rescued = best_over_budgets(model, x, y, advs, score=score, threshold=threshold)
+    assert list(out) == [0.05, 0.1, 0.2] and torch.equal(out[0.05], advs[0.05]) and not rescued[0.05].any()
+    counts = [int(evaded(model, out[e], y, score, threshold).sum()) for e in out]
+    assert counts == sorted(counts) and counts[0] > 0
+    own = [evaded(model, advs[e], y, score, threshold) for e in out]
+    for e, mine in zip(out, own):
+        assert_in_budget(out[e], x, e, "linf")
+        assert (evaded(model, out[e], y, score, threshold) >= mine).all()
+    # per image, a budget's point is its own or, whole, the smaller budget's (never a mix); some of each here
+    mine = (out[0.1] == advs[0.1]).flatten(1).all(1)
+    assert torch.equal(out[0.1][~mine], out[0.05][~mine]) and 0 < int(mine.sum()) < len(x)
+    assert (evaded(model, out[0.2], y, score, threshold) >= evaded(model, out[0.1], y, score, threshold)).all()
+    # rescued: exactly the images that evade now but did not with the budget's own point
+    for e, mine in zip(out, own):
+        assert torch.equal(rescued[e], evaded(model, out[e], y, score, threshold) & ~mine)
+    assert int(rescued[0.2].sum()) == counts[-1] - int(own[2].sum()) > 0
+    with pytest.raises(ConfigError, match=r"advs\[0.3\] must have the shape of x"):
+        best_over_budgets(model, x, y, {0.3: x[:5]}, score=score, threshold=threshold)

@@ -51,6 +51,20 @@ def test_quick_study_writes_results(quick_run):
     converged = {r["target"]: r for r in results["audit"] if r["check"].startswith("converged:")}
     aware_checks = {(r["target"], r["check"].split(":")[0].split(" (")[0]) for r in results["audit"] if "detector-aware" in r["check"]}
     assert {t for t, _ in aware_checks} == {"cnn"}  # its own audit at the aware targets (--quick skips the known answer)
+    # each budget also takes the smaller budgets' points: evasion of the attacked detector never falls as eps grows, and
+    # the audit counts, per budget, the images that evade only through a smaller budget's point
+    for key in aware:
+        per_eps = sorted((r["seed"], r["eps"], r["detectors"][key[1]]["n_evaded"]) for r in rows
+                         if r["adaptive"] and (r["target"], r["attacked_detector"]) == key and r["grid"] == "continuous")
+        for seed in {p[0] for p in per_eps}:
+            evaded = [p[2] for p in per_eps if p[0] == seed]
+            assert evaded == sorted(evaded) and len(evaded) == len(results["config"]["attacks"]["eps"]), (key, seed, evaded)
+    budget_checks = [r for r in results["audit"] if r["check"].startswith("detector-aware attack converged at every budget")]
+    assert [r["target"] for r in budget_checks] == ["cnn"] * len(results["config"]["seeds"])
+    for r in budget_checks:
+        n, counts = int(r["detail"].split(" images")[0]), [int(c) for c in re.findall(r"(\d+) at eps", r["detail"])]
+        tol = results["config"]["audit"]["aware_tolerance"]
+        assert len(counts) == len(results["config"]["attacks"]["eps"]) and counts[0] == 0 and r["passed"] == (max(counts) < tol * n)
     assert set(converged) == set(models)
     for t in models:  # the check and the curve at the budget where PGD leaves about half the clean accuracy
         eps = convergence_eps(rows, t)

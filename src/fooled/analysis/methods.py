@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fooled.attacks.aware import INITIAL_STEP
+
 
 def multitarget_note(a: dict) -> str:
     if "multitarget" not in a["losses"]:
@@ -43,10 +45,11 @@ def methods(results) -> list[str]:
         f"the {', '.join(a['losses'])} losses{multitarget_note(a)}. Detector-aware attack, on the first {a['expensive_examples']} images, against each "
         f"detector: per image the best of the detector as an extra class (Carlini & Wagner 2017) and a Lagrangian PGD that lowers "
         f"the score below the threshold while staying misclassified (initial weight{'s' if len(a.get('aware_lambdas', [1])) > 1 else ''} "
-        f"{', '.join(map(str, a.get('aware_lambdas', [1.0])))}, adapted per image; APGD step schedule), started from the PGD "
+        f"{', '.join(map(str, a.get('aware_lambdas', [1.0])))}, adapted per image; APGD step schedule from a first step of {INITIAL_STEP:g} eps), started from the PGD "
         f"adversarials, the detector-class result, "
         f"{'the nearest training image of another class that the model gets right and the detector passes (one of ' + str(a['aware_donors']) + ')' if a.get('aware_donors') else 'a random point of the ball'}"
-        f" and, for a flow classifier, a latent-space attack; {a['adaptive_steps']} steps per run. Carlini-Wagner L2 "
+        f" and, for a flow classifier, a latent-space attack; {a['adaptive_steps']} steps per run; each budget also takes a smaller "
+        f"budget's result where that one evades or ranks higher (it lies in the larger ball too). Carlini-Wagner L2 "
         f"({a['cw_binary_steps']} x {a['cw_steps']} steps), the audit's extra attacks and the convergence curve use the first "
         f"{a['expensive_examples']} test images (so the convergence check, doubled steps and restarts, allows no image that the study's "
         f"PGD left correct to be fooled by the doubled attack when one image is more than its tolerance); the convergence check and curve run per model at the budget where PGD "

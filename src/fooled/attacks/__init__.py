@@ -7,6 +7,7 @@ the eps-ball and [0, 1], and draw randomness only from an explicit `generator`.
 
 from fooled.attacks.adaptive import adaptive_pgd
 from fooled.attacks.aware import (
+    best_over_budgets,
     bpda,
     detector_aware_pgd,
     detector_class_logits,
@@ -33,6 +34,7 @@ from fooled.attacks._common import stacked
 __all__ = [
     "adaptive_pgd",
     "attack_success",
+    "best_over_budgets",
     "bpda",
     "cross_entropy",
     "cw_l2",

@@ -14,7 +14,7 @@ from ..detection import calibrate_threshold
 from ..models import predict
 from ..models.baselines import LogisticRegression
 from .context import SeedContext
-from .stages import aware_attack, study_aware_attacks
+from .stages import aware_attack, study_aware_attacks, study_aware_stages
 
 UNBOUNDED_EVASION = 0.95  # an unbounded detector-aware attack (linf eps 1) must evade on at least this share of the images
 
@@ -32,7 +32,9 @@ def _evaded(ctx: SeedContext, target: str, x_adv: torch.Tensor) -> np.ndarray:
 
 def audit_aware(ctx: SeedContext, rows: list[dict], advs: dict, convergence_eps: dict) -> list[dict]:
     """Per model of `attacks.aware_targets`, on the first `expensive_examples` images: doubling steps and restarts of the -log p(x)-aware attack at the
-    convergence budget changes evasion by less than the tolerance; at linf eps 1 it evades nearly always. Once per seed, if a
+    convergence budget changes evasion by less than the tolerance; at every budget, a smaller budget's point adds evasion on
+    fewer images than the tolerance (else the attack at that budget missed what a smaller ball holds); at linf eps 1 it
+    evades nearly always. Once per seed, if a
     logistic regression was trained: the attack reaches the exact answer of a linear classifier with a Gaussian detector."""
     a, tol = ctx.cfg.attacks, ctx.cfg.audit.aware_tolerance
     sub = ctx.subset(a.expensive_examples)
@@ -49,6 +51,11 @@ def audit_aware(ctx: SeedContext, rows: list[dict], advs: dict, convergence_eps:
                              "tolerance", target, e_double - e_base < tol * n,
                              f"eps {eps:g}, {n} images: {e_base} evaded with {a.adaptive_steps} steps x {a.restarts} restarts, "
                              f"{e_double} with {2 * a.adaptive_steps} x {2 * a.restarts} (tolerance {tol:g})"))
+        rescued = {e: int(stage["rescued"].sum()) for e, stage in study_aware_stages(sub, target, "nll", advs).items()}
+        checks.append(_check(ctx, "detector-aware attack converged at every budget: a smaller budget's point adds evasion on fewer "
+                             "images than the tolerance", target, max(rescued.values()) < tol * n,
+                             f"{n} images, evading only through a smaller budget's point: "
+                             + ", ".join(f"{r} at eps {e:g}" for e, r in rescued.items()) + f" (tolerance {tol:g})"))
         unbounded, _ = aware_attack(sub, target, "nll", 1.0, sub.x, label="aware-unbounded")
         evaded, correct = int(_evaded(sub, target, unbounded).sum()), int((sub.clean_pred[target] == sub.y.numpy()).sum())
         checks.append(_check(ctx, f"an unbounded detector-aware attack (linf eps 1) evades on at least {UNBOUNDED_EVASION:.0%} of the "

@@ -209,18 +209,27 @@ def aware_attack(ctx: SeedContext, target: str, name: str, eps: float, x_start: 
 
 def aware_attacks(ctx: SeedContext, target: str, name: str, starts_by_eps: dict, *, steps=None, restarts=None,
                   label: str = "aware") -> dict:
+    """{eps: (adversarials, seconds)} of `aware_stages`."""
+    return {eps: images_and_seconds(stage) for eps, stage in aware_stages(ctx, target, name, starts_by_eps, steps=steps,
+                                                                          restarts=restarts, label=label).items()}
+
+
+def aware_stages(ctx: SeedContext, target: str, name: str, starts_by_eps: dict, *, steps=None, restarts=None,
+                 label: str = "aware") -> dict:
     """The strongest detector-aware attack on `target` against its guard's detector `name` at every linf budget of
     `starts_by_eps` (eps -> plain PGD's output there), all budgets in one batch (one pass through the models per step
     for all of them: on 8x8 images a pass costs about as much for 4 x 48 images as for 48); each budget cached as a stage.
     Per image the best of the detector-as-extra-class PGD and the Lagrangian PGD from plain PGD's output, the nearest
     likely training image of another class (`attacks.donor_start`; a random start when the context has no donors) and, for
-    a flow classifier, the latent-space attack. Returns {eps: (adversarials, seconds)}, the batch's time shared evenly."""
+    a flow classifier, the latent-space attack; then each budget takes a smaller budget's point where that ranks higher
+    (`attacks.best_over_budgets`). Returns {eps: stage}: "x_adv", "rescued" (the images that evade only through a smaller
+    budget's point) and "share_seconds", the batch's time shared evenly."""
     a, model, guard = ctx.cfg.attacks, ctx.models[target], ctx.guards[target]
     steps, restarts = steps or a.adaptive_steps, restarts or a.restarts
     budgets = sorted(starts_by_eps)
     common = {"model": ctx.keys[target], "detector": ctx.keys[guard.name], "attacked": name, "threshold": guard.thresholds[name],
               "steps": steps, "restarts": restarts, "lambdas": a.aware_lambdas, "batch": budgets,
-              "donors": len(ctx.donors[0]) if ctx.donors else 0}
+              "donors": len(ctx.donors[0]) if ctx.donors else 0, "initial_step": attacks.aware.INITIAL_STEP, "over_budgets": True}
 
     def batch() -> dict:
         x, y = ctx.x.to(ctx.device), ctx.y.to(ctx.device)
@@ -239,17 +248,22 @@ def aware_attacks(ctx: SeedContext, target: str, name: str, starts_by_eps: dict,
                                                eps=per_image_budgets(budgets, x),
                                                steps=steps, starts=starts, lambdas=a.aware_lambdas, restarts=restarts,
                                                random_start=not ctx.donors, generator=ctx.generator(label, target, name, tuple(budgets)))
-        return dict(zip(budgets, x_adv.split(n)))
+        advs, rescued = attacks.best_over_budgets(model, x, y, dict(zip(budgets, x_adv.split(n))), score=score, threshold=threshold)
+        return {eps: {"x_adv": advs[eps], "rescued": rescued[eps]} for eps in budgets}
 
-    stages = batched_stages(ctx, budgets, lambda eps: (f"{target}-{label}-{name}-eps{eps:g}",
-                                                        {**common, "eps": eps, "start": plain_key(ctx, target, "pgd", eps)}), batch)
-    return {eps: images_and_seconds(stage) for eps, stage in stages.items()}
+    return batched_stages(ctx, budgets, lambda eps: (f"{target}-{label}-{name}-eps{eps:g}",
+                                                      {**common, "eps": eps, "start": plain_key(ctx, target, "pgd", eps)}), batch)
 
 
 def study_aware_attacks(sub: SeedContext, target: str, name: str, advs: dict) -> dict:
     """`aware_attacks` as the study runs it on the images of `sub` (the first `expensive_examples`): every linf budget,
     started from plain PGD's output there. The audit and the label oracle read the same cached stages through it."""
-    return aware_attacks(sub, target, name, {eps: advs[(target, "pgd", eps)][: len(sub.x)] for eps in sub.cfg.attacks.eps})
+    return {eps: images_and_seconds(stage) for eps, stage in study_aware_stages(sub, target, name, advs).items()}
+
+
+def study_aware_stages(sub: SeedContext, target: str, name: str, advs: dict) -> dict:
+    """The cached stages behind `study_aware_attacks`: {eps: stage} (see `aware_stages`)."""
+    return aware_stages(sub, target, name, {eps: advs[(target, "pgd", eps)][: len(sub.x)] for eps in sub.cfg.attacks.eps})
 
 
 def adaptive_attacks(ctx: SeedContext, advs: dict) -> Made:
