@@ -221,8 +221,8 @@ def test_best_over_budgets_never_falls_as_eps_grows(model, batch, detector):
         assert_in_budget(out[e], x, e, "linf")
         assert (evaded(model, out[e], y, score, threshold) >= mine).all()
     # per image, a budget's point is its own or, whole, the smaller budget's (never a mix); some of each here
-    mine = (out[0.1] == advs[0.1]).flatten(1).all(1)
-    assert torch.equal(out[0.1][~mine], out[0.05][~mine]) and 0 < int(mine.sum()) < len(x)
+    own_point = (out[0.1] == advs[0.1]).flatten(1).all(1)
+    assert torch.equal(out[0.1][~own_point], out[0.05][~own_point]) and 0 < int(own_point.sum()) < len(x)
     assert (evaded(model, out[0.2], y, score, threshold) >= evaded(model, out[0.1], y, score, threshold)).all()
     # rescued: exactly the images that evade now but did not with the budget's own point
     for e, mine in zip(out, own):
