@@ -14,7 +14,7 @@ from ..detection import calibrate_threshold
 from ..models import predict
 from ..models.baselines import LogisticRegression
 from .context import SeedContext
-from .stages import aware_attack, study_aware_attacks, study_aware_stages
+from .stages import aware_attack, images_and_seconds, study_aware_stages
 
 UNBOUNDED_EVASION = 0.95  # an unbounded detector-aware attack (linf eps 1) must evade on at least this share of the images
 
@@ -44,14 +44,15 @@ def audit_aware(ctx: SeedContext, rows: list[dict], advs: dict, convergence_eps:
         if eps is None or (target, "pgd", eps) not in advs:
             continue
         start = advs[(target, "pgd", eps)][:n]
-        base, _ = study_aware_attacks(sub, target, "nll", advs)[eps]  # the study's own (cached)
+        stages = study_aware_stages(sub, target, "nll", advs)  # the study's own (cached)
+        base, _ = images_and_seconds(stages[eps])
         double, _ = aware_attack(sub, target, "nll", eps, start, steps=2 * a.adaptive_steps, restarts=2 * a.restarts, label="aware-double")
         e_base, e_double = int(_evaded(sub, target, base).sum()), int(_evaded(sub, target, double).sum())
         checks.append(_check(ctx, "detector-aware attack converged: doubling steps and restarts raises evasion by less than the "
                              "tolerance", target, e_double - e_base < tol * n,
                              f"eps {eps:g}, {n} images: {e_base} evaded with {a.adaptive_steps} steps x {a.restarts} restarts, "
                              f"{e_double} with {2 * a.adaptive_steps} x {2 * a.restarts} (tolerance {tol:g})"))
-        rescued = {e: int(stage["rescued"].sum()) for e, stage in study_aware_stages(sub, target, "nll", advs).items()}
+        rescued = {e: int(stage["rescued"].sum()) for e, stage in stages.items()}
         checks.append(_check(ctx, "detector-aware attack converged at every budget: a smaller budget's point adds evasion on fewer "
                              "images than the tolerance", target, max(rescued.values()) < tol * n,
                              f"{n} images, evading only through a smaller budget's point: "

@@ -202,16 +202,9 @@ def aware_score(guard, name: str):
 
 def aware_attack(ctx: SeedContext, target: str, name: str, eps: float, x_start: torch.Tensor, *, steps=None, restarts=None,
                  label: str = "aware") -> tuple[torch.Tensor, float]:
-    """The strongest detector-aware attack on `target` against its guard's detector `name` at linf `eps` (see `aware_attacks`),
+    """The strongest detector-aware attack on `target` against its guard's detector `name` at linf `eps` (see `aware_stages`),
     cached as a stage. Returns (adversarials, seconds)."""
-    return aware_attacks(ctx, target, name, {eps: x_start}, steps=steps, restarts=restarts, label=label)[eps]
-
-
-def aware_attacks(ctx: SeedContext, target: str, name: str, starts_by_eps: dict, *, steps=None, restarts=None,
-                  label: str = "aware") -> dict:
-    """{eps: (adversarials, seconds)} of `aware_stages`."""
-    return {eps: images_and_seconds(stage) for eps, stage in aware_stages(ctx, target, name, starts_by_eps, steps=steps,
-                                                                          restarts=restarts, label=label).items()}
+    return images_and_seconds(aware_stages(ctx, target, name, {eps: x_start}, steps=steps, restarts=restarts, label=label)[eps])
 
 
 def aware_stages(ctx: SeedContext, target: str, name: str, starts_by_eps: dict, *, steps=None, restarts=None,
@@ -256,13 +249,13 @@ def aware_stages(ctx: SeedContext, target: str, name: str, starts_by_eps: dict, 
 
 
 def study_aware_attacks(sub: SeedContext, target: str, name: str, advs: dict) -> dict:
-    """`aware_attacks` as the study runs it on the images of `sub` (the first `expensive_examples`): every linf budget,
+    """`aware_stages` as the study runs it on the images of `sub` (the first `expensive_examples`): every linf budget,
     started from plain PGD's output there. The audit and the label oracle read the same cached stages through it."""
     return {eps: images_and_seconds(stage) for eps, stage in study_aware_stages(sub, target, name, advs).items()}
 
 
 def study_aware_stages(sub: SeedContext, target: str, name: str, advs: dict) -> dict:
-    """The cached stages behind `study_aware_attacks`: {eps: stage} (see `aware_stages`)."""
+    """The cached stages behind `study_aware_attacks`: {eps: stage} ("x_adv", "rescued", "share_seconds")."""
     return aware_stages(sub, target, name, {eps: advs[(target, "pgd", eps)][: len(sub.x)] for eps in sub.cfg.attacks.eps})
 
 
