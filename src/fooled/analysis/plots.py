@@ -111,6 +111,7 @@ def log_prob_histograms(results: dict, scores: dict, out: Path) -> list[Path]:
         ax.axvline(_bpd(np.array([threshold_of[target]]), dim, info["levels"])[0], color="black", ls=":", lw=1)
         ax.set_xlabel(f"bits/dim under the {detector_of[target]} (log)")
         ax.set_title(f"on the {target} (dotted: threshold)")
+    g.tight_layout()  # again, for the labels set here: each row's x-axis label clear of the titles of the row below
     return save_figure(g.figure, out, "log_prob_hist")
 
 
