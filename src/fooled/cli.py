@@ -133,6 +133,24 @@ def _ablate(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    """`fooled sweep`: exit code 1 if any cell failed (after writing everything), 2 on a bad sweep file."""
+    from .study import silent, stderr_log
+    from .study.sweep import load_sweep, run_sweep
+
+    sweep = load_sweep(args.sweep_file, args.set, quick_cells=args.quick)
+    out = Path(args.out) if args.out else Path("runs") / "sweeps" / sweep.name
+    manifest = run_sweep(sweep, out, engine=args.engine, address=args.address, device=args.device, jobs=args.jobs,
+                         cell_figures=not args.no_cell_figures, log=silent if args.quiet else stderr_log)
+    status = [c["status"] for c in manifest["cells"]]
+    for c in manifest["cells"]:
+        if c["status"] == "failed":
+            print(f"fooled: cell {c['name']} failed: {c['error']}", file=sys.stderr)
+    print(f"{len(status)} cells: {status.count('done')} run, {status.count('skipped')} finished before, {status.count('failed')} failed")
+    print(f"table: {out / 'sweep.csv'}")
+    return 1 if "failed" in status else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -152,9 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ablate":
             return _ablate(args)
         if args.command == "sweep":
-            from .study.sweep import run_from_args
-
-            return run_from_args(args)
+            return _sweep(args)
         if args.command == "report":
             from .analysis import write_report
 

@@ -51,8 +51,9 @@ class LUPermute(nf.flows.LULinearPermute):
     """normflows' LULinearPermute; in eval mode W = LU and log|det W| are built once per parameter version, not per call.
 
     Attacks call the flow thousands of times with fixed weights: rebuilding L and U each call was a quarter of
-    their time. The cache is keyed by the parameters' storage and version counters, so an optimiser step,
-    `load_state_dict` or `.to(device)` invalidates it; gradients flow to the input (and the bias), not to L and U.
+    their time. The cache is keyed by the parameters' storage and version counters (torch bumps `_version` on every
+    in-place change; tests/models/test_flow.py fails loudly if it stops), so an optimiser step, `load_state_dict` or
+    `.to(device)` invalidates it; gradients flow to the input (and the bias), not to L and U.
     """
 
     def __init__(self, dim: int):
@@ -64,8 +65,7 @@ class LUPermute(nf.flows.LULinearPermute):
         key = tuple((id(p), p.data_ptr(), p._version) for p in (lin.lower_entries, lin.upper_entries, lin.unconstrained_upper_diag))
         if key != self._key:
             with torch.no_grad():
-                lower, upper = lin._create_lower_upper()
-                self._weight = (lower @ upper, lin.logabsdet())
+                self._weight = (lin.weight(), lin.logabsdet())
             self._key = key
         return self._weight
 
