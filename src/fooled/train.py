@@ -19,7 +19,7 @@ from .attacks import pgd
 from .config import StudyConfig, TrainConfig, config_hash, to_dict
 from .data import Split, Splits, batches
 from .errors import CheckpointError
-from .models import build_model
+from .models import build_model, fit_base
 from .rundir import atomic_write_bytes
 
 
@@ -160,7 +160,7 @@ def train_or_load(cfg: StudyConfig, name: str, splits: Splits, seed: int, run_di
                 "best_val_loss": evaluate_loss(model, splits.val), "chosen": chosen}
     else:
         start = time.perf_counter()
-        base = model.fit_base(splits.train, splits.val) if hasattr(model, "fit_base") else None  # a flow that starts at the Gaussian
+        base = fit_base(model, splits.train, splits.val)  # a flow that starts at the Gaussian classifier: fitted first
         result = fit(model, splits.train, splits.val, cfg.train, seed=seed, desc=f"{name} seed {seed}", progress=progress,
                      keep_initial=base is not None)
         meta = {"train_seconds": time.perf_counter() - start, "epochs": result.epochs, "best_epoch": result.best_epoch,

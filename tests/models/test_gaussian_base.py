@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from fooled.config import ModelsConfig, TrainConfig, load_config
 from fooled.errors import ConfigError, ModelError
-from fooled.models import GaussianClassifier
+from fooled.models import GaussianClassifier, fit_base
 from fooled.models.flow import FlowClassifier, FlowConfig
 from fooled.train import evaluate_loss, fit
 
@@ -22,7 +22,7 @@ def _gaussian_flow(info, permutation="lu", blocks=2):
 @pytest.mark.parametrize("permutation", ["lu", "shuffle"])
 def test_gaussian_base_flow_starts_at_the_gaussian_classifiers_log_likelihood(digits, permutation):
     flow = _gaussian_flow(digits.info, permutation)
-    chosen = flow.fit_base(digits.train, digits.val)
+    chosen = fit_base(flow, digits.train, digits.val)
     gaussian = GaussianClassifier(digits.info.shape, digits.info.num_classes, digits.info.levels, alpha=0.01, seed=3)
     assert gaussian.fit_data(digits.train, digits.val) == chosen  # same fit, same choice of covariance and shrinkage
     flow.eval()
@@ -38,7 +38,7 @@ def test_gaussian_base_flow_starts_at_the_gaussian_classifiers_log_likelihood(di
 
 def test_fit_keeps_the_starting_weights_when_no_epoch_beats_them_on_validation(digits):
     flow = _gaussian_flow(digits.info)
-    flow.fit_base(digits.train, digits.val)
+    fit_base(flow, digits.train, digits.val)
     start = evaluate_loss(flow, digits.val)
     # a learning rate this large only makes the flow worse, so the Gaussian it started at must be kept
     result = fit(flow, digits.train, digits.val, TrainConfig(epochs=3, patience=2, lr=0.5), seed=0, keep_initial=True)
@@ -48,11 +48,11 @@ def test_fit_keeps_the_starting_weights_when_no_epoch_beats_them_on_validation(d
 
 def test_gaussian_base_flow_samples_images_and_the_diagonal_flow_has_no_base_to_fit(digits):
     flow = _gaussian_flow(digits.info)
-    flow.fit_base(digits.train, digits.val)
+    fit_base(flow, digits.train, digits.val)
     s = flow.sample(torch.tensor([0, 5, 9]), torch.Generator().manual_seed(0))
     assert s.shape == (3, *digits.info.shape) and 0 <= s.min() and s.max() <= 1
     plain = FlowClassifier(digits.info.shape, 10, digits.info.levels, FlowConfig(blocks=1, hidden=8))
-    assert plain.fit_base(digits.train, digits.val) is None
+    assert fit_base(plain, digits.train, digits.val) is None
 
 
 @settings(max_examples=10, deadline=None)

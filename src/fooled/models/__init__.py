@@ -9,6 +9,7 @@ from .cnn import CNN, AdversarialCNN, AdversarialCNNConfig, CNNConfig
 from .baselines import GaussianClassifier, GaussianConfig, LogisticRegression, LogisticRegressionConfig
 from .flow import FlowClassifier, FlowConfig, bits_per_dim, bpd_from_log_prob
 from .glow import GlowClassifier, GlowConfig
+from .gaussian_start import fit_base
 from .hybrid import HybridConfig, HybridFlow
 from ..errors import ModelError, suggest
 
@@ -69,4 +70,4 @@ def mean_bpd(model: torch.nn.Module, x: torch.Tensor, seed: int, batch_size: int
 
 
 __all__ = ["CNN", "CNNConfig", "AdversarialCNN", "AdversarialCNNConfig", "FlowClassifier", "FlowConfig", "GlowClassifier", "GlowConfig", "HybridFlow", "HybridConfig",
-           "LogisticRegression", "LogisticRegressionConfig", "GaussianClassifier", "GaussianConfig", "MODEL_NAMES", "build_model", "is_density_model", "needs_latent_means", "predict", "accuracy", "mean_bpd", "bits_per_dim", "bpd_from_log_prob"]
+           "LogisticRegression", "LogisticRegressionConfig", "GaussianClassifier", "GaussianConfig", "MODEL_NAMES", "build_model", "fit_base", "is_density_model", "needs_latent_means", "predict", "accuracy", "mean_bpd", "bits_per_dim", "bpd_from_log_prob"]

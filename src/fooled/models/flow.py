@@ -19,6 +19,7 @@ import normflows as nf
 import torch
 from torch import nn
 from ..errors import ModelError
+from .gaussian_base import FullGaussianBase
 
 
 @dataclass(frozen=True)
@@ -246,22 +247,12 @@ class FlowClassifier(GenerativeClassifier, FlowBody):
     def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: FlowConfig = FlowConfig(), seed: int = 0):
         super().__init__(shape, levels, cfg, seed)
         self.num_classes, self.seed = num_classes, seed
-        if cfg.base == "gaussian":
-            from .gaussian_base import FullGaussianBase  # gaussian_base builds on baselines, which builds on this module
-
+        if cfg.base == "gaussian":  # fitted before training by gaussian_start.fit_base
             self.base = FullGaussianBase(self.dim, num_classes)
         elif cfg.base == "diagonal":
             self.base = ClassConditionalGaussian(self.dim, num_classes, cfg.mean_norm, cfg.learn_scale, seed)
         else:
             raise ModelError(f"flow base must be 'diagonal' or 'gaussian', got {cfg.base!r}")
-
-    def fit_base(self, train, val) -> dict | None:
-        """Before training: with base "gaussian", start at the Gaussian classifier fitted on `train` (returns its choices); else None."""
-        if self.cfg.base != "gaussian":
-            return None
-        from .gaussian_base import start_at_gaussian
-
-        return start_at_gaussian(self, train, val)
 
 
 def check_images(x: torch.Tensor, shape: tuple[int, ...]) -> None:

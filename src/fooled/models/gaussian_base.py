@@ -1,7 +1,7 @@
-"""A flow whose base is the Gaussian classifier: full-covariance class Gaussians, fitted in closed form, then trained.
+"""Full-covariance class Gaussians: the Gaussian classifier's density, and the base of a flow that starts at it.
 
-With `FlowConfig(base="gaussian")` the flow's base density is one full-covariance Gaussian per class.
-`start_at_gaussian` fits `baselines.GaussianClassifier` (same logit space: the flow's `alpha`) on the
+With `FlowConfig(base="gaussian")` the flow's base density is `FullGaussianBase`, one full-covariance Gaussian
+per class. `gaussian_start.start_at_gaussian` fits `baselines.GaussianClassifier` (same logit space: the flow's `alpha`) on the
 training images, makes every ActNorm the identity instead of its data-dependent init, and maps the fitted
 Gaussians through the flow as it is at initialisation (couplings start at the identity: zero last layer;
 the permutations are linear), so the untrained flow's `log_joint` is the Gaussian classifier's. Training
@@ -16,8 +16,6 @@ import math
 import torch
 from torch import nn
 
-from ..data import Split
-from .baselines import GaussianClassifier, _gaussian_log_joint
 
 
 class FullGaussianBase(nn.Module):
@@ -36,7 +34,7 @@ class FullGaussianBase(nn.Module):
 
     def log_joint(self, z: torch.Tensor) -> torch.Tensor:
         """(N, D) -> (N, K)."""
-        return _gaussian_log_joint(z, self.means, self.scale_tril, self.log_prior)
+        return gaussian_log_joint(z, self.means, self.scale_tril, self.log_prior)
 
     @torch.no_grad()
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -53,27 +51,10 @@ class FullGaussianBase(nn.Module):
         self.log_prior.copy_(log_prior)
 
 
-@torch.no_grad()
-def start_at_gaussian(flow, train: Split, val: Split) -> dict:
-    """Fit the Gaussian classifier in the flow's logit space and make it the base of the (untrained) flow.
-
-    Returns what `GaussianClassifier.fit_data` chose (covariance, shrinkage, validation bits/dim and accuracy).
-    The flow must be as built: couplings at the identity and ActNorms not yet initialised on data.
-    """
-    device = flow.base.means.device
-    gaussian = GaussianClassifier(flow.shape, flow.num_classes, flow.levels, alpha=flow.cfg.alpha, seed=flow.seed).to(device)
-    chosen = gaussian.fit_data(train, val)
-    for layer in flow.flows:
-        if hasattr(layer, "data_dep_init_done"):  # ActNorm: identity, not standardised on the first batch
-            layer.data_dep_init_done.fill_(1.0)
-    # the untrained flow is affine in logit space, z = A u + b: read A and b off the basis vectors
-    was_training = flow.training
-    flow.eval()
-    basis = torch.cat([torch.zeros(1, flow.dim), torch.eye(flow.dim)]).to(device)
-    images, _ = flow._latent(basis)
-    flow.train(was_training)
-    shift, linear = images[0], (images[1:] - images[0]).T  # z = linear @ u + shift
-    means = gaussian.means @ linear.T + shift
-    cov = linear @ (gaussian.scale_tril @ gaussian.scale_tril.transpose(1, 2)) @ linear.T
-    flow.base.set_gaussians(means, torch.linalg.cholesky(cov.double()).float(), gaussian.log_prior)
-    return dict(chosen)
+def gaussian_log_joint(z: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor, log_prior: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu_k, L_k L_k^T) + log p(k) for every class: z (N, D) -> (N, K)."""
+    diff = (z[None] - means[:, None]).transpose(1, 2)  # (K, D, N)
+    white = torch.linalg.solve_triangular(scale_tril, diff, upper=False)  # L_k^-1 (z - mu_k)
+    log_det = torch.log(torch.diagonal(scale_tril, dim1=1, dim2=2)).sum(1)  # log |L_k|
+    log_norm = -0.5 * z.shape[1] * math.log(2 * math.pi) - log_det + log_prior
+    return (-0.5 * white.pow(2).sum(1) + log_norm[:, None]).T

@@ -120,4 +120,17 @@ def run_disagreement(cfg: StudyConfig, out_dir: str | Path, *, dcfg: Disagreemen
     return summary
 
 
-__all__ = ["DisagreementConfig", "run_disagreement", "score_table", "common_inputs", "trained_flow"]
+def run_from_args(args) -> int:
+    """`fooled disagree [CONFIG] [--out DIR] [--set KEY=VALUE ...] [--quiet]`: run, then print the table and the verdict."""
+    from ..config import load_config, override
+    from .run import silent, stderr_log
+
+    cfg = override(load_config(args.config), args.set)
+    out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-disagreement"
+    summary = run_disagreement(cfg, out, log=silent if args.quiet else stderr_log)
+    print("\n".join(describe(summary)))
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
+__all__ = ["run_from_args", "DisagreementConfig", "run_disagreement", "score_table", "common_inputs", "trained_flow"]
