@@ -80,7 +80,9 @@ def verdict_line(verdict: dict) -> str:
 def describe(summary: dict) -> list[str]:
     """The table and the verdict lines, markdown."""
     lines = ["| set | median bits/dim | spread across seeds | spread across all models |", "|---|---|---|---|"]
-    for name, s in summary["sets"].items():
+    order = sorted(summary["sets"], key=lambda name: (name != CLEAN, summary["sets"][name]["spread_seeds"]["median"]))
+    for name in order:
+        s = summary["sets"][name]
         cells = [f"{s[col]['median']:.3f} [{s[col]['lo']:.3f}, {s[col]['hi']:.3f}]" for col in ("spread_seeds", "spread_all")]
         lines.append(f"| {name} | {s['bpd']:.3f} | {cells[0]} | {cells[1]} |")
     return lines + ["", "- " + verdict_line(summary["verdict"]), "- " + verdict_line(summary["verdict_all_models"])]
@@ -103,7 +105,7 @@ def draw_disagreement(run_dir: str | Path) -> list[Path]:
     ax.axvspan(clean["lo"], clean["hi"], color="#31a354", alpha=0.25, label="clean test: 95% interval of the median")
     ax.set_xlabel("spread of bits/dim across flows of different seeds (std; per input, mean over sizes)")
     ax.set_ylabel("")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     ax.set_title("Do flows that fit the data equally well agree off it?")
     fig.tight_layout()
     return save_figure(fig, run_dir / "figures", "disagreement")
