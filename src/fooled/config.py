@@ -22,7 +22,7 @@ from .models.hybrid import HybridConfig
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 ATTACKS = ("fgsm", "pgd", "pgd_l2")
 NORM_OF = {"fgsm": "linf", "pgd": "linf", "pgd_l2": "l2"}
-LOSSES = ("ce", "margin", "multitarget")
+LOSSES = ("ce", "margin", "multitarget", "ce_decay", "margin_decay", "multitarget_decay")  # _decay: APGD-like steps
 AUTOATTACK_PARTS = ("apgd-ce", "apgd-t", "fab-t", "square")  # AutoAttack standard's attacks, in its order
 AWARE_DETECTORS = ("nll", "class_conditional", "typicality", "complexity")  # the density's detectors an attack can know
 FLOW_KINDS = ("realnvp", "glow")
