@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..detection.ood_fashion import PAPER_REFERENCE
 from ..errors import FooledError
-from ..rundir import atomic_write_text, read_json
+from ..rundir import atomic_write_text, read_json, read_npz
 from .methods import methods
 from .stats import rate_ci
 from .summary import plain_answer, verdict_table
@@ -244,7 +244,8 @@ def write_report(run_dir: str | Path, tradeoff_dir: str | Path | None = None) ->
     run_dir = Path(run_dir)
     path = run_dir / "report.md"
     results = read_json(run_dir / "results.json")
-    results["verdict"] = compute_verdict(results)  # from the rows, by the rules of this version
+    scores = read_npz(run_dir / "scores.npz") if (run_dir / "scores.npz").exists() else None  # paired gaps, threshold variance
+    results["verdict"] = compute_verdict(results, scores)  # from the rows, by the rules of this version
     tradeoff = read_json(Path(tradeoff_dir) / "tradeoff.json") if tradeoff_dir is not None else None
     if tradeoff and tradeoff.get("config_hash") != results["config_hash"]:
         raise FooledError(f"{tradeoff_dir} was made for config {tradeoff.get('config_hash')}, not this run's {results['config_hash']}")
