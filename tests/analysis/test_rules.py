@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fooled.analysis.per_image import paired_counts, threshold_spread, with_threshold
-from fooled.analysis.rules import CUTOFFS, Cutoffs, deciding_budget, evasion_answer, flagged_answer, gap_answer, overall
+from fooled.analysis.rules import CUTOFFS, Cutoffs, deciding_budget, evasion_answer, flagged_answer, flagged_rule, gap_answer, overall
 from fooled.analysis.verdict import compute_verdict
 from fooled.rundir import Key
 
@@ -23,6 +23,11 @@ def test_flagged_rule_per_budget(interval, expected):
     assert flagged_answer(interval, CUTOFFS) == expected
 
 
+def test_a_borderline_budget_knows_what_it_could_be():
+    assert flagged_rule(ci(0.95, 0.86, 1.0), CUTOFFS) == {"answer": "borderline", "could": ["yes", "partly"], "leaning": "yes"}
+    assert flagged_rule(ci(0.6, 0.3, 0.95), CUTOFFS)["could"] == ["yes", "partly", "no"]  # across both cut-offs
+
+
 def test_evasion_and_gap_rules_per_budget():
     assert evasion_answer(ci(0.05, 0.0, 0.1), CUTOFFS) == "yes" and evasion_answer(ci(0.9, 0.8, 1.0), CUTOFFS) == "no"
     assert evasion_answer(ci(0.3, 0.2, 0.4), CUTOFFS) == "partly" and evasion_answer(ci(0.1, 0.05, 0.2), CUTOFFS) == "borderline"
@@ -33,19 +38,26 @@ def test_evasion_and_gap_rules_per_budget():
 
 
 def per(*answers):
-    return [{"eps": 0.1 * (i + 1), "answer": a, "value": ci(0.5, 0.4, 0.6)} for i, a in enumerate(answers)]
+    """Budgets with these answers; 'yes|partly' is a borderline budget that could be either (leaning the first)."""
+    out = []
+    for i, a in enumerate(answers):
+        could = a.split("|")
+        p = {"eps": 0.1 * (i + 1), "answer": a, "value": ci(0.5, 0.4, 0.6)}
+        out.append({**p, "answer": "borderline", "could": could, "leaning": could[0]} if len(could) > 1 else p)
+    return out
 
 
 def test_budgets_combine_into_yes_no_partly_and_unclear():
     assert overall(per("yes", "yes")) == ("yes", None) and overall(per("no", "no", "n/a")) == ("no", None)
     assert overall(per("yes", "no"))[0] == "partly" and overall(per("yes", "partly"))[0] == "partly"
-    assert overall(per("yes", "borderline", "yes")) == ("unclear", "yes")  # a borderline budget could overturn the rest
-    assert overall(per("yes", "no", "borderline"))[0] == "partly"  # already mixed: the borderline budget changes nothing
-    assert overall(per("borderline")) == ("unclear", None)
+    assert overall(per("yes", "yes|partly", "yes")) == ("unclear", "yes")  # the borderline budget could overturn the rest
+    assert overall(per("yes", "no", "yes|no")) == ("partly", None)  # already mixed: the borderline budget changes nothing
+    assert overall(per("no", "partly|no")) == ("unclear", "partly")
+    assert overall(per("partly|no", "no")) == ("unclear", "partly")  # leaning: the point estimates' answer
 
 
 def test_an_unclear_cell_shows_its_borderline_budget():
-    budgets = per("yes", "borderline", "yes")
+    budgets = per("yes", "yes|partly", "yes")
     assert deciding_budget(budgets, "unclear", lambda p: p["eps"])["eps"] == pytest.approx(0.2)
     assert deciding_budget(per("yes", "yes"), "yes", lambda p: -p["eps"])["eps"] == pytest.approx(0.2)
 

@@ -9,6 +9,7 @@ overturn them (the cell then says which way it leans). So a cell near a cut-off 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 
 BORDERLINE = "borderline"
@@ -34,60 +35,85 @@ class Cutoffs:
 CUTOFFS = Cutoffs()
 
 
-def flagged_answer(ci: dict, c: Cutoffs) -> str:
-    """YES at or above flag_yes, NO below flag_no, PARTLY wholly between them, else borderline."""
+ORDER = ("yes", "partly", "no")  # the answers a rate can give, in the order its value crosses the cut-offs
+
+
+def _between(a: str, b: str, order: tuple[str, ...] = ORDER) -> list[str]:
+    i, j = sorted((order.index(a), order.index(b)))
+    return list(order[i : j + 1])
+
+
+def _interval(ci: dict, point) -> dict:
+    """The answer of an interval under a monotone rule `point` (value -> answer): the answer where both ends agree, else
+    borderline, with the answers it could take (`could`) and the one its point estimate gives (`leaning`)."""
     if ci["mean"] is None:
-        return "n/a"
-    if ci["lo"] >= c.flag_yes:
-        return "yes"
-    if ci["hi"] < c.flag_no:
-        return "no"
-    return "partly" if ci["lo"] >= c.flag_no and ci["hi"] < c.flag_yes else BORDERLINE
+        return {"answer": "n/a"}
+    lo, hi = point(ci["lo"]), point(ci["hi"])
+    if lo == hi:
+        return {"answer": lo}
+    return {"answer": BORDERLINE, "could": _between(lo, hi), "leaning": point(ci["mean"])}
+
+
+def flagged_rule(ci: dict, c: Cutoffs) -> dict:
+    """YES at or above flag_yes, NO below flag_no, PARTLY between; an interval across a cut-off is borderline."""
+    return _interval(ci, lambda v: "yes" if v >= c.flag_yes else "no" if v < c.flag_no else "partly")
+
+
+def evasion_rule(ci: dict, c: Cutoffs) -> dict:
+    """YES (still flagged) if evasion is at or below evade_yes, NO above evade_no, PARTLY between; across a cut-off: borderline."""
+    return _interval(ci, lambda v: "yes" if v <= c.evade_yes else "no" if v > c.evade_no else "partly")
+
+
+def gap_rule(ci: dict, margin: float, yes_above: bool) -> dict:
+    """An accuracy gap against `margin`: YES above it (yes_above) or at or below it (not yes_above), NO on the other side."""
+    return _interval(ci, lambda v: "yes" if (v > margin) == yes_above else "no")
+
+
+def control_rule(adv: dict, noise: dict) -> dict:
+    """YES if the adversarials' interval lies wholly above the noise's, NO if their rate is not above it, else borderline."""
+    if adv["mean"] is None or noise["mean"] is None:
+        return {"answer": "n/a"}
+    if adv["lo"] > noise["hi"]:
+        return {"answer": "yes"}
+    if adv["mean"] <= noise["mean"]:
+        return {"answer": "no"}
+    return {"answer": BORDERLINE, "could": ["yes", "no"], "leaning": "yes"}
+
+
+def flagged_answer(ci: dict, c: Cutoffs) -> str:
+    return flagged_rule(ci, c)["answer"]
 
 
 def evasion_answer(ci: dict, c: Cutoffs) -> str:
-    """YES (still flagged) if evasion lies at or below evade_yes, NO above evade_no, PARTLY wholly between, else borderline."""
-    if ci["mean"] is None:
-        return "n/a"
-    if ci["hi"] <= c.evade_yes:
-        return "yes"
-    if ci["lo"] > c.evade_no:
-        return "no"
-    return "partly" if ci["lo"] > c.evade_yes and ci["hi"] <= c.evade_no else BORDERLINE
-
-
-def control_answer(adv: dict, noise: dict) -> str:
-    """YES if the adversarials' interval lies wholly above the noise's, NO if their rate is not above it, else borderline."""
-    if adv["mean"] is None or noise["mean"] is None:
-        return "n/a"
-    if adv["lo"] > noise["hi"]:
-        return "yes"
-    return "no" if adv["mean"] <= noise["mean"] else BORDERLINE
+    return evasion_rule(ci, c)["answer"]
 
 
 def gap_answer(ci: dict, margin: float, yes_above: bool) -> str:
-    """An accuracy gap against `margin`: YES if the interval lies above it (yes_above) or at or below it (not yes_above),
-    NO if on the other side, else borderline."""
-    if ci["mean"] is None:
-        return "n/a"
-    above, below = ci["lo"] > margin, ci["hi"] <= margin
-    if not (above or below):
-        return BORDERLINE
-    return "yes" if above == yes_above else "no"
+    return gap_rule(ci, margin, yes_above)["answer"]
+
+
+def control_answer(adv: dict, noise: dict) -> str:
+    return control_rule(adv, noise)["answer"]
+
+
+def combine(answers: list[str]) -> str:
+    """Decided budgets over a question: YES or NO where all agree, else PARTLY."""
+    said = set(answers)
+    return said.pop() if len(said) == 1 and said <= {"yes", "no"} else "partly"
 
 
 def overall(per_eps: list[dict]) -> tuple[str, str | None]:
-    """(answer, leaning) over the budgets: leaning is the decided budgets' common answer where borderline budgets make the
-    answer UNCLEAR, else None. Budgets without a number (n/a) do not count."""
-    said = [p["answer"] for p in per_eps if p["answer"] != "n/a"]
-    decided = set(said) - {BORDERLINE}
+    """(answer, leaning) over the budgets. Each borderline budget may take any answer it `could`; where every choice gives
+    the same combined answer, that is the answer (the borderline budget cannot change it); else UNCLEAR, leaning the way
+    the point estimates go. Budgets without a number (n/a) do not count."""
+    said = [p for p in per_eps if p["answer"] != "n/a"]
     if not said:
         return "n/a", None
-    if decided - {"yes", "no"} or len(decided) > 1:
-        return "partly", None
-    if BORDERLINE in said:
-        return "unclear", next(iter(decided), None)
-    return decided.pop(), None
+    options = [p.get("could", [p["answer"]]) if p["answer"] == BORDERLINE else [p["answer"]] for p in said]
+    outcomes = {combine(list(choice)) for choice in itertools.product(*options)}
+    if len(outcomes) == 1:
+        return outcomes.pop(), None
+    return "unclear", combine([p.get("leaning", p["answer"]) for p in said])
 
 
 def deciding_budget(per_eps: list[dict], answer: str, against_yes) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .per_image import paired_counts, threshold_spread, with_threshold
-from .rules import CUTOFFS, Cutoffs, control_answer, deciding_budget, evasion_answer, flagged_answer, gap_answer, overall
+from .rules import CUTOFFS, Cutoffs, control_rule, deciding_budget, evasion_rule, flagged_rule, gap_rule, overall
 from .stats import diff_ci, paired_diff_ci, rate_ci
 from .tables import rate_counts
 
@@ -44,8 +44,9 @@ def criteria(c: Cutoffs = CUTOFFS) -> dict:
         "typical": "n/a unless most images of the max-likelihood search are likelier than the median test image (else they are not "
                    f"the most likely images); then NO if the typicality detector flags them (interval's lower bound >= "
                    f"{c.flag_yes:.0%}), YES if it flags below {c.flag_no:.0%}, else PARTLY",
-        "overall": "over the budgets: YES if every eps says yes, NO if every eps says no, PARTLY if the decided budgets disagree, "
-                   "UNCLEAR (leaning the decided budgets' way) if they agree but a borderline budget could overturn them",
+        "overall": "over the budgets: YES if every eps says yes, NO if every eps says no, else PARTLY; a borderline budget (its "
+                   "interval across a cut-off) may take any answer on either side, and where that could change the combined "
+                   "answer it reads UNCLEAR, leaning the way the point estimates go",
     }
 
 
@@ -91,7 +92,7 @@ def _detection(ask: _Ask, attack: str) -> list[dict]:
         per_eps = []
         for eps in _eps(ask.results, attack, target):
             ci = _rate(ask, _rows(ask.results, target=target, attack=attack, eps=eps), "tpr_at_fpr")
-            per_eps.append({"eps": eps, "value": ci, "answer": flagged_answer(ci, ask.cut)})
+            per_eps.append({"eps": eps, "value": ci, **flagged_rule(ci, ask.cut)})
         out.append(_answer(f"Does low p(x) flag {attack.upper()} adversarial examples against the {target}?", target, "flagged",
                            per_eps, lambda p: p["value"]["lo"], measure="detection rate"))
     return out
@@ -105,7 +106,7 @@ def _control(ask: _Ask, grid: str) -> list[dict]:
         for eps in _eps(ask.results, "pgd", target, grid):
             adv = rate_ci(rate_counts(_rows(ask.results, target=target, attack="pgd", eps=eps, grid=grid), "tpr_at_fpr"))
             noise = rate_ci(rate_counts(_rows(ask.results, target=target, attack="noise_linf", eps=eps, grid=grid), "tpr_all"))
-            per_eps.append({"eps": eps, "value": adv, "control": noise, "answer": control_answer(adv, noise)})
+            per_eps.append({"eps": eps, "value": adv, "control": noise, **control_rule(adv, noise)})
         if any(p["control"]["mean"] is not None for p in per_eps):
             out.append(_answer(f"Does low p(x) flag PGD adversarial examples against the {target} more often than random perturbations "
                                f"of the same size, {where}?", target, "control", per_eps,
@@ -119,7 +120,7 @@ def _adaptive(ask: _Ask) -> list[dict]:
         per_eps = []
         for eps in _eps(ask.results, "adaptive_pgd", target):
             ci = _rate(ask, _rows(ask.results, target=target, attack="adaptive_pgd", eps=eps, attacked_detector="nll"), "evasion_rate")
-            per_eps.append({"eps": eps, "value": ci, "answer": evasion_answer(ci, ask.cut)})
+            per_eps.append({"eps": eps, "value": ci, **evasion_rule(ci, ask.cut)})
         out.append(_answer(f"Does low p(x) still flag adversarial examples against the {target} when the attacker knows the detector?",
                            target, "evasion", per_eps, lambda p: -p["value"]["hi"], measure="evasion rate"))
     return out
@@ -145,8 +146,8 @@ def _gap(ask: _Ask, model: str, reference: str, kind: str, question: str) -> dic
     per_eps = []
     for eps in _eps(ask.results, "pgd", model):
         ci = _gap_ci(ask, model, reference, eps)
-        answer = "n/a" if _at_floor(ask, model, reference, eps) else gap_answer(ci, margin, yes_above)
-        per_eps.append({"eps": eps, "value": ci, "answer": answer})
+        rule = {"answer": "n/a"} if _at_floor(ask, model, reference, eps) else gap_rule(ci, margin, yes_above)
+        per_eps.append({"eps": eps, "value": ci, **rule})
     # the budget that decides most against a yes: the lowest lower bound for "harder to fool", the highest upper bound for
     # "fooled at least as easily"
     decisive = (lambda p: p["value"]["lo"]) if kind == "robust" else (lambda p: -p["value"]["hi"])
@@ -177,7 +178,7 @@ def _fooling(ask: _Ask) -> list[dict]:
             by_seed[r["seed"]] = (k + round(r["flagged_rate"] * r["n"]), n + r["n"])
         ci = rate_ci([by_seed[s] for s in sorted(by_seed)])
         succ = rate_ci([(round(r["success_rate"] * r["n"]), r["n"]) for r in sel])
-        per = [{"eps": None, "value": ci, "answer": flagged_answer(ci, ask.cut)}]
+        per = [{"eps": None, "value": ci, **flagged_rule(ci, ask.cut)}]
         out.append(_answer(f"Are fooling images grown from noise against the {target} (unconstrained searches) flagged by low p(x)?",
                            target, "flagged", per, lambda p: p["value"]["lo"], measure="flagged", success=succ))
     return out
