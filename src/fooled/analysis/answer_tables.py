@@ -76,11 +76,12 @@ def sensitivity_table(results: dict) -> list[str]:
            "are" + (", and these move:" if moved else "."), ""]
     if moved:
         out += [md_table(["question", "model", f"-{shift:.0f} pts", "as set", f"+{shift:.0f} pts"],
-                         [[_label(r), r["model"]] + [x.upper() for x in r["answers"]] for r in moved]), ""]
+                         [[label_of(r), r["model"]] + [x.upper() for x in r["answers"]] for r in moved]), ""]
     return out
 
 
-def _label(r: dict) -> str:
+def label_of(r: dict) -> str:
+    """The verdict table's label of an answer's (or a sensitivity row's) question; the question itself where it has none."""
     kind = ("fooling", None) if r["question"].startswith("Are fooling images") else (r["criterion"], r.get("grid"))
     return next((label for c, g, label in ROWS if (c, g) == kind), r["question"])
 

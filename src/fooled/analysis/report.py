@@ -5,6 +5,7 @@ Long tables go to CSV files beside the report (attacks.csv, detectors.csv), whic
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,7 @@ import pandas as pd
 from ..detection.ood_fashion import PAPER_REFERENCE
 from ..errors import FooledError
 from ..rundir import atomic_write_text, read_json, read_npz
-from .methods import methods
+from .methods import methods, who_scores
 from .stats import rate_ci
 from .answer_tables import answer_tables
 from .summary import plain_answer, verdict_table
@@ -115,11 +116,10 @@ def render(results: dict, tradeoff: dict | None = None, links: list[str] = (), s
     out += [" ".join(plain_answer(results)), ""] + _figure("headline", "(a) a digit, its PGD and detector-aware versions; (b) how "
                                                          "likely each set is against the threshold; (c) share flagged against the budget")
     out += ["## Verdict", ""] + verdict_table(results) + [""] + answer_tables(results)
-    out += ["", "## Methods", "", f"- **Bits/dim** (used throughout): -log2 p(x) / D of an image, D = {info['dim'] if 'dim' in info else 'pixels'}"
+    out += ["", "## Methods", "", f"- **Bits/dim** (used throughout): -log2 p(x) / D of an image, D = {math.prod(info['shape'])}"
             f" dimensions on {info['levels']} grey levels; higher = less likely. Detection scores use the density of the image itself "
             "at its grid point (deterministic); the Models table's test bits/dim use uniform dequantisation (a bound on the discrete "
-            "likelihood), so the two differ slightly. The CNN, the adversarially trained CNN and the logistic regression have no "
-            "density: the flow scores their inputs; the flow, hybrid and Gaussian classifiers are scored by their own density."] + methods(results)
+            f"likelihood), so the two differ slightly. {who_scores(results)}"] + methods(results)
     out += ["", "## Models", "", "Test accuracy (%) and bits/dim; mean [95% interval over seeds].", ""]
     out.append(md_table(["model", "test accuracy %", "test bits/dim", "parameters", "train seconds"], [
         [name, ci_text(rows, "test_acc", pct=True) if rows[0].get("test_acc") is not None else "-",
