@@ -117,11 +117,11 @@ def overall(per_eps: list[dict]) -> tuple[str, str | None]:
 
 
 def deciding_budget(per_eps: list[dict], answer: str, against_yes) -> dict:
-    """The budget a cell shows: for UNCLEAR the borderline budget that decides most against a yes; otherwise the budget
-    that decides most against a yes (`against_yes`: smaller is worse), among those that gave the answer where possible."""
+    """The budget a cell shows: the one that decides most against a yes (`against_yes`: smaller is worse); for YES and NO
+    among the budgets that said so (not an n/a one), for UNCLEAR among the borderline ones, for PARTLY among all."""
     usable = [p for p in per_eps if p["value"]["mean"] is not None]
     if not usable:
         return per_eps[0] if per_eps else {"value": {"mean": None, "lo": None, "hi": None}}
-    want = BORDERLINE if answer == "unclear" else answer
-    same = [p for p in usable if p["answer"] == want]
-    return min(same or usable, key=against_yes)
+    if answer in ("yes", "no", "unclear"):  # a budget that gave the answer (for UNCLEAR: a borderline one)
+        usable = [p for p in usable if p["answer"] == (BORDERLINE if answer == "unclear" else answer)] or usable
+    return min(usable, key=against_yes)

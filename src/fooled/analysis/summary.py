@@ -119,9 +119,10 @@ def plain_answer(results: dict) -> list[str]:
                      f"(PGD accuracy {abs(100 * d):.0f} points {'above' if d > 0 else 'below'} it at eps {robust['eps']:g})")
     if shallow:
         d = shallow["value"]["mean"]
-        how = {"yes": "at least as easily as", "no": "less easily than"}.get(shallow["answer"], "about as easily as (the interval does not decide)")
+        how = {"yes": "at least as easily as", "no": "less easily than"}.get(shallow["answer"], "about as easily as")
+        undecided = "" if shallow["answer"] in ("yes", "no") else ", an interval that does not decide against the 5-point margin"
         parts.append(f"logistic regression is fooled {how} the CNN (PGD accuracy {abs(100 * d):.0f} points {'above' if d > 0 else 'below'} it at "
-                     f"eps {shallow['eps']:g})" + (", as Goodfellow et al.'s linearity explanation predicts" if shallow["answer"] == "yes" else ""))
+                     f"eps {shallow['eps']:g}{undecided})" + (", as Goodfellow et al.'s linearity explanation predicts" if shallow["answer"] == "yes" else ""))
     if parts:
         lead = "Modelling p(x, y) makes this classifier harder to fool" if robust and robust["answer"] == "yes" else \
             "Modelling p(x, y) does not make a classifier robust"

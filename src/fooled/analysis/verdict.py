@@ -18,6 +18,7 @@ from .tables import rate_counts
 FLAG_YES, FLAG_NO = CUTOFFS.flag_yes, CUTOFFS.flag_no  # kept for readers of the old names
 EVADE_YES, EVADE_NO = CUTOFFS.evade_yes, CUTOFFS.evade_no
 SHALLOW_MARGIN, HIGHER_P = CUTOFFS.shallow_margin, CUTOFFS.higher_p
+FLOOR = 0.01  # accuracy gaps: a budget where both models keep at most 1 % of the images (or lose at most 1 %) says nothing
 SHIFT = 0.05  # the cut-off sensitivity moves every cut-off by this much, both ways
 
 
@@ -35,8 +36,8 @@ def criteria(c: Cutoffs = CUTOFFS) -> dict:
                    f"wrong without being flagged) lies at or below {c.evade_yes:.0%}, NO if it lies above {c.evade_no:.0%}, PARTLY "
                    "if wholly between, else borderline",
         "robust": "per eps, YES if the interval of (flow accuracy - CNN accuracy) under PGD lies above 0, NO if it lies at or below "
-                  "0, else borderline; paired on the same images where scores.npz has them; a budget where both models are at "
-                  "0% (or 100%) says nothing",
+                  f"0, else borderline; paired on the same images where scores.npz has them; a budget where both models are within "
+                  f"{FLOOR:.0%} of 0% (or 100%) accuracy says nothing",
         "shallow": f"per eps, YES if the interval of (shallow accuracy - CNN accuracy) under PGD lies at or below "
                    f"+{c.shallow_margin * 100:.0f} points, NO if it lies above, else borderline; paired as above",
         "support": f"YES if some set off the data's support has the lower bound of its share more likely than the median clean test "
@@ -134,9 +135,10 @@ def _gap_ci(ask: _Ask, model: str, reference: str, eps: float) -> dict:
 
 
 def _at_floor(ask: _Ask, model: str, reference: str, eps: float) -> bool:
-    """Both models at 0% (or both at 100%) accuracy: the budget cannot tell them apart."""
-    accs = {r["adv_acc"] for t in (model, reference) for r in _rows(ask.results, target=t, attack="pgd", eps=eps)}
-    return accs in ({0.0}, {1.0})
+    """Both models keep at most FLOOR of the images (or lose at most FLOOR): the budget cannot tell them apart."""
+    accs = [sum(r["adv_acc"] * r["n"] for r in rows) / sum(r["n"] for r in rows)
+            for rows in (_rows(ask.results, target=t, attack="pgd", eps=eps) for t in (model, reference)) if rows]
+    return len(accs) == 2 and (max(accs) <= FLOOR or min(accs) >= 1 - FLOOR)
 
 
 def _gap(ask: _Ask, model: str, reference: str, kind: str, question: str) -> dict | None:
