@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fooled.analysis.per_image import paired_counts, threshold_spread, with_threshold
-from fooled.analysis.rules import CUTOFFS, Cutoffs, deciding_budget, evasion_answer, flagged_answer, flagged_rule, gap_answer, overall
+from fooled.analysis.rules import CUTOFFS, Cutoffs, deciding_budget, evasion_answer, flagged_answer, flagged_rule, gap_answer, gap_rule, overall
 from fooled.analysis.verdict import compute_verdict
 from fooled.rundir import Key
 
@@ -26,6 +26,7 @@ def test_flagged_rule_per_budget(interval, expected):
 def test_a_borderline_budget_knows_what_it_could_be():
     assert flagged_rule(ci(0.95, 0.86, 1.0), CUTOFFS) == {"answer": "borderline", "could": ["yes", "partly"], "leaning": "yes"}
     assert flagged_rule(ci(0.6, 0.3, 0.95), CUTOFFS)["could"] == ["yes", "partly", "no"]  # across both cut-offs
+    assert gap_rule(ci(0.05, -0.01, 0.11), 0.05, yes_above=False)["could"] == ["yes", "no"]  # a gap has no middle answer
 
 
 def test_evasion_and_gap_rules_per_budget():

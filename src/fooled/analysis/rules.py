@@ -43,7 +43,7 @@ def _between(a: str, b: str, order: tuple[str, ...] = ORDER) -> list[str]:
     return list(order[i : j + 1])
 
 
-def _interval(ci: dict, point) -> dict:
+def _interval(ci: dict, point, order: tuple[str, ...] = ORDER) -> dict:
     """The answer of an interval under a monotone rule `point` (value -> answer): the answer where both ends agree, else
     borderline, with the answers it could take (`could`) and the one its point estimate gives (`leaning`)."""
     if ci["mean"] is None:
@@ -51,7 +51,7 @@ def _interval(ci: dict, point) -> dict:
     lo, hi = point(ci["lo"]), point(ci["hi"])
     if lo == hi:
         return {"answer": lo}
-    return {"answer": BORDERLINE, "could": _between(lo, hi), "leaning": point(ci["mean"])}
+    return {"answer": BORDERLINE, "could": _between(lo, hi, order), "leaning": point(ci["mean"])}
 
 
 def flagged_rule(ci: dict, c: Cutoffs) -> dict:
@@ -66,7 +66,7 @@ def evasion_rule(ci: dict, c: Cutoffs) -> dict:
 
 def gap_rule(ci: dict, margin: float, yes_above: bool) -> dict:
     """An accuracy gap against `margin`: YES above it (yes_above) or at or below it (not yes_above), NO on the other side."""
-    return _interval(ci, lambda v: "yes" if (v > margin) == yes_above else "no")
+    return _interval(ci, lambda v: "yes" if (v > margin) == yes_above else "no", order=("yes", "no"))
 
 
 def control_rule(adv: dict, noise: dict) -> dict:
