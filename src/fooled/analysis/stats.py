@@ -12,6 +12,7 @@ which widens honestly when there are few seeds. Accuracy gaps of two models on t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 
@@ -73,7 +74,12 @@ def dispersion(counts: list[tuple[int, int]]) -> float:
 
 def rate_ci(counts: list[tuple[int, int]]) -> dict:
     """Pooled rate of per-seed (successes, trials) with its 95% interval; `n` is the number of seeds, `trials` of images."""
-    counts = _clean(counts)
+    return dict(_rate_ci(tuple(_clean(counts))))
+
+
+@functools.lru_cache(maxsize=8192)  # a pure function of the counts: the verdict asks for the same ones under each cut-off
+def _rate_ci(counts: tuple[tuple[int, int], ...]) -> dict:
+    counts = list(counts)
     k, n = sum(c[0] for c in counts), sum(c[1] for c in counts)
     if n == 0:
         return {"mean": None, "lo": None, "hi": None, "n": len(counts), "k": k, "trials": n}

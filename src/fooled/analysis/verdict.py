@@ -8,7 +8,7 @@ threshold's own variance; `sensitivity` says how the answers move if every cut-o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .per_image import paired_counts, threshold_spread, with_threshold
 from .rules import CUTOFFS, Cutoffs, control_rule, deciding_budget, evasion_rule, flagged_rule, gap_rule, overall
@@ -61,6 +61,7 @@ class _Ask:
     results: dict
     scores: dict | None
     cut: Cutoffs
+    spreads: dict = field(default_factory=dict)  # threshold spreads by (rate, rows), shared by the cut-off sensitivity's runs
 
     @property
     def fpr(self) -> float:
@@ -84,7 +85,10 @@ def _answer(question: str, model: str, kind: str, per_eps: list[dict], against_y
 
 def _rate(ask: _Ask, rows: list[dict], rate: str) -> dict:
     """A rate pooled over seeds with its interval, widened by the threshold's variance where scores.npz allows."""
-    return with_threshold(rate_ci(rate_counts(rows, rate)), threshold_spread(ask.scores, rows, ask.fpr, rate))
+    key = (rate, tuple((r["seed"], r["target"], r["attack"], r["eps"], r.get("grid"), r.get("attacked_detector")) for r in rows))
+    if key not in ask.spreads:  # the threshold's spread does not depend on the cut-offs: computed once per verdict
+        ask.spreads[key] = threshold_spread(ask.scores, rows, ask.fpr, rate)
+    return with_threshold(rate_ci(rate_counts(rows, rate)), ask.spreads[key])
 
 
 def _detection(ask: _Ask, attack: str) -> list[dict]:
@@ -226,9 +230,9 @@ def _eps(results: dict, attack: str, target: str, grid: str = "continuous") -> l
     return sorted({r["eps"] for r in _rows(results, target=target, attack=attack, grid=grid) if r["eps"] > 0 and r["norm"] == "linf"})
 
 
-def answers(results: dict, scores: dict | None = None, cutoffs: Cutoffs = CUTOFFS) -> list[dict]:
-    """Every answer under `cutoffs`, with the numbers behind it."""
-    ask = _Ask(results, scores, cutoffs)
+def answers(results: dict, scores: dict | None = None, cutoffs: Cutoffs = CUTOFFS, spreads: dict | None = None) -> list[dict]:
+    """Every answer under `cutoffs`, with the numbers behind it (`spreads`: threshold spreads already computed)."""
+    ask = _Ask(results, scores, cutoffs, {} if spreads is None else spreads)
     found = (_detection(ask, "pgd") + _control(ask, "rounded") + _control(ask, "continuous") + _adaptive(ask)
              + _robustness(ask) + _fooling(ask) + _ood(ask))
     return [a for a in found if a["per_eps"] or a["criterion"] in ("support", "typical") or a["value"]["mean"] is not None]
@@ -236,13 +240,20 @@ def answers(results: dict, scores: dict | None = None, cutoffs: Cutoffs = CUTOFF
 
 def sensitivity(results: dict, scores: dict | None = None, shift: float = SHIFT) -> list[dict]:
     """Per question and model, the answer with every cut-off moved down by `shift`, as set, and moved up by `shift`."""
-    runs = [answers(results, scores, CUTOFFS.shifted(d)) for d in (-shift, 0.0, shift)]
+    spreads: dict = {}
+    runs = [answers(results, scores, CUTOFFS.shifted(d), spreads) for d in (-shift, 0.0, shift)]
+    return _moves(*runs)
+
+
+def _moves(down: list[dict], as_set: list[dict], up: list[dict]) -> list[dict]:
     return [{"question": a["question"], "model": a["model"], "criterion": a["criterion"], "grid": a.get("grid"),
-             "answers": [run[i]["answer"] for run in runs]} for i, a in enumerate(runs[1])]
+             "answers": [run[i]["answer"] for run in (down, as_set, up)]} for i, a in enumerate(as_set)]
 
 
 def compute_verdict(results: dict, scores: dict | None = None) -> dict:
     """Answers with the numbers and criteria behind them, and how they move with the cut-offs; nothing typed by hand.
     `scores`: the run's scores.npz arrays, for paired gaps and the threshold's variance (None: from results.json alone)."""
-    return {"answers": answers(results, scores), "criteria": CRITERIA, "fpr": results["config"]["detect"]["fpr"],
-            "sensitivity": sensitivity(results, scores), "shift": SHIFT, "per_image": scores is not None}
+    spreads: dict = {}
+    runs = {d: answers(results, scores, CUTOFFS.shifted(d), spreads) for d in (-SHIFT, 0.0, SHIFT)}
+    return {"answers": runs[0.0], "criteria": CRITERIA, "fpr": results["config"]["detect"]["fpr"],
+            "sensitivity": _moves(runs[-SHIFT], runs[0.0], runs[SHIFT]), "shift": SHIFT, "per_image": scores is not None}
