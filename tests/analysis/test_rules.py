@@ -5,7 +5,17 @@ import numpy as np
 import pytest
 
 from fooled.analysis.per_image import paired_counts, threshold_spread, with_threshold
-from fooled.analysis.rules import CUTOFFS, Cutoffs, deciding_budget, evasion_answer, flagged_answer, flagged_rule, gap_answer, gap_rule, overall
+from fooled.analysis.rules import (
+    CUTOFFS,
+    Cutoffs,
+    deciding_budget,
+    evasion_answer,
+    flagged_answer,
+    flagged_rule,
+    gap_answer,
+    gap_rule,
+    overall,
+)
 from fooled.analysis.verdict import compute_verdict
 from fooled.rundir import Key
 

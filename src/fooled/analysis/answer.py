@@ -52,7 +52,7 @@ def evidence(results: dict, target: str) -> dict:
     ctrl = find(results, "control", target, "rounded") or find(results, "control", target)
     aware = next((a for c in EVASION_CRITERIA if (a := find(results, c, target))), None)
     cw, fool = cw_flagged(results, target), likely_fooling(results, target)
-    side = lambda good: None if good is None else "for" if good else "against"  # noqa: E731
+    side = lambda good: None if good is None else "for" if good else "against"
     return {"control": side(None if ctrl is None else ctrl["answer"] == "yes"),
             "aware": side(None if aware is None else aware["answer"] == "yes"),
             "cw": side(None if cw is None else flagged_answer(cw, CUTOFFS) == "yes"),

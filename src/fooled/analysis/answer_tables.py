@@ -48,9 +48,9 @@ def answer_tables(results: dict) -> list[str]:
     criteria."""
     answers = results["verdict"]["answers"]
     order = {m: i for i, m in enumerate(model_order({a["model"] for a in answers}))}
-    out = ["Each question per budget: the budget's answer (yes, no, partly, or borderline, with the answers it could take, "
-           "where its interval straddles a cut-off), the number that decides it and its 95% interval; the last column combines "
-           "the budgets.", ""]
+    out = [("Each question per budget: the budget's answer (yes, no, partly, or borderline, with the answers it could take, "
+            "where its interval straddles a cut-off), the number that decides it and its 95% interval; the last column combines "
+            "the budgets."), ""]
     for criterion, grid, label in ROWS:
         these = sorted((a for a in answers if _kind(a) == (criterion, grid)), key=lambda a: order.get(a["model"], 99))
         if these:

@@ -26,7 +26,7 @@ class Cutoffs:
     shallow_margin: float = 0.05  # "fooled at least as easily": PGD accuracy at most this far above the CNN's
     higher_p: float = 0.5  # off-support sets: "higher likelihood" if the share above the median test image reaches this
 
-    def shifted(self, points: float) -> "Cutoffs":
+    def shifted(self, points: float) -> Cutoffs:
         """Every cut-off moved by `points` (a fraction: 0.05 is five points), kept inside [0, 1] (the margin in [-1, 1])."""
         moved = {f.name: getattr(self, f.name) + points for f in dataclasses.fields(self)}
         return Cutoffs(**{k: min(1.0, max(-1.0 if k == "shallow_margin" else 0.0, v)) for k, v in moved.items()})
