@@ -7,7 +7,6 @@ from torch import nn
 
 from attack_helpers import assert_in_budget, assert_unchanged, snapshot
 from fooled.attacks import (
-    adaptive_pgd,
     cw_l2,
     fgsm,
     fooling_evolution,
@@ -15,8 +14,10 @@ from fooled.attacks import (
     multitarget_pgd,
     pgd,
 )
+from fooled.attacks.penalty import multitarget_penalty_pgd, penalty_aware_pgd
 
-BUDGETED = ["fgsm", "pgd_linf", "pgd_l2", "multitarget_linf", "multitarget_l2", "adaptive_linf", "adaptive_l2"]
+BUDGETED = ["fgsm", "pgd_linf", "pgd_l2", "multitarget_linf", "multitarget_l2", "penalty_linf", "penalty_l2",
+            "penalty-multitarget_linf", "penalty-multitarget_l2"]
 UNBUDGETED = ["cw_l2", "fooling_gradient", "fooling_evolution"]  # no eps: only the [0, 1] box and the model's purity
 
 cases = st.fixed_dictionaries(
@@ -33,9 +34,9 @@ cases = st.fixed_dictionaries(
 )
 
 
-def log_prob(x):
-    """A differentiable stand-in density: a standard normal on the pixels around 0.5."""
-    return -0.5 * ((x.flatten(1) - 0.5) ** 2).sum(1)
+def score(x):
+    """A differentiable stand-in anomaly score: -log of a standard normal on the pixels around 0.5 (up to a constant)."""
+    return 0.5 * ((x.flatten(1) - 0.5) ** 2).sum(1)
 
 
 def run(case, model, x, y, g):
@@ -47,8 +48,10 @@ def run(case, model, x, y, g):
         return pgd(model, x, y, eps=eps, steps=3, norm=norm, restarts=2, generator=g, early_stop=case["early_stop"])
     if attack.startswith("multitarget"):
         return multitarget_pgd(model, x, y, eps=eps, steps=3, norm=norm, targets=2, generator=g, early_stop=case["early_stop"])
-    if attack.startswith("adaptive"):
-        return adaptive_pgd(model, x, y, log_prob=log_prob, threshold=-0.5, eps=eps, steps=3, norm=norm, generator=g)
+    if attack.startswith("penalty-multitarget"):
+        return multitarget_penalty_pgd(model, x, y, score=score, threshold=0.5, eps=eps, steps=3, norm=norm, targets=2, generator=g)
+    if attack.startswith("penalty"):
+        return penalty_aware_pgd(model, x, y, score=score, threshold=0.5, eps=eps, steps=3, norm=norm, restarts=2, generator=g)
     if attack == "cw_l2":
         return cw_l2(model, x, y, binary_steps=2, steps=5)
     if attack == "fooling_gradient":  # (images, confidence)
