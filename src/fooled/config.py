@@ -111,6 +111,7 @@ class AuditConfig:
     autoattack_steps: int = 100  # per APGD / FAB run, as the original AutoAttack (torchattacks' own AutoAttack runs 10)
     autoattack_targets: int | None = 3  # wrong classes each targeted part aims at (None: all K - 1, as AutoAttack standard;
                                         # 3, the study's own multitarget count, keeps the default study within 5 minutes)
+    second_opinion_steps: int = 200  # steps of the penalty-method second opinions (study/stages/second_opinions.py): 0 skips them
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,7 @@ def _check_range(cfg: StudyConfig) -> None:
     need(cfg.ood.n >= 1 and cfg.ood.max_likelihood_images >= 1 and cfg.ood.max_likelihood_steps >= 1,
          "ood.n, ood.max_likelihood_images and ood.max_likelihood_steps must be >= 1")
     need(cfg.audit.large_eps > 0 and cfg.audit.tolerance > 0, "audit.large_eps and audit.tolerance must be > 0")
+    need(cfg.audit.second_opinion_steps >= 0, "audit.second_opinion_steps must be >= 0 (0 skips the second opinions)")
     need(0 < cfg.audit.aware_tolerance < 1 and cfg.audit.known_answer_eps > 0 and cfg.audit.known_answer_images >= 0,
          "audit.aware_tolerance must lie in (0, 1), audit.known_answer_eps be > 0 and audit.known_answer_images >= 0")
     need(cfg.attacks.restarts >= 1, "attacks.restarts must be >= 1")
@@ -361,7 +363,8 @@ def quick(cfg: StudyConfig) -> StudyConfig:
                                     adaptive_steps=8, aware_lambdas=(1.0,), aware_detectors=("nll", "typicality"), aware_targets=("cnn",),
                                     cw_steps=20, cw_binary_steps=3, targets=1),
         fooling=dataclasses.replace(cfg.fooling, per_class=1, steps=50, generations=30, population=8),
-        audit=dataclasses.replace(cfg.audit, known_answer_images=0, autoattack_steps=min(cfg.audit.autoattack_steps, 20)),
+        audit=dataclasses.replace(cfg.audit, known_answer_images=0, autoattack_steps=min(cfg.audit.autoattack_steps, 20),
+                                  second_opinion_steps=min(cfg.audit.second_opinion_steps, 40)),
         ood=dataclasses.replace(cfg.ood, n=48, max_likelihood_images=8, max_likelihood_steps=50),
     )
 

@@ -5,7 +5,6 @@ Attacks leave the model's parameters, gradients and train/eval mode as they foun
 the eps-ball and [0, 1], and draw randomness only from an explicit `generator`.
 """
 
-from fooled.attacks.adaptive import adaptive_pgd
 from fooled.attacks.aware import (
     best_over_budgets,
     bpda,
@@ -26,6 +25,7 @@ from fooled.attacks.fooling import (
     fooling_gradient_unflagged,
 )
 from fooled.attacks.latent import latent_attack, latent_class_means
+from fooled.attacks.penalty import multitarget_penalty_pgd, penalty_aware_pgd
 from fooled.attacks.gradient import attack_success, fgsm, multitarget_pgd, pgd, pgd_sweep, reachable_margins
 from fooled.attacks.losses import cross_entropy, get_loss, log_margin, margin
 from fooled.attacks.reference import autoattack
@@ -33,7 +33,6 @@ from fooled.attacks.worst_case import pgd_worst_case, worst_case_with_losses
 from fooled.attacks._common import stacked
 
 __all__ = [
-    "adaptive_pgd",
     "attack_success",
     "autoattack",
     "best_over_budgets",
@@ -58,7 +57,9 @@ __all__ = [
     "log_margin",
     "margin",
     "median_l2",
+    "multitarget_penalty_pgd",
     "multitarget_pgd",
+    "penalty_aware_pgd",
     "pgd",
     "pgd_sweep",
     "pgd_worst_case",

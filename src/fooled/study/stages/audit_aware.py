@@ -16,6 +16,7 @@ from ...models.baselines import LogisticRegression
 from ..context import SeedContext
 from .aware import aware_attack
 from .batching import images_and_seconds
+from .second_opinions import second_opinion_checks
 
 UNBOUNDED_EVASION = 0.95  # an unbounded detector-aware attack (linf eps 1) must evade on at least this share of the images
 
@@ -37,6 +38,7 @@ def audit_aware(ctx: SeedContext, advs: dict, aware: dict, convergence_eps: dict
     fewer images than the tolerance (else the attack at that budget missed what a smaller ball holds); at linf eps 1 it
     evades nearly always. Once per seed, if a
     logistic regression was trained: the attack reaches the exact answer of a linear classifier with a Gaussian detector.
+    Then, for every model and attacked detector, no second opinion (`second_opinions`) beats it at any budget.
     `advs` holds plain PGD's adversarials, `aware` the study's detector-aware stages ({(target, detector): {eps: stage}})."""
     a, tol = ctx.cfg.attacks, ctx.cfg.audit.aware_tolerance
     sub = ctx.subset(a.expensive_examples)
@@ -67,7 +69,7 @@ def audit_aware(ctx: SeedContext, advs: dict, aware: dict, convergence_eps: dict
     n = ctx.cfg.audit.known_answer_images
     if linear is not None and n and len(ctx.x) >= 4 * n:  # the Gaussian and its threshold need clean images beside those attacked
         checks.append(_known_answer(ctx, linear, n, ctx.cfg.audit.known_answer_eps))
-    return checks
+    return checks + second_opinion_checks(ctx, aware)  # independent penalty-method attacks beside the study's, every budget
 
 
 def _known_answer(ctx: SeedContext, name: str, n: int, eps: float) -> dict:
