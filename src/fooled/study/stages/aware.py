@@ -46,7 +46,7 @@ def aware_stages(ctx: SeedContext, target: str, name: str, starts_by_eps: dict, 
     common = {"model": ctx.keys[target], "detector": ctx.keys[guard.name], "attacked": name, "threshold": guard.thresholds[name],
               "steps": steps, "restarts": restarts, "lambdas": a.aware_lambdas, "batch": budgets,
               "donors": len(ctx.donors[0]) if ctx.donors else 0, "initial_step": attacks.aware.INITIAL_STEP, "over_budgets": True,
-              "penalty_per_step": attacks.aware.PENALTY_PER_STEP}  # the lean penalty-method run (issue 25)
+              "penalty_per_step": attacks.aware.PENALTY_PER_STEP, "penalty_targets": attacks.aware.PENALTY_TARGETS}  # issue 25
 
     def batch() -> dict:
         x, y = ctx.x.to(ctx.device), ctx.y.to(ctx.device)
