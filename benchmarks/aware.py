@@ -26,7 +26,7 @@ from fooled.api import Run
 from fooled.attacks import best_over_budgets, donor_start, penalty_aware_pgd, pgd_worst_case, stacked, strongest_aware_attack
 from fooled.config import load_config, to_dict
 from fooled.detection import calibrate_threshold
-from fooled.study.stages import per_image_budgets, pgd_settings
+from fooled.study.stages.batching import per_image_budgets, pgd_settings
 
 
 def timed(fn):
