@@ -8,6 +8,7 @@ and a changed attack setting redoes that attack only.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 import json
 import math
 import multiprocessing
@@ -29,13 +30,13 @@ from ..detection.guard import MEMO
 from ..detection.baselines import baseline_scores
 from ..errors import FooledError
 from ..models import is_density_model, mean_bpd, predict
-from ..models.oracle import Committee
 from ..rundir import Key, exclusive, prepare_run_dir, versions, write_json, write_npz
 from ..train import model_key, train_or_load
 from .audit import audit, convergence_curve, convergence_eps
 from .audit_aware import audit_aware
 from .context import Made, SeedContext
 from .likelihood import out_of_distribution
+from .honest_oracle import fit_oracle, hold_out_for_oracle
 from .oracle import label_oracle
 from .stages import adaptive_attacks, carlini_wagner, controls, fooling_images, plain_attacks, transfer
 
@@ -88,8 +89,9 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
     """One seed: train (or load) the models, attack them, score everything; returns this seed's records."""
     splits = load(cfg.data.name, seed=seed, root=cfg.data.root, download=cfg.data.download,
                   val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction, limit=cfg.data.limit)
+    splits, oracle_split = hold_out_for_oracle(splits, cfg.data.oracle_fraction, seed)  # no model or attack sees the oracle's images
     info = splits.info
-    log(f"seed {seed}: {info.name}, {len(splits.train)} train / {len(splits.val)} validation / {len(splits.test)} test images")
+    log(f"seed {seed}: {info.name}, {len(splits.train)} train / {len(oracle_split)} oracle / {len(splits.val)} validation / {len(splits.test)} test images")
     models, model_rows = {}, {}
     for name in cfg.models.names:
         model, meta = train_or_load(cfg, name, splits, seed, run_dir, device, log, progress)
@@ -157,10 +159,9 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
     if cfg.fooling.enabled:
         keep("fooling", timed("fooling images", lambda: fooling_images(ctx)))
     if a.adaptive:
-        committee = Committee(extra={m: models[m] for m in ("cnn_adv",) if m in models})
-        fitted = committee.fit(_at_most(splits.train, COMMITTEE_TRAIN, seed), _at_most(splits.val, COMMITTEE_TRAIN // 4, seed))
-        records["committee"].append({"seed": seed, "members": list(committee.members), "chosen": fitted,
-                                     "test_acc": committee.accuracy(splits.test.x, splits.test.y)})
+        committee, row = fit_oracle(cfg, replace(splits, val=_at_most(splits.val, COMMITTEE_TRAIN // 4, seed)),
+                                    _at_most(oracle_split, COMMITTEE_TRAIN, seed), seed, run_dir, device)
+        records["committee"].append(row)
         keep("oracle", timed("label oracle", lambda: label_oracle(ctx, committee, advs)))
     if cfg.ood.enabled:
         keep("ood", timed("likelihood failures", lambda: out_of_distribution(ctx, splits), lambda out: f"{len(out.rows)} sets scored"))
