@@ -55,7 +55,7 @@ def test_controls_count_exactly_the_images_the_attack_fooled():
         return torch.ones(len(images), dtype=torch.bool)
 
     counts = matched_counts(flags, x, x_adv, fooled, eps=0.125, levels=LEVELS, generator=gen())
-    assert counts["n"] == int(fooled.sum()) == counts["attack"] == counts["sign_noise"] == counts["shuffled"]
+    assert counts["n"] == int(fooled.sum()) == counts["flagged_attack"] == counts["flagged_sign_noise"] == counts["flagged_shuffled"]
     assert [len(s) for s in seen] == [int(fooled.sum())] * 3
     assert torch.equal(seen[0], x_adv[fooled])  # the attack's own images, then controls of the same clean images
     assert torch.allclose((seen[1] - x[fooled]).abs().amax((1, 2, 3)), torch.full((7,), 0.125))

@@ -49,16 +49,17 @@ def background_changes(x_adv: torch.Tensor, x: torch.Tensor, *, tolerance: float
 def matched_counts(flags, x: torch.Tensor, x_adv: torch.Tensor, fooled: torch.Tensor, *, eps: float, levels: int,
                    generator: torch.Generator | None = None) -> dict:
     """How often `flags` (images -> bool (N,)) flags the attack's images and each control, all counted on exactly the
-    images the attack fooled (`fooled`, a bool mask (N,)): {"n", "attack", "sign_noise", "shuffled", "background"}, the last
-    the images with a changed background pixel (the trivial rule's flags)."""
+    images the attack fooled (`fooled`, a bool mask (N,)): {"n", "flagged_attack", "flagged_sign_noise", "flagged_shuffled",
+    "flagged_background"}, the last the images with a changed background pixel (the trivial rule's flags)."""
     x_adv, x = _same_shape(x_adv, x)
     fooled = torch.as_tensor(fooled, dtype=torch.bool).cpu()
     if fooled.shape != (len(x),):
         raise ConfigError(f"fooled must be a bool mask of shape ({len(x)},), one per image")
     xs, advs = x[fooled.to(x.device)], x_adv[fooled.to(x.device)]
     if not len(xs):
-        return {"n": 0, "attack": 0, "sign_noise": 0, "shuffled": 0, "background": 0}
+        return {"n": 0, "flagged_attack": 0, "flagged_sign_noise": 0, "flagged_shuffled": 0, "flagged_background": 0}
     count = lambda images: int(torch.as_tensor(flags(images)).bool().sum())  # noqa: E731
-    return {"n": len(xs), "attack": count(advs), "sign_noise": count(grid_sign_noise(xs, eps=eps, levels=levels, generator=generator)),
-            "shuffled": count(shuffled_perturbation(advs, xs, generator=generator)),
-            "background": int((background_changes(advs, xs) > 0).sum())}
+    return {"n": len(xs), "flagged_attack": count(advs),
+            "flagged_sign_noise": count(grid_sign_noise(xs, eps=eps, levels=levels, generator=generator)),
+            "flagged_shuffled": count(shuffled_perturbation(advs, xs, generator=generator)),
+            "flagged_background": int((background_changes(advs, xs) > 0).sum())}

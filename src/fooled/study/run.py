@@ -36,12 +36,13 @@ from .audit import audit, convergence_curve, convergence_eps
 from .audit_aware import audit_aware
 from .context import Made, SeedContext
 from .likelihood import out_of_distribution
+from .honest import honest_study
 from .honest_oracle import fit_oracle, hold_out_for_oracle
 from .oracle import label_oracle
 from .stages import adaptive_attacks, carlini_wagner, controls, fooling_images, plain_attacks, transfer
 
 DETECTOR = "flow"  # the density model whose log p(x) scores inputs to classifiers without a density
-LISTS = ("attacks", "transfer", "cw", "fooling", "committee", "oracle", "ood", "audit", "convergence")  # per-seed records in results.json
+LISTS = ("attacks", "transfer", "cw", "fooling", "committee", "oracle", "honest", "ood", "audit", "convergence")  # per-seed records in results.json
 
 
 def resolve_device(device: str) -> torch.device:
@@ -163,6 +164,8 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
                                     _at_most(oracle_split, COMMITTEE_TRAIN, seed), seed, run_dir, device)
         records["committee"].append(row)
         keep("oracle", timed("label oracle", lambda: label_oracle(ctx, committee, advs)))
+        keep("honest", timed("one threat model (grid, combined defence, valid evasion, matched controls)",
+                             lambda: honest_study(ctx, advs, committee, splits.val.x)))
     if cfg.ood.enabled:
         keep("ood", timed("likelihood failures", lambda: out_of_distribution(ctx, splits), lambda out: f"{len(out.rows)} sets scored"))
     if cfg.audit.enabled:
