@@ -197,7 +197,10 @@ def _eps(results: dict, attack: str, target: str, grid: str = "continuous") -> l
 
 def compute_verdict(results: dict) -> dict:
     """Answers with the numbers and criteria behind them; nothing typed by hand."""
-    answers = (_detection(results, "pgd") + _control(results, "rounded") + _control(results, "continuous") + _adaptive(results)
+    from .honest import combined_evasion, matched_control, valid_evasion  # one threat model, where the study made its rows
+
+    answers = (_detection(results, "pgd") + (matched_control(results) or _control(results, "rounded")) + _control(results, "continuous")
+               + (valid_evasion(results) or _adaptive(results)) + combined_evasion(results)
                + _robustness(results) + _fooling(results) + _ood(results))
     answers = [a for a in answers if a["per_eps"] or a["criterion"] in ("support", "typical") or a["value"]["mean"] is not None]
     return {"answers": answers, "criteria": CRITERIA, "fpr": results["config"]["detect"]["fpr"]}
