@@ -3,7 +3,9 @@ the combined defence."""
 
 from fooled.analysis.honest import combined_evasion, defence_table, matched_control, oracle_lines, valid_evasion
 from fooled.analysis.summary import verdict_table
-from fooled.analysis.verdict import compute_verdict
+from fooled.analysis.verdict import EVADE_NO, EVADE_YES, compute_verdict
+
+CUTS = (EVADE_YES, EVADE_NO)
 
 EPS = (0.0625, 0.125, 0.3125)
 
@@ -36,7 +38,7 @@ def test_valid_evasion_counts_only_images_the_oracle_keeps_and_quotes_the_larges
     # at 0.3125 the attack evades 100 of 100, but the oracle keeps the class of only 20: it changed the digit
     rows = [evasion(0.0625, 5, 10, 90), evasion(0.125, 60, 80, 75), evasion(0.3125, 20, 100, 20)]
     rows += [evasion(e, 0, 100, 100, grid="off_grid") for e in EPS]
-    a = valid_evasion(results(rows))[0]
+    a = valid_evasion(results(rows), CUTS)[0]
     assert a["quoted_eps"] == 0.125 and a["eps"] == 0.125 and a["counted_eps"] == [0.0625, 0.125]
     assert a["value"]["mean"] == 0.6  # valid evasions / images the model got right
     assert a["per_eps"][2]["evasion"]["mean"] == 1.0 and a["per_eps"][0]["off_grid"]["mean"] == 1.0  # secondary numbers kept
@@ -47,14 +49,14 @@ def test_valid_evasion_counts_only_images_the_oracle_keeps_and_quotes_the_larges
 
 def test_when_no_budget_keeps_most_classes_every_budget_counts():
     rows = [evasion(e, 1, 90, 10) for e in EPS]
-    a = valid_evasion(results(rows))[0]
+    a = valid_evasion(results(rows), CUTS)[0]
     assert a["counted_eps"] == list(EPS) and a["quoted_eps"] == 0.3125 and a["answer"] == "yes"
 
 
 def test_combined_defence_row_and_table_name_the_attack_each_detector_faced():
     rows = [evasion(e, 30, 40, 90, attacked=k) for e in EPS for k in ("nll", "combined")]
     rows.append({"seed": 0, "target": "cnn", "kind": "defence", "val_fpr": 0.05})
-    a = combined_evasion(results(rows))[0]
+    a = combined_evasion(results(rows), CUTS)[0]
     assert a["criterion"] == "combined" and "5.0% total validation FPR" in a["question"]
     table = "\n".join(defence_table(results(rows)))
     assert "-log p(x)-aware on the grid" in table and "aware of every member on the grid" in table

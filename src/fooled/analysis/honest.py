@@ -12,9 +12,20 @@ from __future__ import annotations
 
 from .stats import rate_ci
 from .tables import fmt, md_table
-from .verdict import EVADE_NO, EVADE_YES, _answer, _overall
 
 KEPT = 0.5  # a budget counts while more than half of the attack's successful images keep their class by the oracle
+# the evasion cut-offs are the verdict's (`verdict.EVADE_YES`, `EVADE_NO`), passed in by it: analysis.verdict imports this module
+
+
+def _overall(per_eps: list[dict]) -> str:
+    answers = {p["answer"] for p in per_eps}
+    return "yes" if answers == {"yes"} else "no" if answers == {"no"} else "partly"
+
+
+def _answer(question: str, model: str, kind: str, per_eps: list[dict], headline: dict, **extra) -> dict:
+    """An answer in the verdict's format (`verdict._answer`)."""
+    return {"question": question, "model": model, "criterion": kind, "answer": extra.pop("answer", None) or _overall(per_eps),
+            "per_eps": per_eps, "value": headline["value"], "eps": headline.get("eps"), **extra}
 
 
 def _rows(results: dict, **match) -> list[dict]:
@@ -26,8 +37,8 @@ def _targets(results: dict, **match) -> list[str]:
     return [t for t in results["config"]["models"]["names"] if t in present]
 
 
-def _evasion_answer(ci: dict) -> str:
-    return "n/a" if ci["mean"] is None else "yes" if ci["hi"] <= EVADE_YES else "no" if ci["lo"] > EVADE_NO else "partly"
+def _evasion_answer(ci: dict, cuts: tuple[float, float]) -> str:
+    return "n/a" if ci["mean"] is None else "yes" if ci["hi"] <= cuts[0] else "no" if ci["lo"] > cuts[1] else "partly"
 
 
 def matched_control(results: dict) -> list[dict]:
@@ -51,14 +62,14 @@ def matched_control(results: dict) -> list[dict]:
     return out
 
 
-def _valid_per_eps(results: dict, target: str, attacked: str, detector: str) -> list[dict]:
+def _valid_per_eps(results: dict, target: str, attacked: str, detector: str, cuts=(0.0, 1.0)) -> list[dict]:
     per_eps = []
     for eps in sorted({r["eps"] for r in _rows(results, kind="evasion", target=target, attacked=attacked, grid="on_grid")}):
         rs = _rows(results, kind="evasion", target=target, attacked=attacked, grid="on_grid", eps=eps)
         off = _rows(results, kind="evasion", target=target, attacked=attacked, grid="off_grid", eps=eps)
         ci = rate_ci([(r["detectors"][detector]["n_valid"], r["n_correct"]) for r in rs])
         kept = rate_ci([(r["n_oracle_kept"], r["n_success"]) for r in rs])
-        per_eps.append({"eps": eps, "value": ci, "answer": _evasion_answer(ci), "kept": kept,
+        per_eps.append({"eps": eps, "value": ci, "answer": _evasion_answer(ci, cuts), "kept": kept,
                         "evasion": rate_ci([(r["detectors"][detector]["n_evaded"], r["n_correct"]) for r in rs]),
                         "off_grid": rate_ci([(r["detectors"][detector]["n_evaded"], r["n_correct"]) for r in off]) if off else None})
     return per_eps
@@ -73,21 +84,22 @@ def _valid_answer(question: str, target: str, criterion: str, per_eps: list[dict
                    counted_eps=[p["eps"] for p in counted], quoted_eps=quoted["eps"], grid="on_grid", **extra)
 
 
-def valid_evasion(results: dict) -> list[dict]:
-    """Per model, the 'evasion' answer from valid evasions of -log p(x) by its own detector-aware attack on the grid."""
+def valid_evasion(results: dict, cuts: tuple[float, float]) -> list[dict]:
+    """Per model, the 'evasion' answer from valid evasions of -log p(x) by its own detector-aware attack on the grid; cuts: the
+    verdict's (yes if the upper bound <= cuts[0], no if the lower bound > cuts[1])."""
     return [_valid_answer(f"Does low p(x) still flag adversarial examples against the {t} when the attacker knows the detector "
                           "(valid images on the grid; an evasion counts only if the oracle keeps the original class)?", t, "evasion",
-                          _valid_per_eps(results, t, "nll", "nll")) for t in _targets(results, kind="evasion", attacked="nll")]
+                          _valid_per_eps(results, t, "nll", "nll", cuts)) for t in _targets(results, kind="evasion", attacked="nll")]
 
 
-def combined_evasion(results: dict) -> list[dict]:
+def combined_evasion(results: dict, cuts: tuple[float, float]) -> list[dict]:
     """Per model attacked through the combined defence: its valid evasion (criterion 'combined')."""
     out = []
     for t in _targets(results, kind="evasion", attacked="combined"):
         fpr = [r["val_fpr"] for r in _rows(results, kind="defence", target=t)]
         out.append(_valid_answer(f"Does the combined defence (any of its detectors, {max(fpr, default=0):.1%} total validation FPR) "
                                  f"still flag adversarial examples against the {t} when the attacker knows every member?", t, "combined",
-                                 _valid_per_eps(results, t, "combined", "combined"), val_fpr=fpr))
+                                 _valid_per_eps(results, t, "combined", "combined", cuts), val_fpr=fpr))
     return out
 
 

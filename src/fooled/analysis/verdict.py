@@ -200,7 +200,7 @@ def compute_verdict(results: dict) -> dict:
     from .honest import combined_evasion, matched_control, valid_evasion  # one threat model, where the study made its rows
 
     answers = (_detection(results, "pgd") + (matched_control(results) or _control(results, "rounded")) + _control(results, "continuous")
-               + (valid_evasion(results) or _adaptive(results)) + combined_evasion(results)
+               + (valid_evasion(results, (EVADE_YES, EVADE_NO)) or _adaptive(results)) + combined_evasion(results, (EVADE_YES, EVADE_NO))
                + _robustness(results) + _fooling(results) + _ood(results))
     answers = [a for a in answers if a["per_eps"] or a["criterion"] in ("support", "typical") or a["value"]["mean"] is not None]
     return {"answers": answers, "criteria": CRITERIA, "fpr": results["config"]["detect"]["fpr"]}
