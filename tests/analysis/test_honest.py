@@ -31,7 +31,9 @@ def test_matched_control_is_yes_only_above_both_controls_on_the_same_images():
     shuffled_as_often = [control(e, 95, 20, 93) for e in EPS]  # sign noise is beaten, the attack's own perturbation shuffled is not
     a = matched_control(results(shuffled_as_often))[0]
     assert a["answer"] == "no" and a["per_eps"][0]["control"]["mean"] == 0.93 and a["grid"] == "rounded"
-    assert compute_verdict(results(above))["answers"][0]["matched"]  # the verdict takes the matched control when rows exist
+    assert compute_verdict(results(above))["answers"][0]["matched"]
+    none_fooled = above + [control(0.5, 0, 0, 0, n=0)]  # a budget at which PGD fooled no image is left out, not an error
+    assert [p["eps"] for p in matched_control(results(none_fooled))[0]["per_eps"]] == list(EPS)  # the verdict takes the matched control when rows exist
 
 
 def test_valid_evasion_counts_only_images_the_oracle_keeps_and_quotes_the_largest_budget_most_keep():

@@ -48,6 +48,8 @@ def matched_control(results: dict) -> list[dict]:
         per_eps = []
         for eps in sorted({r["eps"] for r in _rows(results, kind="matched_control", target=target) if r["eps"] > 0}):
             rs = _rows(results, kind="matched_control", target=target, eps=eps)
+            if not sum(r["n"] for r in rs):
+                continue  # PGD fooled no image at this budget: nothing to compare
             ci = {k: rate_ci([(r[f"flagged_{k}"], r["n"]) for r in rs]) for k in ("attack", "sign_noise", "shuffled", "background")}
             controls = [ci["sign_noise"], ci["shuffled"]]
             beats = ci["attack"]["mean"] is not None and all(c["mean"] is not None and ci["attack"]["lo"] > c["hi"] for c in controls)
