@@ -24,7 +24,7 @@ from fooled.config import load_config
 from fooled.data import load
 from fooled.detection.ood import PAPER_REFERENCE, ood_sets
 from fooled.models import bpd_from_log_prob, is_density_model, mean_bpd, predict
-from fooled.study.stages import pgd_settings
+from fooled.study.stages.batching import pgd_settings
 from fooled.train import train_or_load
 
 

@@ -1,4 +1,4 @@
-"""Command line: `fooled study | tradeoff | figures | report | show | ablate | sweep`, thin over the package's functions.
+"""Command line: `fooled study | tradeoff | disagree | figures | report | show | ablate | sweep`, thin over the package's functions.
 
 User errors (bad config, path, data, checkpoint) print one line on stderr and exit with code 2.
 """
@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when present")
     t.add_argument("--no-figures", action="store_true", help="skip the figure (draw it later with `fooled figures`)")
     t.add_argument("--quiet", action="store_true", help="no progress output")
+    d = sub.add_parser("disagree", help="flows of several seeds and sizes on one split: do they agree on the data and disagree off it?")
+    d.add_argument("config", nargs="?", help="experiment TOML (default: the digits study)")
+    d.add_argument("--out", help="run directory (default: runs/<config name>-disagreement)")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    d.add_argument("--quiet", action="store_true", help="no progress output")
     f = sub.add_parser("figures", help="redraw the figures of a study, sweep or tradeoff directory from its saved files")
     f.add_argument("run_dir")
     r = sub.add_parser("report", help="rewrite report.md of a run directory from results.json")
@@ -133,6 +138,24 @@ def _ablate(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    """`fooled sweep`: exit code 1 if any cell failed (after writing everything), 2 on a bad sweep file."""
+    from .study import silent, stderr_log
+    from .study.sweep import load_sweep, run_sweep
+
+    sweep = load_sweep(args.sweep_file, args.set, quick_cells=args.quick)
+    out = Path(args.out) if args.out else Path("runs") / "sweeps" / sweep.name
+    manifest = run_sweep(sweep, out, engine=args.engine, address=args.address, device=args.device, jobs=args.jobs,
+                         cell_figures=not args.no_cell_figures, log=silent if args.quiet else stderr_log)
+    status = [c["status"] for c in manifest["cells"]]
+    for c in manifest["cells"]:
+        if c["status"] == "failed":
+            print(f"fooled: cell {c['name']} failed: {c['error']}", file=sys.stderr)
+    print(f"{len(status)} cells: {status.count('done')} run, {status.count('skipped')} finished before, {status.count('failed')} failed")
+    print(f"table: {out / 'sweep.csv'}")
+    return 1 if "failed" in status else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -149,12 +172,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "tradeoff":
             return _tradeoff(args)
+        if args.command == "disagree":
+            from .study.disagreement import run_from_args
+
+            return run_from_args(args)
         if args.command == "ablate":
             return _ablate(args)
         if args.command == "sweep":
-            from .study.sweep import run_from_args
-
-            return run_from_args(args)
+            return _sweep(args)
         if args.command == "report":
             from .analysis import write_report
 

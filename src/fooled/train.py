@@ -19,7 +19,7 @@ from .attacks import pgd
 from .config import StudyConfig, TrainConfig, config_hash, to_dict
 from .data import Split, Splits, batches
 from .errors import CheckpointError
-from .models import build_model
+from .models import build_model, fit_base
 from .rundir import atomic_write_bytes
 
 
@@ -60,10 +60,12 @@ def evaluate_loss(model: torch.nn.Module, split: Split, batch_size: int = 512, s
         model.train(was_training)
 
 
-def fit(model: torch.nn.Module, train: Split, val: Split, cfg: TrainConfig, *, seed: int, desc: str = "train", progress: bool = False) -> TrainResult:
+def fit(model: torch.nn.Module, train: Split, val: Split, cfg: TrainConfig, *, seed: int, desc: str = "train", progress: bool = False,
+        keep_initial: bool = False) -> TrainResult:
     """Adam on `batch_loss` (the model's `training_loss`, adversarial for a model with a budget); stops after `cfg.patience` epochs without a better validation loss.
 
-    The best weights are restored, and the model is left in eval mode.
+    The best weights are restored, and the model is left in eval mode. With `keep_initial` (a model that starts
+    fitted) the starting weights compete too: if no epoch beats them on validation they are kept (best_epoch -1).
     """
     torch.manual_seed(seed)  # dequantisation noise and dropout use the global generator
     generator = torch.Generator().manual_seed(seed)
@@ -71,6 +73,8 @@ def fit(model: torch.nn.Module, train: Split, val: Split, cfg: TrainConfig, *, s
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best, best_state, best_epoch, stale, losses = float("inf"), None, 0, 0, []
     start = time.perf_counter()
+    if keep_initial:
+        best, best_state, best_epoch = evaluate_loss(model, val, seed=seed), copy.deepcopy(model.state_dict()), -1
     bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False)
     epoch = 0
     for epoch in bar:
@@ -155,9 +159,12 @@ def train_or_load(cfg: StudyConfig, name: str, splits: Splits, seed: int, run_di
         meta = {"train_seconds": time.perf_counter() - start, "epochs": 0, "best_epoch": 0,
                 "best_val_loss": evaluate_loss(model, splits.val), "chosen": chosen}
     else:
-        result = fit(model, splits.train, splits.val, cfg.train, seed=seed, desc=f"{name} seed {seed}", progress=progress)
-        meta = {"train_seconds": result.seconds, "epochs": result.epochs, "best_epoch": result.best_epoch,
-                "best_val_loss": result.best_val_loss}
+        start = time.perf_counter()
+        base = fit_base(model, splits.train, splits.val)  # a flow that starts at the Gaussian classifier: fitted first
+        result = fit(model, splits.train, splits.val, cfg.train, seed=seed, desc=f"{name} seed {seed}", progress=progress,
+                     keep_initial=base is not None)
+        meta = {"train_seconds": time.perf_counter() - start, "epochs": result.epochs, "best_epoch": result.best_epoch,
+                "best_val_loss": result.best_val_loss, **({"base": base} if base is not None else {})}
     meta["n_params"] = sum(p.numel() for p in model.parameters())
     save_checkpoint(path, model, key, meta)
     log(f"  {name}: trained in {meta['train_seconds']:.1f} s ({meta['epochs']} epochs, best {meta['best_epoch']})")

@@ -201,7 +201,6 @@ def test_bad_arguments_raise_clear_errors(model, batch, kwargs, match):
     args = dict(eps=0.1) | kwargs
     with pytest.raises(ConfigError, match=match):
         pgd(model, x, y, **args)
-    assert issubclass(ConfigError, ValueError)
 
 
 def test_inputs_outside_unit_box_are_rejected(model, batch):

@@ -123,3 +123,21 @@ def test_lu_permutation_caches_its_weight_in_eval_mode_and_follows_parameter_upd
     c, d = scores(False)[0], scores(True)[0]
     assert not torch.allclose(c, a, atol=1e-3), "the eval cache must see the new parameters"
     assert torch.allclose(c, d, rtol=1e-5, atol=1e-4)
+
+
+def test_the_library_internals_the_flows_rely_on_still_hold():
+    """LUPermute's cache is keyed by torch's in-place version counter, and the Glow wraps normflows' coupling: if either
+    changes in a new release, this fails loudly (pyproject.toml pins the normflows range tested)."""
+    import normflows as nf
+
+    p = torch.nn.Parameter(torch.zeros(3))
+    before = p._version
+    p.grad = torch.ones(3)
+    torch.optim.SGD([p], lr=0.1).step()
+    assert p._version > before, "torch no longer bumps a parameter's _version on an optimiser step"
+    lu = nf.flows.LULinearPermute(4)
+    lower, upper = lu.linear._create_lower_upper()
+    torch.testing.assert_close(lu.linear.weight(), lower @ upper)
+    block = nf.flows.GlowBlock(4, 8, scale=True, scale_map="exp", split_mode="channel", init_zeros=True, use_lu=True)
+    coupling = block.flows[0].flows[1]
+    assert isinstance(coupling, nf.flows.AffineCoupling) and isinstance(coupling.param_map, torch.nn.Module)

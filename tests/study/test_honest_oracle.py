@@ -1,6 +1,5 @@
 """The independent label oracle: its images are held out of the training split before any model or attack sees them."""
 
-import dataclasses
 
 import pytest
 import torch
@@ -9,7 +8,7 @@ from fooled.config import StudyConfig
 from fooled.data import Split, Splits, dataset_info
 from fooled.errors import ConfigError
 from fooled.models.oracle import Committee
-from fooled.study.honest_oracle import hold_out_for_oracle, oracle_labels
+from fooled.study.stages.honest_oracle import hold_out_for_oracle, oracle_labels
 
 
 def indexed_splits(n_train=400):

@@ -1,4 +1,4 @@
-"""The verdict's answers under one threat model, from results.json's "honest" rows (see `study.honest`).
+"""The verdict's answers under one threat model, from results.json's "honest" rows (see `study.stages.honest`).
 
   - the noise control on the grid, matched: plain PGD rounded to the grid against sign noise and its own perturbation shuffled,
     counted on exactly the images PGD fooled;

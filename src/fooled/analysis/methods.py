@@ -28,14 +28,21 @@ def flow_description(m: dict) -> str:
             f"{f['hidden']}, log-scales bounded by {f['scale_bound']}, {f['permutation']} permutations)")
 
 
+def base_description(m: dict) -> str:
+    """The flow's base density in words."""
+    if m["flow"].get("kind") != "glow" and m["flow"].get("base") == "gaussian":
+        return ("one full-covariance Gaussian per class in latent space, started at the Gaussian classifier fitted in closed form "
+                "(couplings at the identity; the start competes in early stopping)")
+    return f"one Gaussian per class in latent space (class means of norm {_flow_params(m)['mean_norm']})"
+
+
 def methods(results) -> list[str]:
     cfg, info = results["config"], results["dataset"]
     a, f, m = cfg["attacks"], cfg["fooling"], cfg["models"]
     return [
         f"- **Data**: {info['name']} ({'x'.join(map(str, info['shape']))}, {info['levels']} grey levels), stratified train/validation/test "
         f"splits per seed. Validation is used for early stopping and for every threshold; test only for reporting.",
-        f"- **Models**: {', '.join(results['models'])}. The flow is {flow_description(m)} with one "
-        f"Gaussian per class in latent space (class means of norm {_flow_params(m)['mean_norm']}), trained by maximum likelihood on (x, y); "
+        f"- **Models**: {', '.join(results['models'])}. The flow is {flow_description(m)} with {base_description(m)}, trained by maximum likelihood on (x, y); "
         f"p(y|x) by Bayes' rule. Adam, lr {cfg['train']['lr']}, batch {cfg['train']['batch_size']}, early stopping (patience "
         f"{cfg['train']['patience']}). Bits/dim: uniform dequantisation over the grey levels; scores use mid-bin dequantisation, "
         f"so they are deterministic.",

@@ -28,7 +28,7 @@ from sklearn.covariance import LedoitWolf
 from sklearn.neighbors import KernelDensity
 
 from ..models import is_density_model
-from .guard import MEMO
+from .guard import ScoreMemo
 
 Score = Callable[[torch.Tensor], np.ndarray]  # images (N, C, H, W) on CPU -> float64 scores (N,)
 KD_BANDWIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)  # in feature units, scaled by the features' mean standard deviation
@@ -71,9 +71,11 @@ class FeatureDetectors:
     precision: np.ndarray  # (F, F) shared by the classes
     kdes: list  # one fitted KernelDensity per class
     scale: float  # features are divided by this before the kernel density
+    memo: ScoreMemo  # the features of an image set, computed once for the detectors that share them
 
     @classmethod
-    def fit(cls, cnn: torch.nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor) -> "FeatureDetectors":
+    def fit(cls, cnn: torch.nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
+            memo: ScoreMemo | None = None) -> "FeatureDetectors":
         feats = _batched(cnn.embed, train_x, _device(cnn))
         y = train_y.numpy()
         classes = np.unique(y)
@@ -87,7 +89,7 @@ class FeatureDetectors:
             ll = sum(kdes[k].score_samples(val_feats[val_pred == k]).sum() for k in range(len(classes)) if (val_pred == k).any())
             if best is None or ll > best[0]:
                 best = (ll, kdes)
-        return cls(cnn, means, precision, best[1], scale)
+        return cls(cnn, means, precision, best[1], scale, memo or ScoreMemo())
 
     def _embed(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(penultimate features, predictions) of x, computed once for the detectors that share them."""
@@ -95,7 +97,7 @@ class FeatureDetectors:
             feats = _batched(self.cnn.embed, x, _device(self.cnn))
             return feats, _predict(self.cnn, x)
 
-        return MEMO(("embed", id(self)), x, compute)
+        return self.memo(("embed", id(self)), x, compute)
 
     def mahalanobis(self, x: torch.Tensor) -> np.ndarray:
         d = self._embed(x)[0][:, None, :] - self.means[None]
@@ -130,7 +132,8 @@ def _predict(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     return _batched(lambda xb: model(xb).argmax(1), x, _device(model)).astype(np.int64)
 
 
-def baseline_scores(models: dict, train_x, train_y, val_x, levels: int, densities: dict) -> tuple[dict[str, Score], dict[str, Callable]]:
+def baseline_scores(models: dict, train_x, train_y, val_x, levels: int, densities: dict,
+                    memo: ScoreMemo | None = None) -> tuple[dict[str, Score], dict[str, Callable]]:
     """(target-independent detectors, per-target detectors as name -> (classifier -> Score)) for the models of a seed.
 
     `densities` adds pixel-space density baselines by name (fitted scikit-learn baselines). The feature detectors need
@@ -138,7 +141,7 @@ def baseline_scores(models: dict, train_x, train_y, val_x, levels: int, densitie
     shared: dict[str, Score] = {"off_grid": off_grid(levels)}
     cnn = models.get("cnn")
     if cnn is not None and hasattr(cnn, "embed"):
-        feats = FeatureDetectors.fit(cnn, train_x, train_y, val_x)
+        feats = FeatureDetectors.fit(cnn, train_x, train_y, val_x, memo)
         shared.update(mahalanobis=feats.mahalanobis, kernel_density=feats.kernel_density)
         if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in cnn.modules()):
             shared["mc_dropout"] = feats.mc_dropout

@@ -16,14 +16,11 @@ from .metrics import calibrate_threshold, neg_log_prob
 
 class ScoreMemo:
     """The last few score arrays by (scorer, images): the same control images are scored for every attacked model, and a
-    detector that does not depend on the attacked model (the flow's -log p(x), the baselines) need score them only once."""
+    detector that does not depend on the attacked model (the flow's -log p(x), the baselines) need score them only once.
+    Keys hold ids of models and detectors, so a memo must not outlive them: a study makes one per seed."""
 
     def __init__(self, size: int = 256):
         self.size, self.store = size, OrderedDict()
-
-    def clear(self) -> None:
-        """Forget everything: call it whenever the objects whose ids key the memo may have been freed (each seed)."""
-        self.store.clear()
 
     def __call__(self, key, x: torch.Tensor, compute: Callable[[], np.ndarray]) -> np.ndarray:
         digest = (key, tuple(x.shape), hashlib.blake2b(x.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest())
@@ -33,9 +30,6 @@ class ScoreMemo:
                 self.store.popitem(last=False)
         self.store.move_to_end(digest)
         return self.store[digest]
-
-
-MEMO = ScoreMemo()
 
 
 @dataclass(frozen=True)
@@ -49,14 +43,16 @@ class Guard:
     clean_test: dict  # detector name -> scores of the attacked clean test images
     extra: dict = field(default_factory=dict)  # baseline detectors beside the density's own: name -> images -> scores
     shared: frozenset = frozenset()  # the names in `extra` whose scores do not depend on the attacked model
+    memo: ScoreMemo = field(default_factory=ScoreMemo, compare=False)  # scores by (scorer, images), shared by a seed's guards
 
     @classmethod
-    def fit(cls, name, model, val_x, test_x, info, fpr: float) -> tuple["Guard", dict]:
-        """Typicality reference and thresholds from clean validation images; returns (guard, validation scores)."""
+    def fit(cls, name, model, val_x, test_x, info, fpr: float, memo: ScoreMemo | None = None) -> tuple["Guard", dict]:
+        """Typicality reference and thresholds from clean validation images; returns (guard, validation scores). Guards that
+        share `memo` score an image set once for the detectors they share."""
         context = fit_context(model, val_x, info)
         val = score_all(model, val_x, context=context)
         thresholds = {k: calibrate_threshold(v, fpr) for k, v in val.items()}
-        return cls(name, model, context, thresholds, score_all(model, test_x, context=context)), val
+        return cls(name, model, context, thresholds, score_all(model, test_x, context=context), memo=memo or ScoreMemo()), val
 
     def with_detectors(self, scorers: dict[str, Callable], val_x, test_x, fpr: float, shared=()) -> tuple["Guard", dict]:
         """This guard plus the detectors `scorers`, each calibrated on validation images; returns (guard, their validation scores).
@@ -69,7 +65,7 @@ class Guard:
 
     def _extra(self, name: str, x: torch.Tensor) -> np.ndarray:
         fn = self.extra[name]
-        return MEMO(("extra", name, id(fn)), x, lambda: fn(x)) if name in self.shared else fn(x)
+        return self.memo(("extra", name, id(fn)), x, lambda: fn(x)) if name in self.shared else fn(x)
 
     @property
     def threshold(self) -> float:
@@ -81,7 +77,7 @@ class Guard:
 
     def score_all(self, x: torch.Tensor) -> dict:
         """Every detector's scores of images x: the density's own, then the baselines."""
-        own = MEMO(("density", id(self.model), id(self.context)), x, lambda: score_all(self.model, x, context=self.context))
+        own = self.memo(("density", id(self.model), id(self.context)), x, lambda: score_all(self.model, x, context=self.context))
         return {**own, **{k: self._extra(k, x) for k in self.extra}}
 
     def flags(self, scores: dict) -> dict:

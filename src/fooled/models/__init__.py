@@ -9,6 +9,7 @@ from .cnn import CNN, AdversarialCNN, AdversarialCNNConfig, CNNConfig
 from .baselines import GaussianClassifier, GaussianConfig, LogisticRegression, LogisticRegressionConfig
 from .flow import FlowClassifier, FlowConfig, bits_per_dim, bpd_from_log_prob
 from .glow import GlowClassifier, GlowConfig
+from .gaussian_start import fit_base
 from .hybrid import HybridConfig, HybridFlow
 from ..errors import ModelError, suggest
 
@@ -42,6 +43,12 @@ def is_density_model(model: torch.nn.Module) -> bool:
     return hasattr(model, "log_prob") and hasattr(model, "log_joint")
 
 
+def needs_latent_means(model: torch.nn.Module) -> bool:
+    """True for a flow whose latent attack needs class means measured on data: it can encode, and its base has none
+    (HybridFlow; FlowClassifier and GlowClassifier carry theirs)."""
+    return hasattr(model, "encode") and getattr(getattr(model, "base", None), "means", None) is None
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Predicted classes on CPU, in batches on the model's device."""
@@ -63,4 +70,4 @@ def mean_bpd(model: torch.nn.Module, x: torch.Tensor, seed: int, batch_size: int
 
 
 __all__ = ["CNN", "CNNConfig", "AdversarialCNN", "AdversarialCNNConfig", "FlowClassifier", "FlowConfig", "GlowClassifier", "GlowConfig", "HybridFlow", "HybridConfig",
-           "LogisticRegression", "LogisticRegressionConfig", "GaussianClassifier", "GaussianConfig", "MODEL_NAMES", "build_model", "is_density_model", "predict", "accuracy", "mean_bpd", "bits_per_dim", "bpd_from_log_prob"]
+           "LogisticRegression", "LogisticRegressionConfig", "GaussianClassifier", "GaussianConfig", "MODEL_NAMES", "build_model", "fit_base", "is_density_model", "needs_latent_means", "predict", "accuracy", "mean_bpd", "bits_per_dim", "bpd_from_log_prob"]

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from ..data import Split, batches
 from .flow import GenerativeClassifier, bits_per_dim, from_logit, to_logit
+from .gaussian_base import gaussian_log_joint
 from ..errors import ModelError
 
 COVARIANCES = ("shared", "per_class")
@@ -93,7 +94,7 @@ class GaussianClassifier(GenerativeClassifier):
     def _log_joint_y(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         """log p(y, k) of the dequantised y = (x (L-1) + u) / L, u = noise or 1/2: (N, K)."""
         z, log_det = to_logit(x, self.levels, self.alpha, noise)
-        return _gaussian_log_joint(z, self.means, self.scale_tril, self.log_prior) + log_det[:, None]
+        return gaussian_log_joint(z, self.means, self.scale_tril, self.log_prior) + log_det[:, None]
 
 
     @torch.no_grad()
@@ -161,12 +162,3 @@ class GaussianClassifier(GenerativeClassifier):
         self.scale_tril.copy_(tril)
         self.fitted = {"covariance": covariance, "shrinkage": shrinkage}
         return {**self.fitted, "val_bpd": val_bpd, "val_acc": val_acc}
-
-
-def _gaussian_log_joint(z: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor, log_prior: torch.Tensor) -> torch.Tensor:
-    """log N(z; mu_k, L_k L_k^T) + log p(k) for every class: z (N, D) -> (N, K)."""
-    diff = (z[None] - means[:, None]).transpose(1, 2)  # (K, D, N)
-    white = torch.linalg.solve_triangular(scale_tril, diff, upper=False)  # L_k^-1 (z - mu_k)
-    log_det = torch.log(torch.diagonal(scale_tril, dim1=1, dim2=2)).sum(1)  # log |L_k|
-    log_norm = -0.5 * z.shape[1] * math.log(2 * math.pi) - log_det + log_prior
-    return (-0.5 * white.pow(2).sum(1) + log_norm[:, None]).T

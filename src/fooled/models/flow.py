@@ -19,6 +19,7 @@ import normflows as nf
 import torch
 from torch import nn
 from ..errors import ModelError
+from .gaussian_base import FullGaussianBase
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class FlowConfig:
     learn_scale: bool = True  # per-class diagonal latent scale learned; else unit variance
     permutation: str = "shuffle"  # between couplings: "shuffle" (fixed random) or "lu" (learned LU-factorised linear map)
     kind: str = "realnvp"  # "realnvp": MLP couplings on flattened images; "glow": the multiscale conv flow of [models.glow]
+    base: str = "diagonal"  # "diagonal": class means of norm mean_norm, diagonal scales; "gaussian": starts at the fitted Gaussian classifier
 
 
 class BoundedScale(nn.Module):
@@ -51,8 +53,9 @@ class LUPermute(nf.flows.LULinearPermute):
     """normflows' LULinearPermute; in eval mode W = LU and log|det W| are built once per parameter version, not per call.
 
     Attacks call the flow thousands of times with fixed weights: rebuilding L and U each call was a quarter of
-    their time. The cache is keyed by the parameters' storage and version counters, so an optimiser step,
-    `load_state_dict` or `.to(device)` invalidates it; gradients flow to the input (and the bias), not to L and U.
+    their time. The cache is keyed by the parameters' storage and version counters (torch bumps `_version` on every
+    in-place change; tests/models/test_flow.py fails loudly if it stops), so an optimiser step, `load_state_dict` or
+    `.to(device)` invalidates it; gradients flow to the input (and the bias), not to L and U.
     """
 
     def __init__(self, dim: int):
@@ -64,8 +67,7 @@ class LUPermute(nf.flows.LULinearPermute):
         key = tuple((id(p), p.data_ptr(), p._version) for p in (lin.lower_entries, lin.upper_entries, lin.unconstrained_upper_diag))
         if key != self._key:
             with torch.no_grad():
-                lower, upper = lin._create_lower_upper()
-                self._weight = (lower @ upper, lin.logabsdet())
+                self._weight = (lin.weight(), lin.logabsdet())
             self._key = key
         return self._weight
 
@@ -78,7 +80,9 @@ class LUPermute(nf.flows.LULinearPermute):
 
 
 class ClassConditionalGaussian(nn.Module):
-    """Base density: one diagonal Gaussian per class with fixed, well-separated means."""
+    """Base density: one diagonal Gaussian per class with fixed, well-separated means.
+
+    With `mean_norm` 0 every class has the same Gaussian (one learned scale for all): an unconditional flow."""
 
     def __init__(self, dim: int, num_classes: int, mean_norm: float, learn_scale: bool, seed: int = 0):
         super().__init__()
@@ -86,7 +90,7 @@ class ClassConditionalGaussian(nn.Module):
         directions = torch.randn(num_classes, dim, generator=g)
         means = mean_norm * directions / directions.norm(dim=1, keepdim=True)
         self.register_buffer("means", means)
-        self.log_scale = nn.Parameter(torch.zeros(num_classes, dim), requires_grad=learn_scale)
+        self.log_scale = nn.Parameter(torch.zeros(1 if mean_norm == 0 else num_classes, dim), requires_grad=learn_scale)
         self.register_buffer("log_prior", torch.full((num_classes,), -math.log(num_classes)))
 
     def log_joint(self, z: torch.Tensor) -> torch.Tensor:
@@ -99,7 +103,7 @@ class ClassConditionalGaussian(nn.Module):
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         eps = torch.randn(len(y), self.means.shape[1], generator=generator, device="cpu").to(self.means.device)
         y = y.to(self.means.device)
-        return self.means[y] + torch.exp(self.log_scale[y]) * eps
+        return self.means[y] + torch.exp(self.log_scale.expand_as(self.means)[y]) * eps
 
 
 class DequantisedDensity(nn.Module):
@@ -242,8 +246,13 @@ class FlowClassifier(GenerativeClassifier, FlowBody):
 
     def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: FlowConfig = FlowConfig(), seed: int = 0):
         super().__init__(shape, levels, cfg, seed)
-        self.num_classes = num_classes
-        self.base = ClassConditionalGaussian(self.dim, num_classes, cfg.mean_norm, cfg.learn_scale, seed)
+        self.num_classes, self.seed = num_classes, seed
+        if cfg.base == "gaussian":  # fitted before training by gaussian_start.fit_base
+            self.base = FullGaussianBase(self.dim, num_classes)
+        elif cfg.base == "diagonal":
+            self.base = ClassConditionalGaussian(self.dim, num_classes, cfg.mean_norm, cfg.learn_scale, seed)
+        else:
+            raise ModelError(f"flow base must be 'diagonal' or 'gaussian', got {cfg.base!r}")
 
 
 def check_images(x: torch.Tensor, shape: tuple[int, ...]) -> None:

@@ -8,7 +8,7 @@ and a changed attack setting redoes that attack only.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import replace
+from dataclasses import dataclass, replace
 import json
 import math
 import multiprocessing
@@ -26,20 +26,17 @@ from ..config import StudyConfig, config_hash, to_dict
 from ..data import Split, Splits, dataset_info, load
 from ..attacks import latent_class_means
 from ..detection import Guard
-from ..detection.guard import MEMO
+from ..detection.guard import ScoreMemo
 from ..detection.baselines import baseline_scores
 from ..errors import FooledError
-from ..models import is_density_model, mean_bpd, predict
+from ..models import is_density_model, mean_bpd, needs_latent_means, predict
 from ..rundir import Key, exclusive, prepare_run_dir, versions, write_json, write_npz
 from ..train import model_key, train_or_load
-from .audit import audit, convergence_curve, convergence_eps
-from .audit_aware import audit_aware
 from .context import Made, SeedContext
-from .likelihood import out_of_distribution
-from .honest import honest_study
-from .honest_oracle import fit_oracle, hold_out_for_oracle
-from .oracle import label_oracle
-from .stages import adaptive_attacks, carlini_wagner, controls, fooling_images, plain_attacks, transfer
+from .stages.honest import honest_study
+from .stages.honest_oracle import fit_oracle, hold_out_for_oracle
+from .stages import (adaptive_attacks, audit, audit_aware, carlini_wagner, controls, convergence_curve, convergence_eps,
+                     fooling_images, label_oracle, out_of_distribution, plain_attacks, transfer)
 
 DETECTOR = "flow"  # the density model whose log p(x) scores inputs to classifiers without a density
 LISTS = ("attacks", "transfer", "cw", "fooling", "committee", "oracle", "honest", "ood", "audit", "convergence")  # per-seed records in results.json
@@ -86,101 +83,150 @@ def samples(models: dict, num_classes: int, seed: int, draws: int = 2) -> dict:
             for name, m in models.items() if hasattr(m, "sample")}
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a seed runs: its run directory, device, log and progress bars."""
+
+    run_dir: Path
+    device: torch.device
+    log: Callable[[str], None]
+    progress: bool
+
+
+def train_models(cfg: StudyConfig, splits: Splits, seed: int, rt: Runtime) -> tuple[dict, dict]:
+    """Every configured classifier trained (or loaded): returns ({name: model}, {name: its row})."""
+    models, rows = {}, {}
+    for name in cfg.models.names:
+        model, meta = train_or_load(cfg, name, splits, seed, rt.run_dir, rt.device, rt.log, rt.progress)
+        models[name] = model
+        rows[name] = {"seed": seed, "test_acc": float((predict(model, splits.test.x) == splits.test.y).float().mean()), **meta}
+        if is_density_model(model):
+            rows[name]["test_bpd"] = mean_bpd(model, splits.test.x, seed)
+    return models, rows
+
+
+def fit_guards(cfg: StudyConfig, seed: int, models: dict, densities: dict, splits: Splits, x: torch.Tensor, made: Made) -> dict:
+    """{classifier: the Guard scoring inputs to it}: density classifiers are their own detector, the others are guarded by
+    the flow; all get the baseline detectors. Every threshold is calibrated on validation; the clean scores go to `made`.
+    The guards share one score memo, which lives as long as this seed's models."""
+    info, memo = splits.info, ScoreMemo()
+    fitted = {name: Guard.fit(name, model, splits.val.x, x, info, cfg.detect.fpr, memo=memo)
+              for name, model in models.items() if is_density_model(model)}
+    shared, per_target = baseline_scores(models, splits.train.x, splits.train.y, splits.val.x, info.levels, densities, memo)
+    guards = {}
+    for name in models:
+        guard, val_scores = fitted.get(name, fitted[DETECTOR])
+        scorers = {**shared, **{d: make(models[name]) for d, make in per_target.items()}}
+        guards[name], extra_val = guard.with_detectors(scorers, splits.val.x, x, cfg.detect.fpr, shared=shared)
+        for det, v in {**val_scores, **extra_val}.items():
+            made.score(Key(seed, name, "clean_val", column=det), v)
+            made.score(Key(seed, name, "clean_test", column=det), guards[name].clean_test[det])
+    return guards
+
+
+def seed_context(cfg: StudyConfig, seed: int, rt: Runtime, splits: Splits, models: dict, guards: dict) -> SeedContext:
+    """What every stage of this seed reads: the attacked test images, the models, their guards and clean predictions."""
+    device = rt.device
+    n = len(splits.test) if cfg.attacks.max_examples is None else min(len(splits.test), cfg.attacks.max_examples)
+    x, y, info = splits.test.x[:n], splits.test.y[:n], splits.info
+    latent_means = {name: latent_class_means(model, splits.train.x.to(device), splits.train.y.to(device), info.num_classes)
+                    for name, model in models.items() if needs_latent_means(model)}
+    donors = (splits.train.x[: cfg.attacks.aware_donors], splits.train.y[: cfg.attacks.aware_donors]) if cfg.attacks.aware_donors else ()
+    return SeedContext(cfg, seed, rt.run_dir, device, info, x, y, models, {m: model_key(cfg, m, seed) for m in models}, guards,
+                       {name: predict(model, x).numpy() for name, model in models.items()}, latent_means, donors, rt.log, rt.progress)
+
+
 def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) -> dict:
-    """One seed: train (or load) the models, attack them, score everything; returns this seed's records."""
+    """One seed: train (or load) the models, attack them, score everything; returns this seed's records. Each stage gets
+    what the earlier ones made, explicitly: plain PGD's adversarials (`advs`), the detector-aware and fooling stages."""
+    a = cfg.attacks
     splits = load(cfg.data.name, seed=seed, root=cfg.data.root, download=cfg.data.download,
                   val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction, limit=cfg.data.limit)
     splits, oracle_split = hold_out_for_oracle(splits, cfg.data.oracle_fraction, seed)  # no model or attack sees the oracle's images
-    info = splits.info
-    log(f"seed {seed}: {info.name}, {len(splits.train)} train / {len(oracle_split)} oracle / {len(splits.val)} validation / {len(splits.test)} test images")
-    models, model_rows = {}, {}
-    for name in cfg.models.names:
-        model, meta = train_or_load(cfg, name, splits, seed, run_dir, device, log, progress)
-        models[name] = model
-        row = {"seed": seed, "test_acc": float((predict(model, splits.test.x) == splits.test.y).float().mean()), **meta}
-        if is_density_model(model):
-            row["test_bpd"] = mean_bpd(model, splits.test.x, seed)
-        model_rows[name] = row
+    log(f"seed {seed}: {splits.info.name}, {len(splits.train)} train / {len(oracle_split)} oracle / {len(splits.val)} validation / "
+        f"{len(splits.test)} test images")
+    rt = Runtime(run_dir, device, log, progress)
+    models, model_rows = train_models(cfg, splits, seed, rt)
     densities = {}
     if cfg.models.density_baselines:
         rows, densities = density_baselines(splits, seed)
         model_rows.update(rows)
-
-    n = len(splits.test) if cfg.attacks.max_examples is None else min(len(splits.test), cfg.attacks.max_examples)
-    x, y = splits.test.x[:n], splits.test.y[:n]
     made = Made()
-    MEMO.clear()  # scores are memoised by the ids of this seed's models and detectors
-    guards = {name: Guard.fit(name, model, splits.val.x, x, info, cfg.detect.fpr) for name, model in models.items() if is_density_model(model)}
-    shared, per_target = baseline_scores(models, splits.train.x, splits.train.y, splits.val.x, info.levels, densities)
-    for name in models:  # density classifiers are their own detector; the others are guarded by the flow; all get the baselines
-        guard, val_scores = guards.get(name, guards[DETECTOR])
-        scorers = {**shared, **{d: make(models[name]) for d, make in per_target.items()}}
-        guard, extra_val = guard.with_detectors(scorers, splits.val.x, x, cfg.detect.fpr, shared=shared)
-        guards[name] = guard, {**val_scores, **extra_val}
-        for det, v in guards[name][1].items():
-            made.score(Key(seed, name, "clean_val", column=det), v)
-            made.score(Key(seed, name, "clean_test", column=det), guard.clean_test[det])
-    guards = {name: guards[name][0] for name in models}
-    clean_pred = {name: predict(model, x).numpy() for name, model in models.items()}
-    latent_means = {name: latent_class_means(model, splits.train.x.to(device), splits.train.y.to(device), info.num_classes)
-                    for name, model in models.items() if hasattr(model, "encode") and getattr(getattr(model, "base", None), "means", None) is None}
-    donors = (splits.train.x[: cfg.attacks.aware_donors], splits.train.y[: cfg.attacks.aware_donors]) if cfg.attacks.aware_donors else ()
-    ctx = SeedContext(cfg, seed, run_dir, device, info, x, y, models, {m: model_key(cfg, m, seed) for m in models}, guards, clean_pred,
-                      latent_means, donors, log, progress)
+    n = len(splits.test) if a.max_examples is None else min(len(splits.test), a.max_examples)
+    guards = fit_guards(cfg, seed, models, densities, splits, splits.test.x[:n], made)
+    ctx = seed_context(cfg, seed, rt, splits, models, guards)
     if ctx.first_seed:
-        made.example(Key(seed, "data", "clean_test", column="images"), x[:10].numpy())
-        made.example(Key(seed, "data", "clean_test", column="labels"), y[:10].numpy())
-        made.examples.update(samples(models, info.num_classes, seed))
-
-    a = cfg.attacks
-
-    def timed(label: str, run: Callable[[], Made], summary: Callable[[Made], str] = lambda out: f"{len(out.rows)} rows") -> Made:
-        """Run one stage of this seed and log one line with its seed, what it made and its time."""
-        start = time.perf_counter()
-        out = run()
-        log(f"  seed {seed}: {label}: {summary(out)} in {time.perf_counter() - start:.1f} s")
-        return out
-
-    records = {key: [] for key in LISTS}
-
-    def keep(key: str, out: Made) -> None:
-        records[key] += out.rows
-        made.scores.update(out.scores)
-        made.examples.update(out.examples)
+        made.example(Key(seed, "data", "clean_test", column="images"), ctx.x[:10].numpy())
+        made.example(Key(seed, "data", "clean_test", column="labels"), ctx.y[:10].numpy())
+        made.examples.update(samples(models, splits.info.num_classes, seed))
+    records = Records(made)
+    timed = Timer(seed, log)
 
     plain, advs = plain_attacks(ctx)
-    keep("attacks", plain)
-    keep("attacks", timed("random-perturbation controls", lambda: controls(ctx)))
+    records.keep("attacks", plain)
+    records.keep("attacks", timed("random-perturbation controls", lambda: controls(ctx)))
     if a.transfer:
-        keep("transfer", timed("transfer", lambda: transfer(ctx, advs)))
+        records.keep("transfer", timed("transfer", lambda: transfer(ctx, advs)))
+    aware, fooling = {}, {}
     if a.adaptive:
-        keep("attacks", timed("adaptive attacks", lambda: adaptive_attacks(ctx, advs)))
+        out, aware = timed("adaptive attacks", lambda: adaptive_attacks(ctx, advs))
+        records.keep("attacks", out)
     if a.cw:
-        keep("cw", timed("Carlini-Wagner", lambda: carlini_wagner(ctx)))
+        records.keep("cw", timed("Carlini-Wagner", lambda: carlini_wagner(ctx)))
     if cfg.fooling.enabled:
-        keep("fooling", timed("fooling images", lambda: fooling_images(ctx)))
+        out, fooling = timed("fooling images", lambda: fooling_images(ctx))
+        records.keep("fooling", out)
     if a.adaptive:
-        committee, row = fit_oracle(cfg, replace(splits, val=_at_most(splits.val, COMMITTEE_TRAIN // 4, seed)),
-                                    _at_most(oracle_split, COMMITTEE_TRAIN, seed), seed, run_dir, device)
-        records["committee"].append(row)
-        keep("oracle", timed("label oracle", lambda: label_oracle(ctx, committee, advs)))
-        keep("honest", timed("one threat model (grid, combined defence, valid evasion, matched controls)",
-                             lambda: honest_study(ctx, advs, committee, splits.val.x)))
+        committee, committee_row = fit_oracle(cfg, replace(splits, val=_at_most(splits.val, COMMITTEE_TRAIN // 4, seed)),
+                                              _at_most(oracle_split, COMMITTEE_TRAIN, seed), seed, run_dir, device)
+        records.lists["committee"].append(committee_row)
+        records.keep("oracle", timed("label oracle", lambda: label_oracle(ctx, committee, aware, fooling)))
+        records.keep("honest", timed("one threat model (grid, combined defence, valid evasion, matched controls)",
+                                     lambda: honest_study(ctx, advs, aware, fooling, committee, splits.val.x)))
     if cfg.ood.enabled:
-        keep("ood", timed("likelihood failures", lambda: out_of_distribution(ctx, splits), lambda out: f"{len(out.rows)} sets scored"))
+        records.keep("ood", timed("likelihood failures", lambda: out_of_distribution(ctx, splits), "sets scored"))
     if cfg.audit.enabled:
-        rows = records["attacks"]
+        checks, curves = timed("audit", lambda: audit_all(ctx, records.lists, advs, aware), "checks")
+        records.keep("audit", checks)
+        records.lists["convergence"] = curves
+    return {"models": model_rows, **records.lists, "scores": made.scores, "examples": made.examples}
 
-        def audit_all() -> Made:
-            checks = audit(ctx, rows, advs, records["transfer"], records["fooling"])
-            budgets = {t: e for t in models if (e := convergence_eps(rows, t)) is not None}
-            if a.adaptive:
-                checks += audit_aware(ctx, rows, advs, budgets)
-            records["convergence"] = [c for t, e in budgets.items() for c in convergence_curve(ctx, t, e)]
-            return Made(rows=checks)
 
-        keep("audit", timed("audit", audit_all, lambda out: f"{sum(c['passed'] for c in out.rows)}/{len(out.rows)} checks passed"))
-    return {"models": model_rows, **records, "scores": made.scores, "examples": made.examples}
+def audit_all(ctx: SeedContext, lists: dict, advs: dict, aware: dict) -> tuple[Made, list]:
+    """The gradient-masking audit of every model, the detector-aware attack's own audit, and the convergence curves."""
+    rows = lists["attacks"]
+    checks = audit(ctx, rows, advs, lists["transfer"], lists["fooling"])
+    budgets = {t: e for t in ctx.models if (e := convergence_eps(rows, t)) is not None}
+    if ctx.cfg.attacks.adaptive:
+        checks += audit_aware(ctx, advs, aware, budgets)
+    curves = [c for t, e in budgets.items() for c in convergence_curve(ctx, t, e)]
+    return Made(rows=checks), curves
+
+
+class Records:
+    """This seed's records by results.json list, and the scores and examples of every stage kept in one Made."""
+
+    def __init__(self, made: Made):
+        self.lists, self.made = {key: [] for key in LISTS}, made
+
+    def keep(self, key: str, out: Made) -> None:
+        self.lists[key] += out.rows
+        self.made.scores.update(out.scores)
+        self.made.examples.update(out.examples)
+
+
+class Timer:
+    """Runs one stage of a seed and logs one line with its seed, what it made and its time."""
+
+    def __init__(self, seed: int, log):
+        self.seed, self.log = seed, log
+
+    def __call__(self, label: str, run: Callable, what: str = "rows"):
+        start = time.perf_counter()
+        out = run()
+        made = out[0] if isinstance(out, tuple) else out
+        self.log(f"  seed {self.seed}: {label}: {len(made.rows)} {what} in {time.perf_counter() - start:.1f} s")
+        return out
 
 
 def stderr_log(msg: str) -> None:

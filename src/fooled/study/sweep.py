@@ -23,7 +23,6 @@ import itertools
 import json
 import os
 import re
-import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -295,20 +294,3 @@ def draw_sweep(sweep_dir: str | Path) -> list[Path]:
     from ..analysis.sweep_plots import draw_sweep as draw
 
     return draw(Path(sweep_dir))
-
-
-def run_from_args(args) -> int:
-    """`fooled sweep`: exit code 1 if any cell failed (after writing everything), 2 on a bad sweep file."""
-    from .run import silent, stderr_log
-
-    sweep = load_sweep(args.sweep_file, args.set, quick_cells=args.quick)
-    out = Path(args.out) if args.out else Path("runs") / "sweeps" / sweep.name
-    manifest = run_sweep(sweep, out, engine=args.engine, address=args.address, device=args.device, jobs=args.jobs,
-                         cell_figures=not args.no_cell_figures, log=silent if args.quiet else stderr_log)
-    status = [c["status"] for c in manifest["cells"]]
-    for c in manifest["cells"]:
-        if c["status"] == "failed":
-            print(f"fooled: cell {c['name']} failed: {c['error']}", file=sys.stderr)
-    print(f"{len(status)} cells: {status.count('done')} run, {status.count('skipped')} finished before, {status.count('failed')} failed")
-    print(f"table: {out / 'sweep.csv'}")
-    return 1 if "failed" in status else 0

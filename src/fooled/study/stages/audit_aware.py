@@ -9,12 +9,13 @@ import numpy as np
 import torch
 from sklearn.covariance import LedoitWolf
 
-from ..attacks import attack_success, linear_gaussian_l2_evadable, strongest_aware_attack
-from ..detection import calibrate_threshold
-from ..models import predict
-from ..models.baselines import LogisticRegression
-from .context import SeedContext
-from .stages import aware_attack, images_and_seconds, study_aware_stages
+from ...attacks import attack_success, linear_gaussian_l2_evadable, strongest_aware_attack
+from ...detection import calibrate_threshold
+from ...models import predict
+from ...models.baselines import LogisticRegression
+from ..context import SeedContext
+from .aware import aware_attack
+from .batching import images_and_seconds
 
 UNBOUNDED_EVASION = 0.95  # an unbounded detector-aware attack (linf eps 1) must evade on at least this share of the images
 
@@ -30,12 +31,13 @@ def _evaded(ctx: SeedContext, target: str, x_adv: torch.Tensor) -> np.ndarray:
     return (ctx.clean_pred[target] == ctx.y.numpy()) & wrong & (guard.score(x_adv) <= guard.threshold)
 
 
-def audit_aware(ctx: SeedContext, rows: list[dict], advs: dict, convergence_eps: dict) -> list[dict]:
+def audit_aware(ctx: SeedContext, advs: dict, aware: dict, convergence_eps: dict) -> list[dict]:
     """Per model of `attacks.aware_targets`, on the first `expensive_examples` images: doubling steps and restarts of the -log p(x)-aware attack at the
     convergence budget changes evasion by less than the tolerance; at every budget, a smaller budget's point adds evasion on
     fewer images than the tolerance (else the attack at that budget missed what a smaller ball holds); at linf eps 1 it
     evades nearly always. Once per seed, if a
-    logistic regression was trained: the attack reaches the exact answer of a linear classifier with a Gaussian detector."""
+    logistic regression was trained: the attack reaches the exact answer of a linear classifier with a Gaussian detector.
+    `advs` holds plain PGD's adversarials, `aware` the study's detector-aware stages ({(target, detector): {eps: stage}})."""
     a, tol = ctx.cfg.attacks, ctx.cfg.audit.aware_tolerance
     sub = ctx.subset(a.expensive_examples)
     n, checks = len(sub.x), []
@@ -44,7 +46,7 @@ def audit_aware(ctx: SeedContext, rows: list[dict], advs: dict, convergence_eps:
         if eps is None or (target, "pgd", eps) not in advs:
             continue
         start = advs[(target, "pgd", eps)][:n]
-        stages = study_aware_stages(sub, target, "nll", advs)  # the study's own (cached)
+        stages = aware[(target, "nll")]  # the study's own
         base, _ = images_and_seconds(stages[eps])
         double, _ = aware_attack(sub, target, "nll", eps, start, steps=2 * a.adaptive_steps, restarts=2 * a.restarts, label="aware-double")
         e_base, e_double = int(_evaded(sub, target, base).sum()), int(_evaded(sub, target, double).sum())

@@ -8,20 +8,31 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..attacks import linear_linf_robust
-from ..models import accuracy as _acc
-from ..models import predict
-from ..models.baselines import LogisticRegression
-from .context import SeedContext
-from .stages import pgd_settings, study_pgd
+from ...attacks import linear_linf_robust
+from ...models import accuracy as _acc
+from ...models import predict
+from ...models.baselines import LogisticRegression
+from ..context import SeedContext
+from .batching import pgd_settings
+from .plain import study_pgd
 
 
 def _check(ctx, name, target, passed, detail) -> dict:
     return {"seed": ctx.seed, "check": name, "target": target, "passed": bool(passed), "detail": detail}
 
 
-def convergence_curve(ctx: SeedContext, target: str, eps: float, steps_grid=(1, 3, 10, 20, 40)) -> list[dict]:
-    """Adversarial accuracy of linf PGD against the number of steps (one restart, every configured loss)."""
+STEPS_GRID = (1, 3, 10, 20, 40)  # the convergence curve's steps, with the study's own `attacks.steps` added
+
+
+def convergence_grid(steps: int) -> tuple[int, ...]:
+    """The convergence curve's steps: the fixed grid and the study's own number of steps, in order."""
+    return tuple(sorted(set(STEPS_GRID) | {steps}))
+
+
+def convergence_curve(ctx: SeedContext, target: str, eps: float) -> list[dict]:
+    """Adversarial accuracy of linf PGD against the number of steps (one restart, every configured loss), up to at least
+    the study's own steps."""
+    steps_grid = convergence_grid(ctx.cfg.attacks.steps)
     ctx = ctx.subset(ctx.cfg.attacks.expensive_examples)
     model = ctx.models[target]
 

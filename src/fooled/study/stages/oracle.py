@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import torch
 
-from ..models import predict
-from ..models.oracle import Committee, oracle_verdicts
-from .context import Made, SeedContext
-from .stages import _fooling_search, study_aware_attacks
+from ...models import predict
+from ...models.oracle import Committee, oracle_verdicts
+from ..context import Made, SeedContext
+from .batching import images_and_seconds
+from .fooling import fooling_targets
 
 
 def _votes(committee: Committee, x: torch.Tensor, target: str) -> torch.Tensor:
@@ -23,22 +24,23 @@ def _votes(committee: Committee, x: torch.Tensor, target: str) -> torch.Tensor:
     return committee.votes(x)[keep]
 
 
-def label_oracle(ctx: SeedContext, committee: Committee, advs: dict) -> Made:
-    """One row per attacked model and set: counts and rates of 'original', 'changed' and 'disagree'."""
+def label_oracle(ctx: SeedContext, committee: Committee, aware: dict, fooling: dict) -> Made:
+    """One row per attacked model and set: counts and rates of 'original', 'changed' and 'disagree'. `aware` holds the
+    detector-aware stages ({(target, attacked detector): {eps: stage}}), `fooling` the fooling searches ({(target, method): stage})."""
     a, f, made = ctx.cfg.attacks, ctx.cfg.fooling, Made()
     sub = ctx.subset(a.expensive_examples)  # where the detector-aware attacks ran
     y = sub.y.numpy()
     for target, model in ctx.models.items():
-        for eps, (x_adv, _) in study_aware_attacks(sub, target, "nll", advs).items():  # cached by adaptive_attacks
+        for eps, stage in aware.get((target, "nll"), {}).items():
+            x_adv, _ = images_and_seconds(stage)
             pred = predict(model, x_adv)
             success = torch.from_numpy((sub.clean_pred[target] == y) & (pred.numpy() != y))
             counts = oracle_verdicts(_votes(committee, x_adv[success], target), sub.y[success], pred[success])
             made.rows.append({"seed": ctx.seed, "target": target, "set": "adaptive_pgd", "eps": eps, **counts})
-        if ctx.cfg.fooling.enabled:
-            targets = torch.arange(ctx.info.num_classes).repeat_interleave(f.per_class)
-            guard = ctx.guards[target]
+        if fooling:
+            targets, guard = fooling_targets(ctx), ctx.guards[target]
             for method in ("gradient_unflagged", "evolution_unflagged"):
-                stage = _fooling_search(ctx, target, method, targets)
+                stage = fooling[(target, method)]
                 imgs, conf = torch.from_numpy(stage["images"]), torch.from_numpy(stage["confidence"])
                 ok = (conf >= f.confidence) & torch.from_numpy(guard.score(imgs) <= guard.threshold)
                 none = torch.full((int(ok.sum()),), -1, dtype=torch.long)  # grown from noise: no original class

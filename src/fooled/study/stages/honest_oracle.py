@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import StudyConfig, config_hash, to_dict
-from ..data import Split, Splits
-from ..errors import CheckpointError, ConfigError
-from ..models import build_model
-from ..models.oracle import Committee
-from ..train import checkpoint_path, fit, load_checkpoint, save_checkpoint
+from ...config import StudyConfig, config_hash, to_dict
+from ...data import Split, Splits
+from ...errors import CheckpointError, ConfigError
+from ...models import build_model
+from ...models.oracle import Committee
+from ...train import checkpoint_path, fit, load_checkpoint, save_checkpoint
 
 ROBUST_MEMBER = "cnn_adv"  # the architecture and adversarial training of the committee's robust member
 

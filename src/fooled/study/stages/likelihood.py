@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data import Splits
-from ..detection import auroc, tpr_at_threshold
-from ..detection.ood import max_likelihood_images, ood_sets, ood_summary, skipped_sets
-from ..rundir import Key
-from .context import Made, SeedContext
+from ...data import Splits
+from ...detection import auroc, tpr_at_threshold
+from ...detection.ood import max_likelihood_images, ood_sets, ood_summary, skipped_sets
+from ...rundir import Key
+from ..context import Made, SeedContext
 
 
 def out_of_distribution(ctx: SeedContext, splits: Splits) -> Made:

@@ -17,17 +17,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import attacks
-from ..attacks import stacked
-from ..attacks.grid import grid_aware_attack
-from ..attacks.matched import matched_counts
-from ..detection import calibrate_threshold
-from ..detection.combined import CombinedDefence, evaluate, member_scores
-from ..models import predict
-from ..rundir import Key
-from .context import Made, SeedContext
+from ... import attacks
+from ...attacks import stacked
+from ...attacks.grid import grid_aware_attack
+from ...attacks.matched import matched_counts
+from ...detection import calibrate_threshold
+from ...detection.combined import CombinedDefence, evaluate, member_scores
+from ...models import predict
+from ...rundir import Key
+from ..context import Made, SeedContext
 from .honest_oracle import oracle_labels
-from .stages import _fooling_search, aware_score, batched_stages, images_and_seconds, per_image_budgets, study_aware_attacks
+from .aware import aware_score
+from .batching import batched_stages, images_and_seconds, per_image_budgets
+from .fooling import fooling_targets
 
 EXAMPLES = 10  # evading images kept per budget (first seed, -log p(x)-aware attack on the grid) for the oracle figure
 
@@ -98,14 +100,14 @@ def _detectors(ctx: SeedContext, target: str, found) -> dict:
     return out
 
 
-def evasion_rows(ctx: SeedContext, target: str, advs: dict, committee, val_x: torch.Tensor) -> Made:
+def evasion_rows(ctx: SeedContext, target: str, aware: dict, committee, val_x: torch.Tensor) -> Made:
     """The detector-aware attacks of `target` on the grid, and the continuous one off it, as evasion rows (see module doc)."""
     a, made = ctx.cfg.attacks, Made()
     sub = ctx.subset(a.expensive_examples)
     found = defence_of(ctx, target, val_x)
     detectors = _detectors(sub, target, found)
     guard = sub.guards[target]
-    continuous = study_aware_attacks(sub, target, "nll", advs)  # cached by the detector-aware stage
+    continuous = {eps: images_and_seconds(stage) for eps, stage in aware[(target, "nll")].items()}  # the detector-aware stage's
     sets = {("nll", "off_grid"): continuous}
     key = {"threshold": guard.threshold, "start_steps": a.adaptive_steps, "donors": len(ctx.donors[0]) if ctx.donors else 0}
     sets[("nll", "on_grid")] = _grid_stages(sub, target, "nll", {e: x for e, (x, _) in continuous.items()}, aware_score(guard, "nll"),
@@ -154,14 +156,14 @@ def matched_control_rows(ctx: SeedContext, advs: dict) -> Made:
     return made
 
 
-def fooling_rows(ctx: SeedContext, committee) -> Made:
+def fooling_rows(ctx: SeedContext, fooling: dict, committee) -> Made:
     """Density-aware fooling images: confident and unflagged ones, and those the oracle does not call the target class."""
     f, made = ctx.cfg.fooling, Made()
-    targets = torch.arange(ctx.info.num_classes).repeat_interleave(f.per_class)
+    targets = fooling_targets(ctx)
     for target in ctx.models:
         guard = ctx.guards[target]
         for method in ("gradient_unflagged", "evolution_unflagged"):
-            stage = _fooling_search(ctx, target, method, targets)  # cached by the fooling stage
+            stage = fooling[(target, method)]  # the fooling stage's
             imgs, conf = torch.from_numpy(stage["images"]), torch.from_numpy(stage["confidence"])
             ok = (conf >= f.confidence) & torch.from_numpy(guard.score(imgs) <= guard.threshold)
             said = oracle_labels(committee, imgs[ok]) == targets[ok]
@@ -170,11 +172,12 @@ def fooling_rows(ctx: SeedContext, committee) -> Made:
     return made
 
 
-def honest_study(ctx: SeedContext, advs: dict, committee, val_x: torch.Tensor) -> Made:
-    """Every row of this module for one seed (the detector-aware and fooling stages must have run: their stages are read)."""
+def honest_study(ctx: SeedContext, advs: dict, aware: dict, fooling: dict, committee, val_x: torch.Tensor) -> Made:
+    """Every row of this module for one seed, from plain PGD's adversarials (`advs`), the detector-aware stages (`aware`) and
+    the fooling searches (`fooling`)."""
     made = matched_control_rows(ctx, advs)
     for target in ctx.models:
-        made += evasion_rows(ctx, target, advs, committee, val_x)
-    if ctx.cfg.fooling.enabled:
-        made += fooling_rows(ctx, committee)
+        made += evasion_rows(ctx, target, aware, committee, val_x)
+    if fooling:
+        made += fooling_rows(ctx, fooling, committee)
     return made
