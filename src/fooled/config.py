@@ -22,7 +22,8 @@ from .models.hybrid import HybridConfig
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 ATTACKS = ("fgsm", "pgd", "pgd_l2")
 NORM_OF = {"fgsm": "linf", "pgd": "linf", "pgd_l2": "l2"}
-LOSSES = ("ce", "margin", "multitarget")
+LOSSES = ("ce", "margin", "multitarget", "ce_decay", "margin_decay", "multitarget_decay")  # _decay: APGD-like steps
+AUTOATTACK_PARTS = ("apgd-ce", "apgd-t", "fab-t", "square")  # AutoAttack standard's attacks, in its order
 AWARE_DETECTORS = ("nll", "class_conditional", "typicality", "complexity")  # the density's detectors an attack can know
 FLOW_KINDS = ("realnvp", "glow")
 MODELS = ("cnn", "flow", "hybrid", "logreg", "gaussian", "cnn_adv")
@@ -57,7 +58,9 @@ class AttackConfig:
     steps: int = 40  # PGD iterations
     step_size: float | None = None  # None: 2.5 * eps / steps (Madry et al.)
     restarts: int = 1  # PGD random restarts, worst case kept
-    losses: tuple[str, ...] = ("ce", "margin", "multitarget")  # PGD runs each loss and keeps the worst case per example
+    # PGD runs each loss and keeps the worst case per example; "_decay": that loss with APGD-like steps (2 eps shrinking to
+    # eps / 40), run on the images the others leave correct, which brings it within a point of AutoAttack on cnn_adv
+    losses: tuple[str, ...] = ("ce", "margin", "multitarget", "ce_decay", "margin_decay", "multitarget_decay")
     targets: int | None = 3  # "multitarget": targeted margin PGD toward this many wrong classes, most promising first (None: all)
     max_examples: int | None = 128  # attack the first this many test images (None: all); 128 of 360 keeps the default study within 5 min on 2 cores
     expensive_examples: int | None = 48  # detector-aware attacks, CW, the audit's extra attacks and the convergence curve use this many (None: all)
@@ -103,6 +106,12 @@ class AuditConfig:
     aware_tolerance: float = 0.05  # doubling the detector-aware attack's steps and restarts may raise its evasion by less than this
     known_answer_images: int = 32  # the detector-aware attack against an exact convex solve: 0 skips it
     known_answer_eps: float = 0.5  # its L2 budget: at 0.5 about half the digits are evadable (at 1 all are, a check that cannot fail)
+    # the second opinion on plain robust accuracy (study/second_opinions_plain.py): AutoAttack's parts ("apgd-ce", "apgd-t",
+    # "fab-t", "square"; empty: none) on the first attacks.expensive_examples images, at every linf budget
+    autoattack: tuple[str, ...] = ("apgd-ce", "apgd-t")
+    autoattack_steps: int = 100  # per APGD / FAB run, as the original AutoAttack (torchattacks' own AutoAttack runs 10)
+    autoattack_targets: int | None = 3  # wrong classes each targeted part aims at (None: all K - 1, as AutoAttack standard;
+                                        # 3, the study's own multitarget count, keeps the default study within 5 minutes)
 
 
 @dataclass(frozen=True)
@@ -228,6 +237,10 @@ def _check_range(cfg: StudyConfig) -> None:
     need(0 < cfg.audit.aware_tolerance < 1 and cfg.audit.known_answer_eps > 0 and cfg.audit.known_answer_images >= 0,
          "audit.aware_tolerance must lie in (0, 1), audit.known_answer_eps be > 0 and audit.known_answer_images >= 0")
     need(cfg.attacks.restarts >= 1, "attacks.restarts must be >= 1")
+    for part in cfg.audit.autoattack:
+        need(part in AUTOATTACK_PARTS, f"audit.autoattack: unknown part '{part}'; expected some of {', '.join(AUTOATTACK_PARTS)}")
+    need(cfg.audit.autoattack_steps >= 1 and (cfg.audit.autoattack_targets is None or cfg.audit.autoattack_targets >= 1),
+         "audit.autoattack_steps and audit.autoattack_targets must be >= 1")
     need(cfg.attacks.step_size is None or cfg.attacks.step_size > 0, "attacks.step_size must be > 0")
     need(0 < cfg.detect.fpr < 1, "detect.fpr must lie in (0, 1)")
     need(cfg.train.epochs >= 1 and cfg.train.batch_size >= 1 and cfg.train.patience >= 1, "train.epochs, train.batch_size and train.patience must be >= 1")
@@ -350,7 +363,7 @@ def quick(cfg: StudyConfig) -> StudyConfig:
                                     adaptive_steps=8, aware_lambdas=(1.0,), aware_detectors=("nll", "typicality"), aware_targets=("cnn",),
                                     cw_steps=20, cw_binary_steps=3, targets=1),
         fooling=dataclasses.replace(cfg.fooling, per_class=1, steps=50, generations=30, population=8),
-        audit=dataclasses.replace(cfg.audit, known_answer_images=0),
+        audit=dataclasses.replace(cfg.audit, known_answer_images=0, autoattack_steps=min(cfg.audit.autoattack_steps, 20)),
         ood=dataclasses.replace(cfg.ood, n=48, max_likelihood_images=8, max_likelihood_steps=50),
     )
 

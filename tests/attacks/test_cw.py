@@ -50,3 +50,22 @@ def test_median_l2_ignores_failures():
     x_adv[0, 0, 0, 0], x_adv[1, 0, 0, 0], x_adv[2, 0, 0, 0] = 0.1, 0.2, 0.9
     assert abs(median_l2(x, x_adv, torch.tensor([True, True, False])) - 0.1) < 1e-6
     assert math.isnan(median_l2(x, x_adv, torch.zeros(3, dtype=torch.bool)))
+
+
+class FirstPixelAboveHalf(torch.nn.Module):
+    """Class 1 iff the first pixel is above 1/2: a model whose only adversarial moves a pixel from 0 to 0.5."""
+
+    def forward(self, x):
+        p = x.flatten(1)[:, :1]
+        return torch.cat([10 * (0.5 - p), 10 * (p - 0.5)], dim=1)
+
+
+def test_cw_moves_a_saturated_pixel_from_0_to_one_half():
+    x = torch.zeros(4, 1, 8, 8)  # every pixel at 0 (tanh space used to start such a pixel at w = -7.25)
+    x[:, 0, 4, 4] = 1.0
+    y = torch.zeros(4, dtype=torch.long)
+    # 50 Adam steps at one weight c: from the old start the pixel needed 100 steps to cross 1/2; from the clamped one, 45
+    x_adv = cw_l2(FirstPixelAboveHalf(), x, y, binary_steps=1, steps=50, c_init=1.0)
+    moved = x_adv.flatten(1)[:, 0]
+    assert (moved > 0.5).all() and (moved < 0.6).all()  # just across the boundary: the minimal L2 is 0.5
+    assert median_l2(x, x_adv, torch.ones(4, dtype=torch.bool)) < 0.6  # the other pixels stay (close to) where they were

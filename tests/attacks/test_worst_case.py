@@ -2,10 +2,12 @@ import pytest
 import torch
 from torch import nn
 
+import fooled.attacks.gradient
 import fooled.attacks.worst_case
 from attack_helpers import gen
 from fooled.attacks import attack_success, pgd_worst_case, worst_case_with_losses
 from fooled.attacks.gradient import multitarget_with_success, pgd_with_success
+from fooled.errors import ConfigError
 
 
 class Threshold(nn.Module):
@@ -106,3 +108,27 @@ def test_worst_case_with_one_budget_per_image_matches_each_budget_alone(model, b
         assert abs(fooled_together - fooled_alone) <= 2, (e, fooled_together, fooled_alone)
     assert torch.equal(together[0], x)
     assert int(attack_success(model, together[-1], y).sum()) > int(attack_success(model, together[1], y).sum())
+
+
+def test_decay_schedule_starts_at_two_eps_shrinks_to_eps_over_40_and_stays_in_the_budget(model, batch, monkeypatch):
+    sizes = []
+    real_step = fooled.attacks.gradient.ascent_step
+    monkeypatch.setattr(fooled.attacks.gradient, "ascent_step", lambda x, g, size, norm: sizes.append(float(size)) or real_step(x, g, size, norm))
+    x, y = batch[0][:32], batch[1][:32]
+    x_adv, _ = pgd_with_success(model, x, y, eps=0.1, steps=10, schedule="decay", generator=gen())
+    assert sizes[0] == pytest.approx(0.2) and sizes[-1] == pytest.approx(0.1 / 40, rel=1e-4) and len(sizes) == 10
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    with pytest.raises(ConfigError, match="step_size"):
+        pgd_with_success(model, x, y, eps=0.1, step_size=0.01, schedule="decay")
+    with pytest.raises(ConfigError, match="'cosine'"):
+        pgd_with_success(model, x, y, eps=0.1, schedule="cosine")
+
+
+def test_worst_case_decay_losses_add_to_the_plain_ones(model, batch):
+    x, y = batch[0][:64], batch[1][:64]
+    plain = attack_success(model, pgd_worst_case(model, x, y, eps=0.08, losses=("ce", "margin"), generator=gen()), y)
+    both = attack_success(model, pgd_worst_case(model, x, y, eps=0.08, losses=("ce", "margin", "margin_decay"), generator=gen()), y)
+    assert 0 < int(plain.sum()) < len(y)
+    assert bool((both >= plain).all())  # the later run attacks only the images the first two left correct
+    x_adv, fooled_by = worst_case_with_losses(model, x, y, eps=torch.full((64,), 0.08), losses=("margin_decay",), generator=gen())
+    assert torch.equal(fooled_by == 0, attack_success(model, x_adv, y))  # per-image budgets work with the schedule too

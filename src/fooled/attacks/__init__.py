@@ -29,12 +29,14 @@ from fooled.attacks.latent import latent_attack, latent_class_means
 from fooled.attacks.grid import grid_aware_attack
 from fooled.attacks.gradient import attack_success, fgsm, multitarget_pgd, pgd, pgd_sweep, reachable_margins
 from fooled.attacks.losses import cross_entropy, get_loss, log_margin, margin
+from fooled.attacks.reference import autoattack
 from fooled.attacks.worst_case import pgd_worst_case, worst_case_with_losses
 from fooled.attacks._common import stacked
 
 __all__ = [
     "adaptive_pgd",
     "attack_success",
+    "autoattack",
     "best_over_budgets",
     "bpda",
     "cross_entropy",

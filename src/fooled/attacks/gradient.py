@@ -30,6 +30,8 @@ from fooled.attacks._common import (
 from fooled.attacks.losses import objective
 from fooled.errors import ConfigError
 
+SCHEDULES = ("constant", "decay")  # PGD step sizes: 2.5 eps / steps throughout, or 2 eps shrinking to eps / 40
+
 
 def attack_success(model, x_adv, y, target=None):
     """Per-example success: prediction != y, or prediction == target when targeted."""
@@ -89,17 +91,25 @@ def pgd(
 
 
 def pgd_with_success(model, x, y, *, eps, steps=40, step_size=None, norm="linf", random_start=True, restarts=1,
-                     loss="ce", target=None, generator=None, early_stop=False):
+                     loss="ce", target=None, generator=None, early_stop=False, schedule="constant"):
     """`pgd` and its per-example success (misclassified, or classified as `target`) on the returned points, which
     the attack knows from its own forward passes: a caller need not run the model again to find out. eps may be a
-    tensor (N,) of one budget per example (see `check_budget`); step_size then defaults per example."""
+    tensor (N,) of one budget per example (see `check_budget`); step_size then defaults per example.
+    schedule "decay" (step_size must be None): the step starts at 2 eps, APGD's first step (Croce & Hein 2020), and
+    shrinks geometrically to eps / 40 at the last step; its long first steps reach points of a robust model that
+    small constant steps from one random start miss."""
     x, y, target = check_attack_inputs(model, x, y, target)
     eps = check_budget(eps, x)
     check_positive("steps", steps, integer=True)
     check_positive("restarts", restarts, integer=True)
     check_norm(norm)
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"unknown step schedule {schedule!r}; valid schedules: {', '.join(SCHEDULES)}")
+    if schedule == "decay" and step_size is not None:
+        raise ConfigError("schedule='decay' sets the step size itself (2 eps down to eps / 40); do not pass step_size=")
+    scale, decay = (2.0, (1 / 80) ** (1 / max(steps - 1, 1))) if schedule == "decay" else (2.5 / steps, 1.0)
     if step_size is None:
-        step_size = (2.5 * eps / steps).flatten() if isinstance(eps, torch.Tensor) else 2.5 * eps / steps
+        step_size = (scale * eps).flatten() if isinstance(eps, torch.Tensor) else scale * eps
     else:
         check_positive("step_size", step_size, allow_zero=True)
     fn = objective(loss, y, target)
@@ -115,20 +125,21 @@ def pgd_with_success(model, x, y, *, eps, steps=40, step_size=None, norm="linf",
                 x0 = project(sample_in_ball(x, eps, norm, generator), x, eps, norm, bounds)
             else:
                 x0 = x.clone()
-            best = _ascend(model, fn, x0, x, y, target, eps, steps, step_size, norm, bounds, early_stop, best)
+            best = _ascend(model, fn, x0, x, y, target, eps, steps, step_size, norm, bounds, early_stop, best, decay)
             if early_stop and best[1].all():
                 break
     # every iterate already lies in the ball and the box, so the projection leaves it (and its success) unchanged
     return project(best[0], x, eps, norm, bounds).detach(), best[1]
 
 
-def _ascend(model, fn, x_adv, x, y, target, eps, steps, step_size, norm, bounds, early_stop, best):
+def _ascend(model, fn, x_adv, x, y, target, eps, steps, step_size, norm, bounds, early_stop, best, decay=1.0):
     """One PGD run from x_adv, tracking per example the best (iterate, success, objective) so far.
 
     `best` carries the result of earlier restarts (None for the first run); an iterate replaces
     it only if it ranks strictly higher, so the first restart replays a single-restart run.
     With early_stop, an example leaves the batch at its first successful iterate: the examples
     that stay follow the same trajectory as without it, so success is the same, for less work.
+    Step k has size step_size * decay**k.
     """
     if best is None:
         best = (
@@ -155,7 +166,8 @@ def _ascend(model, fn, x_adv, x, y, target, eps, steps, step_size, norm, bounds,
         x_adv = x_adv.detach()
         _track(best, run.idx, x_adv, is_success(logits, run.y, run.target), obj.detach())
         if not last:
-            x_adv = project(ascent_step(x_adv, grad, run.step, norm), run.x, run.eps, norm, run.bounds)
+            size = run.step if decay == 1.0 else run.step * decay**step
+            x_adv = project(ascent_step(x_adv, grad, size, norm), run.x, run.eps, norm, run.bounds)
     return tuple(best)
 
 

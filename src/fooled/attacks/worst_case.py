@@ -7,6 +7,8 @@ import torch
 from fooled.attacks._common import take
 from fooled.attacks.gradient import multitarget_with_success, pgd_with_success
 
+DECAY = "_decay"  # a loss name with this suffix runs PGD with the "decay" step schedule (see `pgd_with_success`)
+
 
 def pgd_worst_case(model, x, y, *, eps: float, norm: str = "linf", steps: int = 40, step_size: float | None = None,
                    restarts: int = 1, losses=("ce",), targets: int | None = None, generator=None,
@@ -15,7 +17,8 @@ def pgd_worst_case(model, x, y, *, eps: float, norm: str = "linf", steps: int = 
 
     Each run after the first (restart x loss) attacks only the images that the earlier ones left correctly
     classified: the others would keep their earlier result anyway. Where every run fails, the first run's
-    result stands. The loss "multitarget" is `multitarget_pgd` toward `targets` classes. step_size None means
+    result stands. The loss "multitarget" is `multitarget_pgd` toward `targets` classes; a loss name ending in "_decay"
+    ("margin_decay") runs that loss with the decaying step schedule of `pgd_with_success`. step_size None means
     2.5 * eps / steps (Madry et al.). early_stop (for accuracy only): each image stops at its first misclassified
     iterate. The runs after the first always stop early: their result is kept only where it misclassifies, and
     early_stop fools the same images (see `pgd`), so only those images' adversarials are shallower (their first
@@ -40,10 +43,13 @@ def worst_case_with_losses(model, x, y, *, eps, norm="linf", steps=40, step_size
         if not len(todo):
             break
         stop, e = early_stop or i > 0, take(eps, todo)
-        if loss == "multitarget":
-            x_adv, wrong = multitarget_with_success(model, x[todo], y[todo], eps=e, targets=targets, early_stop=stop, **kwargs)
+        base, run_kwargs = loss, kwargs
+        if loss.endswith(DECAY):  # e.g. "margin_decay": that loss with APGD-like steps, from 2 eps shrinking to eps / 40
+            base, run_kwargs = loss[: -len(DECAY)], {**kwargs, "step_size": None, "schedule": "decay"}
+        if base == "multitarget":
+            x_adv, wrong = multitarget_with_success(model, x[todo], y[todo], eps=e, targets=targets, early_stop=stop, **run_kwargs)
         else:
-            x_adv, wrong = pgd_with_success(model, x[todo], y[todo], eps=e, loss=loss, early_stop=stop, **kwargs)
+            x_adv, wrong = pgd_with_success(model, x[todo], y[todo], eps=e, loss=base, early_stop=stop, **run_kwargs)
         kept = todo if i == 0 else todo[wrong]  # the first loss's result stands even where it failed
         best = best.index_copy(0, kept, x_adv if i == 0 else x_adv[wrong])
         done[todo[wrong]] = True

@@ -13,6 +13,7 @@ from ...models import accuracy as _acc
 from ...models import predict
 from ...models.baselines import LogisticRegression
 from ..context import SeedContext
+from ..second_opinions_plain import autoattack_checks
 from .batching import pgd_settings
 from .plain import study_pgd
 
@@ -139,4 +140,4 @@ def audit(ctx: SeedContext, rows: list[dict], advs: dict, transfer_rows: list[di
                 parts.append(f"eps {e:g}: noise {noise_acc:.3f} vs PGD {pgd[e]:.3f}")
             checks.append(_check(ctx, "random sign noise of the same linf norm causes at most half of PGD's accuracy drop", target, ok,
                                  "; ".join(parts) + f" (clean {clean:.3f})"))
-    return checks
+    return checks + autoattack_checks(ctx, advs)

@@ -1,0 +1,72 @@
+"""A second opinion on the study's plain robust accuracy: AutoAttack (torchattacks' APGD-CE, APGD-T, ...; Croce & Hein
+2020) on the audit's images, for every model and linf budget, beside the study's worst-case PGD on the same images.
+
+The second opinion is a yardstick only: nothing in the study's attack is tuned on it. Its check fails, and says by how
+much, where AutoAttack's robust accuracy is lower than the study's by more than `audit.tolerance`.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import torch
+
+from ..attacks.reference import autoattack
+from ..models import predict
+from .context import SeedContext
+
+
+def autoattack_settings(cfg) -> dict:
+    """What AutoAttack runs (from `audit`), part of its stages' keys."""
+    au = cfg.audit
+    return {"parts": list(au.autoattack), "steps": au.autoattack_steps, "targets": au.autoattack_targets}
+
+
+def autoattack_name(cfg, num_classes: int) -> str:
+    """The attack that ran, in words, for the check's detail."""
+    au = cfg.audit
+    targets = num_classes - 1 if au.autoattack_targets is None else min(au.autoattack_targets, num_classes - 1)
+    parts = [p.upper() + (f" ({targets} targets)" if p.endswith("-t") else "") for p in au.autoattack]
+    return f"AutoAttack's {', '.join(parts)} (torchattacks, {au.autoattack_steps} steps)"
+
+
+def autoattack_images(ctx: SeedContext, target: str, eps: float) -> torch.Tensor:
+    """AutoAttack's adversarials of the images of `ctx` against model `target` at linf `eps`, cached as a stage."""
+    model, settings = ctx.models[target], autoattack_settings(ctx.cfg)
+    seed = (ctx.seed * 1_000_003 + zlib.crc32(f"autoattack {target} {eps:g}".encode())) % 2**31
+
+    def compute() -> dict:
+        x_adv = autoattack(model, ctx.x.to(ctx.device), ctx.y.to(ctx.device), eps=eps, seed=seed, **settings)
+        return {"x_adv": x_adv.cpu().numpy()}
+
+    stage = ctx.stage(f"{target}-autoattack-eps{eps:g}", {"model": ctx.keys[target], "eps": eps, **settings}, compute)
+    return torch.from_numpy(stage["x_adv"])
+
+
+def autoattack_checks(ctx: SeedContext, advs: dict) -> list[dict]:
+    """One check per model: at every linf budget of the study's PGD, AutoAttack's robust accuracy on the audit's first
+    `attacks.expensive_examples` images is not lower than the study's (from its own adversarials of those images) by
+    more than `audit.tolerance`."""
+    cfg = ctx.cfg
+    if not cfg.audit.autoattack:
+        return []
+    sub = ctx.subset(cfg.attacks.expensive_examples)
+    n, tol = len(sub.x), cfg.audit.tolerance
+    checks = []
+    for target, model in ctx.models.items():
+        budgets = [e for e in sorted(cfg.attacks.eps) if (target, "pgd", e) in advs]
+        if not budgets:
+            continue
+        ok, parts = True, []
+        for eps in budgets:
+            study = predict(model, advs[(target, "pgd", eps)][:n]) != sub.y
+            second = predict(model, autoattack_images(sub, target, eps)) != sub.y
+            study_acc, second_acc = 1 - float(study.float().mean()), 1 - float(second.float().mean())
+            ok &= study_acc - second_acc <= tol + 1e-9
+            parts.append(f"eps {eps:g}: study {study_acc:.3f} vs AutoAttack {second_acc:.3f} "
+                         f"({int((second & ~study).sum())} fooled only by AutoAttack)")
+        checks.append({"seed": ctx.seed, "check": "second opinion: AutoAttack's robust accuracy is not lower than the "
+                       "study's PGD by more than the tolerance", "target": target, "passed": bool(ok),
+                       "detail": f"{autoattack_name(cfg, ctx.info.num_classes)}, first {n} images, tolerance {tol:g}: "
+                                 + "; ".join(parts)})
+    return checks
