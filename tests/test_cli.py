@@ -3,6 +3,8 @@ import sys
 
 import pytest
 
+from fooled.analysis.answer_tables import label_of
+
 
 def fooled(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "fooled.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
@@ -49,10 +51,12 @@ def test_figures_and_report_redraw_a_finished_run_without_models(quick_run, tmp_
     report = (copy / "report.md").read_text()
     results = __import__("json").loads((copy / "results.json").read_text())
     assert "## Verdict" in report and "## Gradient-masking audit" in report and results["config_hash"] in report
-    for answer in results["verdict"]["answers"]:
-        assert answer["question"] in report
+    for answer in results["verdict"]["answers"]:  # each question as a table (or a line), a row per model
+        assert f"**{label_of(answer)}**" in report
     for link in ("attacks.csv", "detectors.csv", "figures/headline.png"):
         assert link in report and (copy / link).exists()
+    drawn = {png.name for png in (copy / "figures").glob("*.png")}
+    assert {name for name in drawn if f"](figures/{name})" not in report} == set()  # every figure drawn is shown
 
 
 def test_ablate_recomputes_detection_rates_from_saved_scores(quick_run, tmp_path):

@@ -13,7 +13,7 @@ def row(target, attack, eps, *, seed=0, n=200, success=100, detected=0, evaded=0
             "adaptive": attack == "adaptive_pgd", "attacked_detector": attacked}
 
 
-def results(detected=99, evaded=150, noise=0.2, logreg_acc=0.3):
+def results(detected=99, evaded=150, noise=0.2, logreg_acc=0.3, cw=None, likely=None):
     rows = []
     for g in ("continuous", "rounded"):
         rows += [row("cnn", "pgd", e, detected=detected, grid=g) for e in EPS]
@@ -21,14 +21,44 @@ def results(detected=99, evaded=150, noise=0.2, logreg_acc=0.3):
     rows += [row("cnn", "adaptive_pgd", e, evaded=evaded, attacked="nll") for e in EPS]
     rows += [row("logreg", "pgd", e, acc=logreg_acc) for e in EPS]
     res = {"attacks": rows, "config": {"models": {"names": ["cnn", "logreg"]}, "detect": {"fpr": 0.05}}, "ood": [], "fooling": []}
+    if cw is not None:  # Carlini-Wagner: 100 of 100 images fooled, a share `cw` of them flagged
+        res["cw"] = [{"seed": 0, "target": "cnn", "n": 100, "success_rate": 1.0, "tpr_at_fpr": cw}]
+    if likely is not None:  # density-aware fooling searches: a share `likely` confident and unflagged
+        res["fooling"] = [{"seed": 0, "target": "cnn", "method": "gradient_unflagged", "constrained": True, "n": 20,
+                           "unflagged_success_rate": likely, "success_rate": 1.0, "flagged_rate": 0.0}]
     res["verdict"] = compute_verdict(res)
     return res
+
+
+def first(res) -> str:
+    return plain_answer(res)[0]
+
+
+def test_first_sentence_reads_yes_when_every_check_agrees():
+    # flagged, far above noise, an aware attacker evades on 2 of 200 images, CW flagged, no likely fooling image
+    text = first(results(detected=99, evaded=2, noise=0.2, cw=0.97, likely=0.0))
+    assert text.startswith("Yes: a model of p(x, y) notices the inputs that fool the cnn")
+    assert "99% [" in text and "more often than random noise" in text
+
+
+def test_first_sentence_reads_no_when_noise_is_flagged_as_often_and_the_aware_attacker_gets_past():
+    text = first(results(detected=99, evaded=190, noise=1.0))
+    assert text.startswith("No: low p(x) flags 99% [") and "random noise of the same size about as often at 2 of 2 budgets" in text
+    assert "an attacker who knows the detector makes 95% [" in text and "perturbed, not that it fools" in text
+    assert first(results(detected=10)).startswith("No: low p(x) flags 10% [")  # the plain attack itself goes unnoticed
+
+
+def test_first_sentence_reads_partly_or_mostly_no_as_the_checks_turn_against():
+    one = first(results(detected=99, evaded=2, noise=0.2, cw=0.4, likely=0.0))  # only Carlini-Wagner gets through
+    assert one.startswith("Only partly: low p(x) flags 99% [") and "only 40% [" in one and "Carlini-Wagner" in one
+    three = first(results(detected=99, evaded=150, noise=0.2, cw=0.4, likely=0.8))  # CW, the aware attack and likely images
+    assert three.startswith("Mostly no:") and "succeeds in 80% of its tries" in three
 
 
 def test_sentences_carry_the_verdicts_numbers():
     res = results()
     text = " ".join(plain_answer(res))
-    assert text.startswith("Yes, mostly") and "99% [" in text and "at linf eps 0.0625" in text
+    assert "99% [" in text and "at linf eps 0.0625" in text
     assert "20% of random perturbations" in text and "notices adversarial, not just perturbed" in text
     assert "at eps 0.125, 75% [" in text  # 150 of 200 correctly classified images evaded
     assert "logistic regression is fooled at least as easily as the CNN" in text

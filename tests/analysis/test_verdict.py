@@ -30,7 +30,7 @@ def test_detection_is_yes_only_where_every_budget_is_confidently_above_90_percen
     assert a["answer"] == "partly" and [p["answer"] for p in a["per_eps"]] == ["yes", "no"]
     assert a["eps"] == EPS[1]  # the headline number is the budget that decides against yes
     near = [row("cnn", "pgd", e, seed=s, detected=91) for e in EPS for s in seeds]  # mean 91 %, lower bound below 90 %
-    assert answer(results(near), "Does low p(x) flag PGD")["answer"] == "partly"
+    assert answer(results(near), "Does low p(x) flag PGD")["answer"] == "unclear"  # every budget straddles 90 %
 
 
 def test_detection_counts_only_successful_adversarials():
@@ -41,11 +41,14 @@ def test_detection_counts_only_successful_adversarials():
 
 def test_beating_the_random_control_needs_intervals_apart():
     rows = [row("cnn", "pgd", e, detected=80, grid="rounded") for e in EPS]
-    close = rows + [row("cnn", "noise_linf", e, flagged=0.75, grid="rounded") for e in EPS]
+    close = rows + [row("cnn", "noise_linf", e, flagged=0.75, grid="rounded") for e in EPS]  # 80 % vs 75 %: overlapping
+    level = rows + [row("cnn", "noise_linf", e, flagged=0.85, grid="rounded") for e in EPS]  # noise flagged more often
     apart = rows + [row("cnn", "noise_linf", e, flagged=0.2, grid="rounded") for e in EPS]
     q = "Does low p(x) flag PGD adversarial examples against the cnn more often than random perturbations of the same size, on the grid?"
     pick = lambda res: next(a for a in compute_verdict(res)["answers"] if a["question"] == q)  # noqa: E731
-    assert pick(results(close))["answer"] == "no" and pick(results(apart))["answer"] == "yes"
+    assert pick(results(apart))["answer"] == "yes" and pick(results(level))["answer"] == "no"
+    # above the noise but inside its interval: borderline at every budget, so the answer says so instead of a firm NO
+    assert pick(results(close))["answer"] == "unclear" and {p["answer"] for p in pick(results(close))["per_eps"]} == {"borderline"}
 
 
 def test_evasion_under_a_detector_aware_attack():

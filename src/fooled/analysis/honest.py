@@ -14,7 +14,7 @@ from .stats import rate_ci
 from .tables import fmt, md_table
 
 KEPT = 0.5  # a budget counts while more than half of the attack's successful images keep their class by the oracle
-# the evasion cut-offs are the verdict's (`verdict.EVADE_YES`, `EVADE_NO`), passed in by it: analysis.verdict imports this module
+# the evasion cut-offs are the verdict's (`rules.Cutoffs.evade_yes`, `evade_no`), passed in by it: analysis.verdict imports this module
 
 
 def _overall(per_eps: list[dict]) -> str:

@@ -68,8 +68,8 @@ def methods(results) -> list[str]:
         f"(|-log p(x) - mean over clean validation images|, Nalisnick et al. 2019), complexity-corrected -log2 p(x) - PNG length "
         f"(Serra et al. 2020). Baselines: the attacked classifier's max-softmax (Hendrycks & Gimpel 2017), Mahalanobis distance on "
         f"the CNN's penultimate features (Lee et al. 2018), kernel density of those features and MC-dropout variance (Feinman et al. "
-        f"2017, each alone), the distance to the grey-level grid (a trivial detector), and the pixel densities of the GMM, KDE and "
-        f"Gaussian classifier. Every detector has its own threshold from clean validation images.",
+        f"2017, each alone), the distance to the grey-level grid (a trivial detector){pixel_densities(results)}. Every detector has "
+        f"its own threshold from clean validation images.",
         f"- **Counting**: detection rates count the *successful* adversarial examples only (test images the model classified "
         f"correctly and the attack made wrong); evasion is the share of the correctly classified images that the attack made wrong "
         f"without being flagged. The all-image rates are in results.json (`tpr_all`, `evasion_all`).",
@@ -78,14 +78,49 @@ def methods(results) -> list[str]:
         f"Every adversarial and control set is also scored rounded to the data's {info['levels']} grey levels (inside the same "
         f"budget), where the clean images lie, so a detector cannot win by noticing off-grid pixels.",
         f"- **Statistics**: every number per seed in results.json. Rates are pooled over seeds and images with the wider of a Wilson "
-        f"interval and a two-level bootstrap (seeds, then images within seeds); other numbers are means over seeds with a "
-        f"percentile bootstrap over seeds; all intervals are 95% and stay in range. {len(cfg['seeds'])} seed(s). Each answer is "
+        f"interval (its sample size divided by the seeds' overdispersion) and a two-level bootstrap (seeds, then images within "
+        f"seeds); detection and evasion rates also carry the threshold's own variance (recalibrated on bootstrap resamples of "
+        f"the validation scores); accuracy gaps are paired on the same images; other numbers are means over seeds with a "
+        f"Student t interval; all intervals are 95% and stay in range. {len(cfg['seeds'])} seed(s). Each answer is "
         f"decided per eps on the interval's bounds.",
-        f"- **Budget**: the sizes above are what fits the study's time on its machine (the default digits study: 5 minutes on 2 CPU "
-        f"cores, which is why it attacks {a['max_examples'] or 'all'} test images, runs the expensive attacks on "
-        f"{a['expensive_examples'] or 'all'}, and attacks the density's other detectors against the "
-        f"{', '.join(a.get('aware_targets', [])) or 'no model'} only; -log p(x) is attacked against every model). Each is one "
-        f"`--set` away, e.g. `--set attacks.max_examples=360 --set attacks.expensive_examples=128`, for tighter intervals.",
+        budget_line(results),
     ]
 
 
+
+
+PIXEL_DENSITIES = {"gmm": "GMM", "kde": "KDE", "gaussian": "Gaussian classifier"}
+
+
+def pixel_densities(results: dict) -> str:
+    """The pixel-density baselines this run scored with, in words ('' where it had none)."""
+    present = {d for r in results["attacks"] for d in r.get("detectors", {})}
+    names = [word for name, word in PIXEL_DENSITIES.items() if name in present]
+    return "" if not names else f", and the pixel densities of the {', '.join(names[:-1]) + ' and ' * (len(names) > 1) + names[-1]}"
+
+
+def budget_line(results: dict) -> str:
+    """What this run's sizes were chosen to fit: its own config, device and time, not the default study's."""
+    cfg, a = results["config"], results["config"]["attacks"]
+    minutes = results.get("seconds", 0) / 60
+    return (f"- **Budget**: the sizes above are what fits this study (`{cfg['name']}`, {len(cfg['seeds'])} seed(s), "
+            f"{minutes:.0f} minutes on {results.get('device', 'its device')}): it attacks {a['max_examples'] or 'all'} test images, runs "
+            f"the expensive attacks on {a['expensive_examples'] or 'all'}, and attacks the density's other detectors against the "
+            f"{', '.join(a.get('aware_targets', [])) or 'no model'} only; -log p(x) is attacked against every model. Each is one "
+            "`--set` away, e.g. `--set attacks.max_examples=360 --set attacks.expensive_examples=128`, for tighter intervals.")
+
+
+DENSITY_MODELS = ("flow", "hybrid", "gaussian")  # classifiers that score their own inputs
+
+
+def who_scores(results: dict) -> str:
+    """Which of this run's classifiers the flow scores and which score themselves, in words."""
+    names = results["config"]["models"]["names"]
+    own, other = [n for n in names if n in DENSITY_MODELS], [n for n in names if n not in DENSITY_MODELS]
+    words = []
+    if other:
+        words.append(f"The {', '.join(other)} {'has' if len(other) == 1 else 'have'} no density: the flow scores their inputs")
+    if own:
+        words.append(f"the {', '.join(own)} {'is' if len(own) == 1 else 'are'} scored by {'its' if len(own) == 1 else 'their'} own density")
+    text = "; ".join(words)
+    return text[:1].upper() + text[1:] + "." if text else ""

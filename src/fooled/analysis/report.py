@@ -5,15 +5,17 @@ Long tables go to CSV files beside the report (attacks.csv, detectors.csv), whic
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from ..detection.ood_fashion import PAPER_REFERENCE
 from ..errors import FooledError
-from ..rundir import atomic_write_text, read_json
-from .methods import methods
+from ..rundir import atomic_write_text, read_json, read_npz
+from .methods import methods, who_scores
 from .stats import rate_ci
+from .answer_tables import answer_tables
 from .summary import plain_answer, verdict_table
 from .tables import audit_detail, ci_text, detector_table, fmt, group, loss_table, md_table
 from .tradeoff import describe
@@ -100,8 +102,9 @@ def _key_rows(results: dict, attacks: tuple[str, ...], grid: str = "continuous")
 KEY_HEADER = ["target", "attack", "eps", "accuracy %", "successful", "AUROC", "flagged %", "evasion %", "bits/dim"]
 
 
-def render(results: dict, tradeoff: dict | None = None, links: list[str] = ()) -> str:
-    """The report; `tradeoff` is the summary of `fooled tradeoff` for the same config, if it was run."""
+def render(results: dict, tradeoff: dict | None = None, links: list[str] = (), samples: bool = False) -> str:
+    """The report; `tradeoff` is the summary of `fooled tradeoff` for the same config, if it was run; `samples`: the run
+    drew samples of p(x|y) (figures/samples.png)."""
     cfg, info = results["config"], results["dataset"]
     seeds = len(cfg["seeds"])
     sections = ["The answer", "Verdict", "Methods", "Models", "Plain attacks and the detector", "Every detector",
@@ -112,24 +115,26 @@ def render(results: dict, tradeoff: dict | None = None, links: list[str] = ()) -
            "**Contents:** " + " · ".join(f"[{s}](#{s.lower().replace(' ', '-')})" for s in sections), "", "## The answer", ""]
     out += [" ".join(plain_answer(results)), ""] + _figure("headline", "(a) a digit, its PGD and detector-aware versions; (b) how "
                                                          "likely each set is against the threshold; (c) share flagged against the budget")
-    out += ["## Verdict", ""] + verdict_table(results) + ["", "Each answer per budget, with its criterion:", ""] + verdict_lines(results)
-    out += ["", "## Methods", "", f"- **Bits/dim** (used throughout): -log2 p(x) / D of an image, D = {info['dim'] if 'dim' in info else 'pixels'}"
+    out += ["## Verdict", ""] + verdict_table(results) + [""] + answer_tables(results)
+    out += ["", "## Methods", "", f"- **Bits/dim** (used throughout): -log2 p(x) / D of an image, D = {math.prod(info['shape'])}"
             f" dimensions on {info['levels']} grey levels; higher = less likely. Detection scores use the density of the image itself "
             "at its grid point (deterministic); the Models table's test bits/dim use uniform dequantisation (a bound on the discrete "
-            "likelihood), so the two differ slightly. The CNN, the adversarially trained CNN and the logistic regression have no "
-            "density: the flow scores their inputs; the flow, hybrid and Gaussian classifiers are scored by their own density."] + methods(results)
+            f"likelihood), so the two differ slightly. {who_scores(results)}"] + methods(results)
     out += ["", "## Models", "", "Test accuracy (%) and bits/dim; mean [95% interval over seeds].", ""]
     out.append(md_table(["model", "test accuracy %", "test bits/dim", "parameters", "train seconds"], [
         [name, ci_text(rows, "test_acc", pct=True) if rows[0].get("test_acc") is not None else "-",
          ci_text(rows, "test_bpd") if rows[0].get("test_bpd") is not None else "-", f"{rows[0].get('n_params', 0):,}",
          f"{sum(r.get('train_seconds', 0) for r in rows) / len(rows):.1f}"] for name, rows in results["models"].items()]))
-    out += ["", "What classification costs in bits/dim:", ""]
+    out += [""] + (_figure("samples", "Samples x ~ p(x | y) of each generative classifier, one column per class") if samples else [])
+    out += ["What classification costs in bits/dim:", ""]
     out += describe(tradeoff) if tradeoff else ["Run `fooled tradeoff` with this config and `fooled report RUN_DIR --tradeoff DIR`: "
                                                  "it trains each head with and without its class term and says what it costs."]
     out += ["", "## Plain attacks and the detector", "", "Flagged: the successful adversarials (images the model got right and the "
             "attack made wrong) that -log p(x) flags at its validation threshold; for the random sign noise, all perturbed images. "
             "Every set as made and rounded to the grey levels is in " + " and ".join(links) + ".", ""]
     out += _figure("detector_roc", "ROC of -log p(x) against successful PGD adversarials (log false-positive axis)")
+    out += _figure("log_prob_hist", "Bits/dim of clean test images and of each attack's images under each target's detector, "
+                   "against its threshold")
     out.append(md_table(KEY_HEADER, _key_rows(results, ("pgd", "noise_linf"))))
     out += ["", "On the grid (every set rounded to the grey levels inside its budget):", ""]
     out.append(md_table(KEY_HEADER, _key_rows(results, ("pgd", "noise_linf"), "rounded")))
@@ -255,9 +260,11 @@ def write_report(run_dir: str | Path, tradeoff_dir: str | Path | None = None) ->
     run_dir = Path(run_dir)
     path = run_dir / "report.md"
     results = read_json(run_dir / "results.json")
-    results["verdict"] = compute_verdict(results)  # from the rows, by the rules of this version
+    scores = read_npz(run_dir / "scores.npz") if (run_dir / "scores.npz").exists() else None  # paired gaps, threshold variance
+    results["verdict"] = compute_verdict(results, scores)  # from the rows, by the rules of this version
     tradeoff = read_json(Path(tradeoff_dir) / "tradeoff.json") if tradeoff_dir is not None else None
     if tradeoff and tradeoff.get("config_hash") != results["config_hash"]:
         raise FooledError(f"{tradeoff_dir} was made for config {tradeoff.get('config_hash')}, not this run's {results['config_hash']}")
-    atomic_write_text(path, render(results, tradeoff, _csv(run_dir, results)))
+    samples = (run_dir / "figures" / "samples.png").exists()
+    atomic_write_text(path, render(results, tradeoff, _csv(run_dir, results), samples=samples))
     return path

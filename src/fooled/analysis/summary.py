@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .answer import first_sentence
 from .style import model_order
 
 ROWS = [  # (criterion, grid or None, the row's label in the verdict table)
@@ -22,10 +23,11 @@ def _pct(v) -> str:
 
 
 def cell(a: dict) -> str:
-    """YES/PARTLY/NO with the deciding number and its 95% interval."""
+    """YES/PARTLY/NO/UNCLEAR (with the way an unclear answer leans) and the deciding number with its 95% interval."""
     v = a["value"]
+    word = a["answer"].upper() + (f" (leans {a['leaning']})" if a.get("leaning") else "")
     if v.get("mean") is None:
-        return a["answer"].upper()
+        return word
     unit = " pts" if a["criterion"] in ("robust", "shallow") else "%"
     at = f" @{a['eps']:g}" if a.get("eps") is not None else ""
     control = ""
@@ -33,7 +35,7 @@ def cell(a: dict) -> str:
         c = next((p["control"] for p in a["per_eps"] if p["eps"] == a.get("eps")), None)
         what = "controls" if a.get("matched") else "noise"  # matched: the stronger of its two controls on the same images
         control = f" vs {what} {_pct(c['mean'])}%" if c and c.get("mean") is not None else ""
-    return f"**{a['answer'].upper()}** {_pct(v['mean'])} [{_pct(v['lo'])}, {_pct(v['hi'])}]{unit}{control}{at}"
+    return f"**{word}** {_pct(v['mean'])} [{_pct(v['lo'])}, {_pct(v['hi'])}]{unit}{control}{at}"
 
 
 def _kind(a: dict) -> tuple:
@@ -67,38 +69,45 @@ def _get(results: dict, criterion: str, model: str | None = None, grid: str | No
     return None
 
 
+def _control_words(answer: str) -> str:
+    return {"yes": "so it notices adversarial, not just perturbed, images", "partly": "so part of what it flags is any perturbation",
+            "unclear": "too close to call against noise at some budget"}.get(answer, "so it cannot tell them from random noise")
+
+
 def _ci(a: dict, scale: float = 100) -> str:
     v = a["value"]
     return f"{scale * v['mean']:.0f}% [{scale * v['lo']:.0f}, {scale * v['hi']:.0f}]"
 
 
 def plain_answer(results: dict) -> list[str]:
-    """Five sentences: plain attacks, the attacker who knows the detector, fooling images, shallow and generative models, and
-    where likelihood fails. Each says what the numbers say; a sentence whose numbers are missing is left out."""
-    out = []
+    """The answer to the question as asked (answer.first_sentence, from the whole verdict), then plain attacks against the
+    noise control, the attacker who knows the detector, fooling images, shallow and generative models, and where
+    likelihood fails. Each says what the numbers say; a sentence whose numbers are missing is left out."""
+    out = [first_sentence(results)]
     names = results["config"]["models"]["names"]
     target = next((m for m in model_order(names) if m.startswith("cnn")), names[0])
     det, ctrl = _get(results, "flagged", target), _get(results, "control", target, "rounded")
     if det:
-        verb = {"yes": "Yes, mostly", "partly": "Partly", "no": "No"}.get(det["answer"], det["answer"])
-        s = (f"{verb}: a density model's low p(x) flags plain adversarial examples. The flow flags {_ci(det)} of the PGD examples "
-             f"that fool the {target} (at linf eps {det['eps']:g}, its hardest budget)")
+        s = (f"In detail: the flow flags {_ci(det)} of the PGD examples that fool the {target} (at linf eps {det['eps']:g}, the "
+             f"budget that decides most against a yes; verdict {det['answer'].upper()})")
         if ctrl and ctrl["per_eps"]:
             p = next((p for p in ctrl["per_eps"] if p["eps"] == det["eps"]), ctrl["per_eps"][0])
             s += (f", against {100 * p['control']['mean']:.0f}% of random perturbations of the same size on the grey-level grid"
-                  f" ({'so it notices adversarial, not just perturbed, images' if ctrl['answer'] == 'yes' else 'so part of what it flags is any perturbation' if ctrl['answer'] == 'partly' else 'so it cannot tell them from random noise'})")
+                  f" ({_control_words(ctrl['answer'])})")
         out.append(s + ".")
     ev = _get(results, "evasion", target)
     if ev:
         worst = max((p for p in ev["per_eps"] if p["value"]["mean"] is not None and p["eps"] <= ev.get("quoted_eps", p["eps"])),
                     key=lambda p: p["eps"], default=None)  # valid evasion: the largest budget where most images keep their class
         if worst:
+            lead = "An attacker who knows the detector does not get past it" if ev["answer"] == "yes" else \
+                "An attacker who knows the detector gets past it"
             valid = " valid images on the grid that the oracle still calls by their class," if "quoted_eps" in ev else ""
-            out.append(f"But an attacker who knows the detector gets past it: at eps {worst['eps']:g}, {_ci(worst)} of the images the "
-                       f"{target} classified correctly become misclassified{valid} images that low p(x) does not flag.")
+            out.append(f"{lead}: at eps {worst['eps']:g}, {_ci(worst)} of the images the {target} classified correctly become "
+                       f"misclassified{valid} images that low p(x) does not flag.")
     fool = _get(results, "flagged", target, fooling=True)
     constrained = [r for r in results.get("fooling", []) if r["target"] == target and r.get("constrained")]
-    if fool:
+    if fool and fool["value"]["mean"] is not None:
         s = f"Fooling images grown from noise are flagged ({_ci(fool)})"
         valid = [r for r in results.get("honest", []) if r.get("kind") == "fooling" and r["target"] == target]
         if valid:  # counted as fooling only where the oracle does not give the image the target class
@@ -115,15 +124,19 @@ def plain_answer(results: dict) -> list[str]:
     parts = []
     if robust:
         d = robust["value"]["mean"]
-        parts.append(f"the flow classifier is {'harder' if robust['answer'] == 'yes' else 'not harder'} to fool than the CNN "
+        how = {"yes": "harder", "no": "not harder"}.get(robust["answer"], "not clearly harder")
+        parts.append(f"the flow classifier is {how} to fool than the CNN "
                      f"(PGD accuracy {abs(100 * d):.0f} points {'above' if d > 0 else 'below'} it at eps {robust['eps']:g})")
     if shallow:
         d = shallow["value"]["mean"]
-        how = {"yes": "at least as easily as", "no": "less easily than"}.get(shallow["answer"], "about as easily as (the interval does not decide)")
+        how = {"yes": "at least as easily as", "no": "less easily than"}.get(shallow["answer"], "about as easily as")
+        undecided = "" if shallow["answer"] in ("yes", "no") else ", an interval that does not decide against the 5-point margin"
         parts.append(f"logistic regression is fooled {how} the CNN (PGD accuracy {abs(100 * d):.0f} points {'above' if d > 0 else 'below'} it at "
-                     f"eps {shallow['eps']:g})" + (", as Goodfellow et al.'s linearity explanation predicts" if shallow["answer"] == "yes" else ""))
+                     f"eps {shallow['eps']:g}{undecided})" + (", as Goodfellow et al.'s linearity explanation predicts" if shallow["answer"] == "yes" else ""))
     if parts:
-        out.append("Modelling p(x, y) does not make a classifier robust: " + "; ".join(parts) + ".")
+        lead = "Modelling p(x, y) makes this classifier harder to fool" if robust and robust["answer"] == "yes" else \
+            "Modelling p(x, y) does not make a classifier robust"
+        out.append(f"{lead}: " + "; ".join(parts) + ".")
     support, typical = _get(results, "support"), _get(results, "typical")
     if support:
         s = ("Inputs off the data's support (" + ", ".join(support["sets"]) + ") get a higher likelihood than the data"

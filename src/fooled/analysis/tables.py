@@ -42,7 +42,7 @@ def ci_text(rows, key, pct=False, digits=3) -> str:
     """Mean and 95% interval of `key` over rows (seeds): pooled counts for the rates that have them, else over seeds."""
     if key in COUNTS and all(all(r.get(c) is not None for c in COUNTS[key]) and r.get(key) is not None for r in rows):
         return fmt(rate_ci(rate_counts(rows, key)), pct, digits)
-    return fmt(mean_ci([r.get(key) for r in rows]), pct, digits)
+    return fmt(mean_ci([r.get(key) for r in rows], bounds=(0, 1) if pct or key == "auroc" else None), pct, digits)
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:

@@ -1,38 +1,71 @@
 """The verdict: the study's questions answered per budget on interval bounds, from results rows alone.
 
-Every answer keeps, per eps, the number and 95% interval that decided it; a question's answer over all budgets
-is YES where every budget says yes, NO where every budget says no, else PARTLY. CRITERIA states each rule once.
+Every answer keeps, per eps, the number and 95% interval that decided it; how budgets combine (YES, NO, PARTLY, and
+UNCLEAR where a borderline budget could overturn the others) is in rules.py, and CRITERIA states each rule once. With the
+run's scores.npz the accuracy gaps are paired on the same images and the detection and evasion intervals carry the
+threshold's own variance; `sensitivity` says how the answers move if every cut-off moves by five points.
 """
 
 from __future__ import annotations
 
-from .stats import diff_ci, rate_ci
+from dataclasses import dataclass, field
+
+from .per_image import paired_counts, threshold_spread, with_threshold
+from .rules import CUTOFFS, Cutoffs, control_rule, deciding_budget, evasion_rule, flagged_rule, gap_rule, overall
+from .stats import diff_ci, paired_diff_ci, rate_ci
 from .tables import rate_counts
 
-FLAG_YES, FLAG_NO = 0.9, 0.5  # flagged: yes if the interval's lower bound >= 90 %, no if its upper bound < 50 %
-EVADE_YES, EVADE_NO = 0.1, 0.5  # still flagged under attack: yes if evasion's upper bound <= 10 %, no if its lower bound > 50 %
-SHALLOW_MARGIN = 0.05  # "fooled at least as easily": accuracy under PGD at most 5 points above the CNN's
-HIGHER_P = 0.5  # an input set gets a higher likelihood than the data if the lower bound of its share above the median >= 50 %
+FLAG_YES, FLAG_NO = CUTOFFS.flag_yes, CUTOFFS.flag_no  # kept for readers of the old names
+EVADE_YES, EVADE_NO = CUTOFFS.evade_yes, CUTOFFS.evade_no
+SHALLOW_MARGIN, HIGHER_P = CUTOFFS.shallow_margin, CUTOFFS.higher_p
+FLOOR = 0.01  # accuracy gaps: a budget where both models keep at most 1 % of the images (or lose at most 1 %) says nothing
+SHIFT = 0.05  # the cut-off sensitivity moves every cut-off by this much, both ways
 
-CRITERIA = {
-    "flagged": f"per eps, YES if the 95% interval of the rate flagged lies at or above {FLAG_YES:.0%}, NO if it lies below "
-               f"{FLAG_NO:.0%}, else PARTLY (rates over the successful adversarials only: images the model got right and the "
-               "attack made wrong)",
-    "control": "per eps, YES if the interval of the detection rate of successful adversarials lies wholly above the interval of "
-               "the flag rate of random perturbations of the same budget (sign noise at the linf eps), else NO",
-    "evasion": f"per eps, YES if the interval of the evasion rate (of the images the model got right, the share the attack made "
-               f"wrong without being flagged) lies at or below {EVADE_YES:.0%}, NO if it lies above {EVADE_NO:.0%}, else PARTLY",
-    "robust": "per eps, YES if the interval of (flow accuracy - CNN accuracy) under PGD lies above 0, NO if it lies at or below 0, "
-              "else UNCLEAR; over the budgets, the budgets that decide (YES if all of them say yes, NO if all say no)",
-    "shallow": f"per eps, YES if the interval of (shallow accuracy - CNN accuracy) under PGD lies at or below +{SHALLOW_MARGIN * 100:.0f} "
-               f"points, NO if it lies above, else UNCLEAR; over the budgets, the budgets that decide",
-    "support": f"YES if some set off the data's support has the lower bound of its share more likely than the median clean test "
-               f"image at or above {HIGHER_P:.0%}",
-    "typical": "n/a unless most images of the max-likelihood search are likelier than the median test image (else they are not "
-               f"the most likely images); then NO if the typicality detector flags them (interval's lower bound >= {FLAG_YES:.0%}), "
-               f"YES if it flags below {FLAG_NO:.0%}, else PARTLY",
-    "overall": "over the budgets: YES if every eps says yes, NO if every eps says no, else PARTLY",
-}
+
+def criteria(c: Cutoffs = CUTOFFS) -> dict:
+    """Each rule in words, with the cut-offs it used."""
+    return {
+        "flagged": f"per eps, YES if the 95% interval of the rate flagged lies at or above {c.flag_yes:.0%}, NO if it lies below "
+                   f"{c.flag_no:.0%}, PARTLY if it lies wholly between, else borderline (rates over the successful adversarials "
+                   "only: images the model got right and the attack made wrong; with scores.npz the interval includes the "
+                   "threshold's own variance, recalibrated on bootstrap resamples of the validation scores)",
+        "control": "per eps, YES if the interval of the detection rate of successful adversarials lies wholly above the interval of "
+                   "the flag rate of random perturbations of the same budget (sign noise at the linf eps), NO if the detection "
+                   "rate is not above the noise's, else borderline",
+        "evasion": f"per eps, YES if the interval of the evasion rate (of the images the model got right, the share the attack made "
+                   f"wrong without being flagged) lies at or below {c.evade_yes:.0%}, NO if it lies above {c.evade_no:.0%}, PARTLY "
+                   "if wholly between, else borderline",
+        "robust": "per eps, YES if the interval of (flow accuracy - CNN accuracy) under PGD lies above 0, NO if it lies at or below "
+                  f"0, else borderline; paired on the same images where scores.npz has them; a budget where both models are within "
+                  f"{FLOOR:.0%} of 0% (or 100%) accuracy says nothing",
+        "shallow": f"per eps, YES if the interval of (shallow accuracy - CNN accuracy) under PGD lies at or below "
+                   f"+{c.shallow_margin * 100:.0f} points, NO if it lies above, else borderline; paired as above",
+        "support": f"YES if some set off the data's support has the lower bound of its share more likely than the median clean test "
+                   f"image at or above {c.higher_p:.0%}",
+        "typical": "n/a unless most images of the max-likelihood search are likelier than the median test image (else they are not "
+                   f"the most likely images); then NO if the typicality detector flags them (interval's lower bound >= "
+                   f"{c.flag_yes:.0%}), YES if it flags below {c.flag_no:.0%}, else PARTLY",
+        "overall": "over the budgets: YES if every eps says yes, NO if every eps says no, else PARTLY; a borderline budget (its "
+                   "interval across a cut-off) may take any answer on either side, and where that could change the combined "
+                   "answer it reads UNCLEAR, leaning the way the point estimates go",
+    }
+
+
+CRITERIA = criteria()
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """What every question reads: the results, the run's per-image scores (or None) and the cut-offs."""
+
+    results: dict
+    scores: dict | None
+    cut: Cutoffs
+    spreads: dict = field(default_factory=dict)  # threshold spreads by (rate, rows), shared by the cut-off sensitivity's runs
+
+    @property
+    def fpr(self) -> float:
+        return self.results["config"]["detect"]["fpr"]
 
 
 def _rows(results: dict, **match) -> list[dict]:
@@ -41,106 +74,107 @@ def _rows(results: dict, **match) -> list[dict]:
     return [r for r in results["attacks"] if all(r.get(k) == v for k, v in match.items())]
 
 
-def _overall(per_eps: list[dict], yes: str = "yes", no: str = "no") -> str:
-    answers = {p["answer"] for p in per_eps}
-    return yes if answers == {yes} else no if answers == {no} else "partly"
+def _answer(question: str, model: str, kind: str, per_eps: list[dict], against_yes, **extra) -> dict:
+    """One answer: combined over the budgets (rules.overall) unless `answer` is given, with the budget its cell shows."""
+    answer, leaning = overall(per_eps)
+    answer = extra.pop("answer", None) or answer
+    shown = deciding_budget(per_eps, answer, against_yes)
+    return {"question": question, "model": model, "criterion": kind, "answer": answer, "leaning": leaning,
+            "per_eps": per_eps, "value": shown["value"], "eps": shown.get("eps"), **extra}
 
 
-def _flag_answer(ci: dict) -> str:
-    if ci["mean"] is None:
-        return "n/a"
-    return "yes" if ci["lo"] >= FLAG_YES else "no" if ci["hi"] < FLAG_NO else "partly"
+def _rate(ask: _Ask, rows: list[dict], rate: str) -> dict:
+    """A rate pooled over seeds with its interval, widened by the threshold's variance where scores.npz allows."""
+    key = (rate, tuple((r["seed"], r["target"], r["attack"], r["eps"], r.get("grid"), r.get("attacked_detector")) for r in rows))
+    if key not in ask.spreads:  # the threshold's spread does not depend on the cut-offs: computed once per verdict
+        ask.spreads[key] = threshold_spread(ask.scores, rows, ask.fpr, rate)
+    return with_threshold(rate_ci(rate_counts(rows, rate)), ask.spreads[key])
 
 
-def _weakest(per_eps: list[dict], key=lambda p: p["value"]["lo"]) -> dict:
-    """The budget whose number decides most against a yes (the lowest lower bound by default)."""
-    usable = [p for p in per_eps if p["value"]["mean"] is not None]
-    return min(usable, key=key) if usable else per_eps[0] if per_eps else {"value": {"mean": None, "lo": None, "hi": None}}
-
-
-def _answer(question: str, model: str, kind: str, per_eps: list[dict], headline: dict, **extra) -> dict:
-    return {"question": question, "model": model, "criterion": kind, "answer": extra.pop("answer", None) or _overall(per_eps),
-            "per_eps": per_eps, "value": headline["value"], "eps": headline.get("eps"), **extra}
-
-
-def _detection(results: dict, attack: str) -> list[dict]:
+def _detection(ask: _Ask, attack: str) -> list[dict]:
     out = []
-    for target in _targets(results, attack):
+    for target in _targets(ask.results, attack):
         per_eps = []
-        for eps in _eps(results, attack, target):
-            ci = rate_ci(rate_counts(_rows(results, target=target, attack=attack, eps=eps), "tpr_at_fpr"))
-            per_eps.append({"eps": eps, "value": ci, "answer": _flag_answer(ci)})
+        for eps in _eps(ask.results, attack, target):
+            ci = _rate(ask, _rows(ask.results, target=target, attack=attack, eps=eps), "tpr_at_fpr")
+            per_eps.append({"eps": eps, "value": ci, **flagged_rule(ci, ask.cut)})
         out.append(_answer(f"Does low p(x) flag {attack.upper()} adversarial examples against the {target}?", target, "flagged",
-                           per_eps, _weakest(per_eps), measure="detection rate"))
+                           per_eps, lambda p: p["value"]["lo"], measure="detection rate"))
     return out
 
 
-def _control(results: dict, grid: str) -> list[dict]:
+def _control(ask: _Ask, grid: str) -> list[dict]:
     out = []
     where = "on the grid" if grid == "rounded" else "off the grid"
-    for target in _targets(results, "pgd"):
+    for target in _targets(ask.results, "pgd"):
         per_eps = []
-        for eps in _eps(results, "pgd", target, grid):
-            adv = rate_ci(rate_counts(_rows(results, target=target, attack="pgd", eps=eps, grid=grid), "tpr_at_fpr"))
-            noise = rate_ci(rate_counts(_rows(results, target=target, attack="noise_linf", eps=eps, grid=grid), "tpr_all"))
-            beats = adv["mean"] is not None and noise["mean"] is not None and adv["lo"] > noise["hi"]
-            per_eps.append({"eps": eps, "value": adv, "control": noise, "answer": "yes" if beats else "no"})
+        for eps in _eps(ask.results, "pgd", target, grid):
+            adv = rate_ci(rate_counts(_rows(ask.results, target=target, attack="pgd", eps=eps, grid=grid), "tpr_at_fpr"))
+            noise = rate_ci(rate_counts(_rows(ask.results, target=target, attack="noise_linf", eps=eps, grid=grid), "tpr_all"))
+            per_eps.append({"eps": eps, "value": adv, "control": noise, **control_rule(adv, noise)})
         if any(p["control"]["mean"] is not None for p in per_eps):
             out.append(_answer(f"Does low p(x) flag PGD adversarial examples against the {target} more often than random perturbations "
                                f"of the same size, {where}?", target, "control", per_eps,
-                               _weakest(per_eps, key=lambda p: p["value"]["lo"] - (p["control"]["hi"] or 0)),
-                               measure="detection rate", grid=grid))
+                               lambda p: p["value"]["lo"] - (p["control"]["hi"] or 0), measure="detection rate", grid=grid))
     return out
 
 
-def _adaptive(results: dict) -> list[dict]:
+def _adaptive(ask: _Ask) -> list[dict]:
     out = []
-    for target in _targets(results, "adaptive_pgd"):
+    for target in _targets(ask.results, "adaptive_pgd"):
         per_eps = []
-        for eps in _eps(results, "adaptive_pgd", target):
-            ci = rate_ci(rate_counts(_rows(results, target=target, attack="adaptive_pgd", eps=eps, attacked_detector="nll"),
-                                     "evasion_rate"))
-            answer = "n/a" if ci["mean"] is None else "yes" if ci["hi"] <= EVADE_YES else "no" if ci["lo"] > EVADE_NO else "partly"
-            per_eps.append({"eps": eps, "value": ci, "answer": answer})
+        for eps in _eps(ask.results, "adaptive_pgd", target):
+            ci = _rate(ask, _rows(ask.results, target=target, attack="adaptive_pgd", eps=eps, attacked_detector="nll"), "evasion_rate")
+            per_eps.append({"eps": eps, "value": ci, **evasion_rule(ci, ask.cut)})
         out.append(_answer(f"Does low p(x) still flag adversarial examples against the {target} when the attacker knows the detector?",
-                           target, "evasion", per_eps, _weakest(per_eps, key=lambda p: -p["value"]["hi"]), measure="evasion rate"))
+                           target, "evasion", per_eps, lambda p: -p["value"]["hi"], measure="evasion rate"))
     return out
 
 
-def _gap(results: dict, model: str, reference: str, kind: str, question: str, decide) -> dict | None:
-    if not _rows(results, target=model, attack="pgd") or not _rows(results, target=reference, attack="pgd"):
+def _gap_ci(ask: _Ask, model: str, reference: str, eps: float) -> dict:
+    """PGD accuracy of `model` minus `reference`'s: paired on the same images where scores.npz has them, else unpaired."""
+    rows_m, rows_r = (_rows(ask.results, target=t, attack="pgd", eps=eps) for t in (model, reference))
+    pairs = paired_counts(ask.scores, rows_m, rows_r)
+    return paired_diff_ci(pairs) if pairs else diff_ci(rate_counts(rows_m, "adv_acc"), rate_counts(rows_r, "adv_acc"))
+
+
+def _at_floor(ask: _Ask, model: str, reference: str, eps: float) -> bool:
+    """Both models keep at most FLOOR of the images (or lose at most FLOOR): the budget cannot tell them apart."""
+    accs = [sum(r["adv_acc"] * r["n"] for r in rows) / sum(r["n"] for r in rows)
+            for rows in (_rows(ask.results, target=t, attack="pgd", eps=eps) for t in (model, reference)) if rows]
+    return len(accs) == 2 and (max(accs) <= FLOOR or min(accs) >= 1 - FLOOR)
+
+
+def _gap(ask: _Ask, model: str, reference: str, kind: str, question: str) -> dict | None:
+    if not _rows(ask.results, target=model, attack="pgd") or not _rows(ask.results, target=reference, attack="pgd"):
         return None
+    margin, yes_above = (0.0, True) if kind == "robust" else (ask.cut.shallow_margin, False)
     per_eps = []
-    for eps in _eps(results, "pgd", model):
-        ci = diff_ci(rate_counts(_rows(results, target=model, attack="pgd", eps=eps), "adv_acc"),
-                     rate_counts(_rows(results, target=reference, attack="pgd", eps=eps), "adv_acc"))
-        per_eps.append({"eps": eps, "value": ci, "answer": decide(ci)})
-    said = {p["answer"] for p in per_eps}  # a budget where the interval does not decide does not count against the others
-    answer = ("yes" if "yes" in said and "no" not in said else "no" if "no" in said and "yes" not in said
-              else "unclear" if said <= {"unclear"} else "partly")
+    for eps in _eps(ask.results, "pgd", model):
+        ci = _gap_ci(ask, model, reference, eps)
+        rule = {"answer": "n/a"} if _at_floor(ask, model, reference, eps) else gap_rule(ci, margin, yes_above)
+        per_eps.append({"eps": eps, "value": ci, **rule})
     # the budget that decides most against a yes: the lowest lower bound for "harder to fool", the highest upper bound for
     # "fooled at least as easily"
     decisive = (lambda p: p["value"]["lo"]) if kind == "robust" else (lambda p: -p["value"]["hi"])
-    return _answer(question, model, kind, per_eps, _weakest(per_eps, key=decisive), measure="accuracy gap", answer=answer)
+    return _answer(question, model, kind, per_eps, decisive, measure="accuracy gap")
 
 
-def _robustness(results: dict) -> list[dict]:
+def _robustness(ask: _Ask) -> list[dict]:
     out = []
-    flow = _gap(results, "flow", "cnn", "robust", "Is the generative (flow) classifier itself harder to fool than the CNN?",
-                lambda ci: "yes" if ci["lo"] > 0 else "no" if ci["hi"] <= 0 else "unclear")
+    flow = _gap(ask, "flow", "cnn", "robust", "Is the generative (flow) classifier itself harder to fool than the CNN?")
     if flow:
         out.append(flow)
     for t in ("logreg", "gaussian"):
-        gap = _gap(results, t, "cnn", "shallow", f"Is the shallow model '{t}' fooled at least as easily as the CNN "
-                   f"(accuracy under PGD at most {SHALLOW_MARGIN * 100:.0f} points above the CNN's)?",
-                   lambda ci: "yes" if ci["hi"] <= SHALLOW_MARGIN else "no" if ci["lo"] > SHALLOW_MARGIN else "unclear")
+        gap = _gap(ask, t, "cnn", "shallow", f"Is the shallow model '{t}' fooled at least as easily as the CNN "
+                   f"(accuracy under PGD at most {ask.cut.shallow_margin * 100:.0f} points above the CNN's)?")
         if gap:
             out.append(gap)
     return out
 
 
-def _fooling(results: dict) -> list[dict]:
-    rows = results.get("fooling", [])
+def _fooling(ask: _Ask) -> list[dict]:
+    rows = ask.results.get("fooling", [])
     out = []
     for target in sorted({r["target"] for r in rows}):
         sel = [r for r in rows if r["target"] == target and r.get("constrained", False) is False]
@@ -150,14 +184,14 @@ def _fooling(results: dict) -> list[dict]:
             by_seed[r["seed"]] = (k + round(r["flagged_rate"] * r["n"]), n + r["n"])
         ci = rate_ci([by_seed[s] for s in sorted(by_seed)])
         succ = rate_ci([(round(r["success_rate"] * r["n"]), r["n"]) for r in sel])
-        per = [{"eps": None, "value": ci, "answer": _flag_answer(ci)}]
+        per = [{"eps": None, "value": ci, **flagged_rule(ci, ask.cut)}]
         out.append(_answer(f"Are fooling images grown from noise against the {target} (unconstrained searches) flagged by low p(x)?",
-                           target, "flagged", per, per[0], measure="flagged", success=succ))
+                           target, "flagged", per, lambda p: p["value"]["lo"], measure="flagged", success=succ))
     return out
 
 
-def _ood(results: dict) -> list[dict]:
-    rows = [r for r in results.get("ood", []) if r["model"] == "flow"]
+def _ood(ask: _Ask) -> list[dict]:
+    rows = [r for r in ask.results.get("ood", []) if r["model"] == "flow"]
     if not rows:
         return []
 
@@ -166,20 +200,21 @@ def _ood(results: dict) -> list[dict]:
 
     sets = sorted({r["set"] for r in rows} - {"max-likelihood"})
     shares = {name: share(name) for name in sets}
-    higher = [name for name in sets if shares[name]["lo"] >= HIGHER_P]
+    higher = [name for name in sets if shares[name]["lo"] >= ask.cut.higher_p]
     best = max(sets, key=lambda n: shares[n]["mean"])
     out = [{"question": "Do inputs off the data's support get a higher likelihood than the data?", "model": "flow",
-            "criterion": "support", "answer": "yes" if higher else "no", "per_eps": [], "eps": None, "value": shares[best],
-            "measure": f"share more likely than the median test image ({best})", "sets": higher,
+            "criterion": "support", "answer": "yes" if higher else "no", "leaning": None, "per_eps": [], "eps": None,
+            "value": shares[best], "measure": f"share more likely than the median test image ({best})", "sets": higher,
             "shares": {n: shares[n] for n in sets}}]
     ml = [r for r in rows if r["set"] == "max-likelihood" and "typicality" in r.get("detectors", {})]
     if ml:
         ci = rate_ci([(round(r["detectors"]["typicality"]["tpr_at_fpr"] * r["n"]), r["n"]) for r in ml])
         likelier = share("max-likelihood")
         reached = likelier["mean"] is not None and likelier["mean"] >= 0.5  # the search found images likelier than the data
-        answer = "n/a" if ci["mean"] is None or not reached else "no" if ci["lo"] >= FLAG_YES else "yes" if ci["hi"] < FLAG_NO else "partly"
+        c = ask.cut
+        answer = "n/a" if ci["mean"] is None or not reached else "no" if ci["lo"] >= c.flag_yes else "yes" if ci["hi"] < c.flag_no else "partly"
         out.append({"question": "Is the most likely image a typical one?", "model": "flow", "criterion": "typical", "answer": answer,
-                    "per_eps": [], "eps": None, "value": ci, "likelier": likelier,
+                    "leaning": None, "per_eps": [], "eps": None, "value": ci, "likelier": likelier,
                     "measure": "flagged as atypical" if reached else "n/a: the search from noise did not reach the data's likelihood "
                     f"(likelier than the median test image: {likelier['mean'] or 0:.0%})"})
     return out
@@ -195,12 +230,34 @@ def _eps(results: dict, attack: str, target: str, grid: str = "continuous") -> l
     return sorted({r["eps"] for r in _rows(results, target=target, attack=attack, grid=grid) if r["eps"] > 0 and r["norm"] == "linf"})
 
 
-def compute_verdict(results: dict) -> dict:
-    """Answers with the numbers and criteria behind them; nothing typed by hand."""
+def answers(results: dict, scores: dict | None = None, cutoffs: Cutoffs = CUTOFFS, spreads: dict | None = None) -> list[dict]:
+    """Every answer under `cutoffs`, with the numbers behind it (`spreads`: threshold spreads already computed)."""
     from .honest import combined_evasion, matched_control, valid_evasion  # one threat model, where the study made its rows
 
-    answers = (_detection(results, "pgd") + (matched_control(results) or _control(results, "rounded")) + _control(results, "continuous")
-               + (valid_evasion(results, (EVADE_YES, EVADE_NO)) or _adaptive(results)) + combined_evasion(results, (EVADE_YES, EVADE_NO))
-               + _robustness(results) + _fooling(results) + _ood(results))
-    answers = [a for a in answers if a["per_eps"] or a["criterion"] in ("support", "typical") or a["value"]["mean"] is not None]
-    return {"answers": answers, "criteria": CRITERIA, "fpr": results["config"]["detect"]["fpr"]}
+    ask = _Ask(results, scores, cutoffs, {} if spreads is None else spreads)
+    evasion_cuts = (cutoffs.evade_yes, cutoffs.evade_no)
+    found = (_detection(ask, "pgd") + (matched_control(results) or _control(ask, "rounded")) + _control(ask, "continuous")
+             + (valid_evasion(results, evasion_cuts) or _adaptive(ask)) + combined_evasion(results, evasion_cuts)
+             + _robustness(ask) + _fooling(ask) + _ood(ask))
+    return [a for a in found if a["per_eps"] or a["criterion"] in ("support", "typical") or a["value"]["mean"] is not None]
+
+
+def sensitivity(results: dict, scores: dict | None = None, shift: float = SHIFT) -> list[dict]:
+    """Per question and model, the answer with every cut-off moved down by `shift`, as set, and moved up by `shift`."""
+    spreads: dict = {}
+    runs = [answers(results, scores, CUTOFFS.shifted(d), spreads) for d in (-shift, 0.0, shift)]
+    return _moves(*runs)
+
+
+def _moves(down: list[dict], as_set: list[dict], up: list[dict]) -> list[dict]:
+    return [{"question": a["question"], "model": a["model"], "criterion": a["criterion"], "grid": a.get("grid"),
+             "answers": [run[i]["answer"] for run in (down, as_set, up)]} for i, a in enumerate(as_set)]
+
+
+def compute_verdict(results: dict, scores: dict | None = None) -> dict:
+    """Answers with the numbers and criteria behind them, and how they move with the cut-offs; nothing typed by hand.
+    `scores`: the run's scores.npz arrays, for paired gaps and the threshold's variance (None: from results.json alone)."""
+    spreads: dict = {}
+    runs = {d: answers(results, scores, CUTOFFS.shifted(d), spreads) for d in (-SHIFT, 0.0, SHIFT)}
+    return {"answers": runs[0.0], "criteria": CRITERIA, "fpr": results["config"]["detect"]["fpr"],
+            "sensitivity": _moves(runs[-SHIFT], runs[0.0], runs[SHIFT]), "shift": SHIFT, "per_image": scores is not None}

@@ -306,7 +306,7 @@ def _run(cfg: StudyConfig, run_dir: Path, dev: torch.device, log, progress: bool
             results[key] += records[key]
         all_scores.update(records["scores"])
         all_examples.update(records["examples"])
-    results["verdict"] = compute_verdict(results)
+    results["verdict"] = compute_verdict(results, all_scores)  # per-image scores: paired gaps, the threshold's variance
     results["seconds"] = time.perf_counter() - start
     write_npz(run_dir / "scores.npz", all_scores)
     write_npz(run_dir / "examples.npz", all_examples)

@@ -60,6 +60,7 @@ def scored_row(ctx: SeedContext, s: AttackedSet, *, x_adv: torch.Tensor | None =
     for d, v in all_scores.items():
         made.score(Key(ctx.seed, target, name, eps, d), v)
     made.score(Key(ctx.seed, target, name, eps, "success"), success)  # the images an adversarial detection rate counts
+    made.score(Key(ctx.seed, target, name, eps, "correct"), pred == y)  # per image, so accuracy gaps can be paired
     if ctx.first_seed and not rounded:
         made.example(Key(ctx.seed, target, name, eps, "images"), x_adv[:10].numpy())
         made.example(Key(ctx.seed, target, name, eps, "pred"), pred[:10])

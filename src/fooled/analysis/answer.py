@@ -1,0 +1,128 @@
+"""The plain answer's first sentence, drawn from the whole verdict: would a model of p(x, y) notice the inputs that fool a
+classifier because their p(x) is low?
+
+Low p(x) flagging plain PGD examples is necessary, not sufficient. The answer weighs what a reviewer would check next:
+does it flag them more often than random noise of the same size (the control), does it still flag them when the
+attacker knows the detector (evasion), does it flag minimal Carlini-Wagner adversarials, and do fooling images that keep
+p(x) above the threshold get through. Where a run has them, the combined defence's and the valid-evasion answers (an
+evasion the oracle still gives its original class) take the place of the single detector's evasion.
+"""
+
+from __future__ import annotations
+
+from .rules import CUTOFFS, flagged_answer
+from .stats import rate_ci
+from .style import model_order
+
+CHECKS = ("control", "aware", "cw", "likely_fooling")  # what can count against a yes, beside plain detection
+EVASION_CRITERIA = ("valid_evasion", "combined", "evasion")  # the most demanding evasion answer present wins
+
+
+def find(results: dict, criterion: str, model: str | None = None, grid: str | None = None) -> dict | None:
+    """The verdict's answer of `criterion` (for `model`, on `grid`); fooling images' answers are not plain detection."""
+    for a in results["verdict"]["answers"]:
+        if a["criterion"] == criterion and (model is None or a["model"] == model) and (grid is None or a.get("grid") == grid) \
+                and not a["question"].startswith("Are fooling images"):
+            return a
+    return None
+
+
+def main_target(results: dict) -> str:
+    names = results["config"]["models"]["names"]
+    return next((m for m in model_order(names) if m.startswith("cnn")), names[0])
+
+
+def cw_flagged(results: dict, target: str) -> dict | None:
+    """Successful Carlini-Wagner L2 adversarials against `target` flagged by low p(x), pooled over seeds, with its interval."""
+    rows = [r for r in results.get("cw") or [] if r["target"] == target and r.get("tpr_at_fpr") is not None]
+    counts = [(round(r["tpr_at_fpr"] * round(r["success_rate"] * r["n"])), round(r["success_rate"] * r["n"])) for r in rows]
+    ci = rate_ci(sorted(counts)) if counts else None
+    return ci if ci and ci["mean"] is not None else None
+
+
+def likely_fooling(results: dict, target: str) -> float | None:
+    """Share of the density-aware fooling searches against `target` that found a confident image the detector accepts."""
+    rows = [r for r in results.get("fooling") or [] if r["target"] == target and r.get("constrained")]
+    n = sum(r["n"] for r in rows)
+    return sum(r["unflagged_success_rate"] * r["n"] for r in rows) / n if n else None
+
+
+def evidence(results: dict, target: str) -> dict:
+    """What each check says about `target`: 'for', 'against' or None (not in the run)."""
+    ctrl = find(results, "control", target, "rounded") or find(results, "control", target)
+    aware = next((a for c in EVASION_CRITERIA if (a := find(results, c, target))), None)
+    cw, fool = cw_flagged(results, target), likely_fooling(results, target)
+    side = lambda good: None if good is None else "for" if good else "against"
+    return {"control": side(None if ctrl is None else ctrl["answer"] == "yes"),
+            "aware": side(None if aware is None else aware["answer"] == "yes"),
+            "cw": side(None if cw is None else flagged_answer(cw, CUTOFFS) == "yes"),
+            "likely_fooling": side(None if fool is None else fool < CUTOFFS.evade_yes),
+            "_control": ctrl, "_aware": aware, "_cw": cw, "_fool": fool}
+
+
+def overall_answer(results: dict) -> str:
+    """'yes', 'mostly no', 'no' or 'partly' for the question as asked, from the main target's answers."""
+    target = main_target(results)
+    plain = find(results, "flagged", target)
+    if plain is None:
+        return "n/a"
+    if plain["answer"] == "no":
+        return "no"
+    ev = evidence(results, target)
+    against = [k for k in CHECKS if ev[k] == "against"]
+    weighed = [k for k in CHECKS if ev[k] is not None]
+    if plain["answer"] == "yes" and not against:
+        return "yes"
+    if ev["control"] == "against" and ev["aware"] == "against" and ev["_control"]["answer"] == "no" \
+            and ev["_aware"]["answer"] == "no":
+        return "no"  # flagged no more often than noise, and evaded by an attacker who knows the detector
+    return "mostly no" if weighed and len(against) >= max(2, len(weighed) - 1) else "partly"
+
+
+def _pct(ci: dict) -> str:
+    return f"{100 * ci['mean']:.0f}% [{100 * ci['lo']:.0f}, {100 * ci['hi']:.0f}]"
+
+
+def _worst_evasion(aware: dict) -> dict | None:
+    return max((p for p in aware["per_eps"] if p["value"]["mean"] is not None), key=lambda p: p["value"]["mean"], default=None)
+
+
+def _reasons(ev: dict, target: str) -> list[str]:
+    """The checks that count against a yes, each with its number."""
+    out = []
+    ctrl, aware, cw, fool = ev["_control"], ev["_aware"], ev["_cw"], ev["_fool"]
+    if ev["control"] == "against":
+        not_above = sum(p["answer"] != "yes" for p in ctrl["per_eps"])
+        out.append(f"it flags random noise of the same size about as often at {not_above} of {len(ctrl['per_eps'])} budgets")
+    if ev["cw"] == "against":
+        out.append(f"it flags only {_pct(cw)} of the minimal Carlini-Wagner adversarials")
+    if ev["aware"] == "against" and (worst := _worst_evasion(aware)):
+        kind = {"valid_evasion": "valid evasions (the oracle keeps their class)", "combined": "evasions of the combined defence"}
+        out.append(f"an attacker who knows the detector makes {_pct(worst['value'])} of the images it got right into "
+                   f"{kind.get(aware['criterion'], 'unflagged misclassifications')} at eps {worst['eps']:g}")
+    if ev["likely_fooling"] == "against":
+        out.append(f"a fooling-image search that keeps p(x) high succeeds in {100 * fool:.0f}% of its tries")
+    return out
+
+
+def first_sentence(results: dict) -> str:
+    """One sentence that answers the question as asked, with the numbers that decide it."""
+    answer, target = overall_answer(results), main_target(results)
+    plain = find(results, "flagged", target)
+    if plain is None:
+        return "The run has no plain attack on a classifier, so it cannot say whether low p(x) flags fooling inputs."
+    head = {"yes": "Yes", "no": "No", "mostly no": "Mostly no", "partly": "Only partly"}[answer]
+    flags = f"low p(x) flags {_pct(plain['value'])} of the PGD examples that fool the {target} (eps {plain['eps']:g})"
+    reasons = _reasons(evidence(results, target), target)
+    if answer == "yes":
+        return (f"{head}: a model of p(x, y) notices the inputs that fool the {target} by their low p(x): {flags}, more often "
+                "than random noise of the same size, and still when the attacker knows the detector.")
+    if not reasons:
+        return f"{head}: {flags}." if answer != "no" else f"{head}: {flags}, so most fooling inputs go unnoticed."
+    but = "; ".join(reasons[:-1]) + (" and " if len(reasons) > 1 else "") + reasons[-1]
+    if plain["answer"] == "no":
+        return f"{head}: {flags}, but {but}; so most fooling inputs go unnoticed."
+    meaning = {"no": "it notices that an input was perturbed, not that it fools the classifier",
+               "mostly no": "it notices that an input was perturbed, not that it fools the classifier",
+               "partly": "it notices some fooling inputs, not all"}[answer]
+    return f"{head}: {flags}, but {but}; so {meaning}."
