@@ -1,4 +1,4 @@
-"""Command line: `fooled study | tradeoff | disagree | figures | report | show | ablate | sweep`, thin over the package's functions.
+"""Command line: `fooled study | tradeoff | disagree | toy | figures | report | show | ablate | sweep`, thin over the package's functions.
 
 User errors (bad config, path, data, checkpoint) print one line on stderr and exit with code 2.
 """
@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help="run directory (default: runs/<config name>-disagreement)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
     d.add_argument("--quiet", action="store_true", help="no progress output")
+    y = sub.add_parser("toy", help="the question in a 2-D world: every density, boundary and attack drawn, exact search as the known answer")
+    y.add_argument("--out", default="runs/toy", help="run directory (default: runs/toy)")
+    y.add_argument("--quick", action="store_true", help="a smaller world for smoke tests (seconds)")
+    y.add_argument("--quiet", action="store_true", help="no progress output")
     f = sub.add_parser("figures", help="redraw the figures of a study, sweep or tradeoff directory from its saved files")
     f.add_argument("run_dir")
     r = sub.add_parser("report", help="rewrite report.md of a run directory from results.json")
@@ -174,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             return _tradeoff(args)
         if args.command == "disagree":
             from .study.disagreement import run_from_args
+
+            return run_from_args(args)
+        if args.command == "toy":
+            from .study.toy import run_from_args
 
             return run_from_args(args)
         if args.command == "ablate":

@@ -15,7 +15,13 @@ from typing import NamedTuple
 
 import torch
 
-from fooled.attacks._common import check_attack_inputs, check_norm, check_positive, frozen, module_of
+from fooled.attacks._common import (
+    check_attack_inputs,
+    check_norm,
+    check_positive,
+    frozen,
+    module_of,
+)
 from fooled.attacks.aware import check_score, scores_of
 from fooled.errors import ConfigError
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -22,7 +23,7 @@ class MLPClassifier(nn.Module):
         super().__init__()
         dim = int(torch.tensor(shape).prod())
         widths = [dim] + [cfg.hidden] * cfg.layers
-        hidden = [m for a, b in zip(widths, widths[1:]) for m in (nn.Linear(a, b), nn.ReLU())]
+        hidden = [m for a, b in pairwise(widths) for m in (nn.Linear(a, b), nn.ReLU())]
         self.net = nn.Sequential(nn.Flatten(), *hidden, nn.Linear(widths[-1], num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
