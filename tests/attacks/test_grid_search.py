@@ -86,3 +86,59 @@ def test_points_near_the_box_edge_stay_in_the_box():
 def test_a_grid_too_large_is_refused_by_name():
     with pytest.raises(ConfigError, match="points_per_side"):
         ball_offsets(8, eps=0.1, norm="linf", points_per_side=41)
+
+
+@pytest.fixture(scope="module")
+def toy_mlp():
+    """An MLP trained on the 2-D toy world in about a second, and correctly classified test points."""
+    from fooled.config import TrainConfig
+    from fooled.models.mlp import MLPClassifier, MLPConfig
+    from fooled.study import toy_world as world
+    from fooled.train import fit
+
+    splits = world.splits(world.ToySizes(600, 200, 200), seed=0)
+    torch.manual_seed(0)
+    model = MLPClassifier(world.SHAPE, world.NUM_CLASSES, MLPConfig(hidden=32))
+    fit(model, splits.train, splits.val, TrainConfig(epochs=10, batch_size=100, lr=1e-2, patience=5), seed=0)
+    with torch.no_grad():
+        right = model(splits.test.x).argmax(1) == splits.test.y
+    return model, splits.test.x[right][:30], splits.test.y[right][:30], world
+
+
+def true_density_score(world):
+    """-log p_data(x), the mixture's own density in torch: a nonlinear detector whose every value is known."""
+    centres = torch.tensor([b[1] for b in world.BLOBS])
+    stds = torch.tensor([b[2] for b in world.BLOBS])
+
+    def score(x):
+        z = (x.flatten(1)[:, None, :] - centres) / stds
+        log_comp = -0.5 * z.pow(2).sum(2) - torch.log(2 * math.pi * stds.prod(1))
+        return -(torch.logsumexp(log_comp, 1) - math.log(len(world.BLOBS)))
+
+    return score
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_attacks_reach_the_exact_answer_on_a_trained_nonlinear_model(toy_mlp, norm):
+    """The nonlinear known-answer case beside the linear-Gaussian one: multitargeted PGD misclassifies every point the
+    grid can (within its resolution), and the detector-aware attack evades the true density's detector wherever the
+    grid can, but for at most one point; neither finds what the grid rules out."""
+    from fooled.attacks import multitarget_pgd, strongest_aware_attack
+
+    model, x, y, world = toy_mlp
+    score = true_density_score(world)
+    threshold = float(score(world.sample(500, torch.Generator().manual_seed(5))[0]).quantile(0.99))
+    eps = 0.2
+    answer = grid_search(model, x, y, eps=eps, norm=norm, score=score, threshold=threshold, points_per_side=61)
+    g = torch.Generator().manual_seed(0)
+    x_pgd = multitarget_pgd(model, x, y, eps=eps, norm=norm, targets=None, steps=30, restarts=2, generator=g)
+    x_aware = strongest_aware_attack(model, x, y, score=score, threshold=threshold, eps=eps, norm=norm, steps=30,
+                                     restarts=2, starts=[x_pgd], generator=g)
+    with torch.no_grad():
+        wrong = model(x_pgd).argmax(1) != y
+        evading = (model(x_aware).argmax(1) != y) & (score(x_aware) <= threshold)
+    res = answer.resolution
+    assert found_within(answer.misclassified, eps).any() and found_within(answer.evading, eps).any()  # not a vacuous case
+    assert not (found_within(answer.misclassified, eps - res) & ~wrong).any()
+    assert not (wrong & ~found_within(answer.misclassified, eps + res)).any()
+    assert int((found_within(answer.evading, eps - res) & ~evading).sum()) <= 1
