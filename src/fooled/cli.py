@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     y.add_argument("--out", default="runs/toy", help="run directory (default: runs/toy)")
     y.add_argument("--quick", action="store_true", help="a smaller world for smoke tests (seconds)")
     y.add_argument("--quiet", action="store_true", help="no progress output")
-    f = sub.add_parser("figures", help="redraw the figures of a study, sweep or tradeoff directory from its saved files")
+    f = sub.add_parser("figures", help="redraw the figures of a study, sweep, tradeoff or toy directory from its saved files")
     f.add_argument("run_dir")
     r = sub.add_parser("report", help="rewrite report.md of a run directory from results.json")
     r.add_argument("run_dir")
@@ -167,10 +167,12 @@ def main(argv: list[str] | None = None) -> int:
             return _study(args)
         if args.command == "figures":
             from .analysis import draw_all
+            from .analysis.toy_plots import draw_toy, is_toy_dir
             from .analysis.tradeoff import draw_tradeoff, is_tradeoff_dir
             from .study.sweep import draw_sweep, is_sweep_dir
 
             draw = draw_sweep if is_sweep_dir(args.run_dir) else draw_tradeoff if is_tradeoff_dir(args.run_dir) else draw_all
+            draw = draw_toy if is_toy_dir(args.run_dir) else draw
             for path in draw(args.run_dir):
                 print(path)
             return 0
@@ -190,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "report":
             from .analysis import write_report
+            from .analysis.toy_plots import is_toy_dir
+            from .analysis.toy_report import write_toy_report
 
-            print(write_report(args.run_dir, args.tradeoff))
+            print(write_toy_report(args.run_dir) if is_toy_dir(args.run_dir) else write_report(args.run_dir, args.tradeoff))
             return 0
         if args.command == "show":
             from .analysis.html import write_html

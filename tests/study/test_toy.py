@@ -23,6 +23,7 @@ def toy_run(tmp_path_factory):
     return out, json.loads((out / "results.json").read_text())
 
 
+@pytest.mark.slow  # runs `fooled toy --quick` once for the module (about 20 s of one core)
 def test_the_run_writes_its_files_and_the_models_learn(toy_run):
     out, results = toy_run
     for name in ("results.json", "maps.npz", "points.npz", "report.md"):
@@ -33,6 +34,7 @@ def test_the_run_writes_its_files_and_the_models_learn(toy_run):
     assert "The mechanism in two dimensions" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow  # runs `fooled toy --quick` once for the module (about 20 s of one core)
 def test_attacks_find_what_the_exact_search_finds_within_its_resolution(toy_run):
     _, results = toy_run
     rows = results["attacks"]
@@ -72,12 +74,14 @@ def test_support_masks_split_the_square_by_the_data_density():
     assert on[centre] and off[middle]
 
 
+@pytest.mark.slow  # runs `fooled toy --quick` once for the module (about 20 s of one core)
 def test_the_run_reports_spread_larger_off_the_data(toy_run):
     _, results = toy_run
     s = results["seed_spread"]
     assert s["off_median"] > s["on_median"] > 0
 
 
+@pytest.mark.slow  # runs `fooled toy --quick` once for the module (about 20 s of one core)
 def test_verdict_lines_come_from_the_numbers(toy_run):
     _, results = toy_run
     assert toy_verdict(results) == results["verdict"]
@@ -88,7 +92,9 @@ def test_verdict_lines_come_from_the_numbers(toy_run):
     assert lines and all(v["answer"] == "yes" for v in lines)
 
 
+@pytest.mark.slow  # runs `fooled toy --quick` once for the module (about 20 s of one core)
 def test_figures_redraw_from_the_run_directory_alone(toy_run):
     out, _ = toy_run
     paths = draw_toy(out)
     assert sorted(p.stem for p in paths if p.suffix == ".png") == sorted(FIGURES)
+    assert main(["figures", str(out)]) == 0  # `fooled figures` knows a toy run directory

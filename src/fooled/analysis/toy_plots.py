@@ -77,7 +77,7 @@ def flow_density(maps, pts, res, out: Path) -> list[Path]:
         im = _log_p(ax, maps["axis"], log_p, -threshold - 12)
         _threshold(ax, maps["axis"], log_p, threshold)
         _data(ax, pts, alpha=0.15, size=3)
-        ax.set_title(f"{name}: log p(x)\nred: threshold, flags {100 * res['fpr']:.0f} % of held-out points")
+        ax.set_title(f"{name}: log p(x); red: threshold\n({100 * res['fpr']:.0f} % of held-out points outside)", fontsize=10)
     fig.colorbar(im, ax=axes, shrink=0.8, label="log p(x), nats")
     fig.suptitle("(b) Each flow's density: outside the red line a point is flagged", fontsize=11)
     return save_png(fig, out, "toy_b_log_p")
@@ -94,7 +94,7 @@ def decision_regions(maps, pts, res, out: Path) -> list[Path]:
         _threshold(ax, maps["axis"], maps["log_p_flows"][0], res["thresholds"]["flow"])
         ax.scatter(*pts["train_x"].T, s=2, c="k", alpha=0.25, linewidths=0)
         share = float((probs.max(1) >= 0.99)[maps["off_data"]].mean())
-        ax.set_title(f"{name}: class, shaded by confidence;\np >= 0.99 on {100 * share:.0f} % of the square off the data")
+        ax.set_title(f"{name}: class, shaded by confidence;\np >= 0.99 on {100 * share:.0f} % of the square off the data", pad=8)
     fig.suptitle("(c) Confident far from any data: those regions are the fooling inputs (red: the flow's threshold)",
                  fontsize=11)
     return save_png(fig, out, "toy_c_decisions")
@@ -109,8 +109,8 @@ def attack_paths(maps, pts, res, out: Path) -> list[Path]:
     for key, color, label in (("path_pgd", "tab:orange", "PGD"), ("path_aware", "tab:cyan", "detector-aware")):
         for i, path in enumerate(pts[key]):
             ax.plot(*path.T, "-o", color=color, ms=2.5, lw=1.4, label=label if i == 0 else None)
-    ax.plot(*pts["path_pgd"][:, 0].T, "w*", ms=9, label="clean point")
-    ax.legend(loc="upper center", fontsize=8, framealpha=0.8)
+    ax.plot(*pts["path_pgd"][:, 0].T, "*", color="white", mec="k", mew=0.6, ms=11, ls="none", label="clean point")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8)
     ax.set_title("(d) The MLP's adversarial as the L2 budget grows: PGD goes\nstraight across the class boundary (yellow); "
                  "the aware\nattack bends to keep log p(x) above the threshold (red)")
     return save_png(fig, out, "toy_d_paths")
@@ -129,8 +129,8 @@ def fooling_points(maps, pts, res, out: Path) -> list[Path]:
         ax.set_title(f"{name}: fooling points grown from noise\n{'' if flagged is None else f'{100 * flagged:.0f} % flagged'}"
                      f" (outside the red line)")
     fig.colorbar(sc, ax=axes, shrink=0.8, label="log p(x) under the flow, nats")
-    fig.suptitle("(e) Confidence grown from noise: the points that stop in the empty middle or the corners are flagged, "
-                 "those that reach the data are not", fontsize=10)
+    fig.suptitle("(e) Fooling points grown from noise: flagged in the corners, accepted on the data and in the empty gaps "
+                 "where the flow put density anyway", fontsize=10)
     return save_png(fig, out, "toy_e_fooling")
 
 
@@ -156,6 +156,11 @@ def seed_disagreement(maps, pts, res, out: Path) -> list[Path]:
 
 
 FIGURES = (data_density, flow_density, decision_regions, attack_paths, fooling_points, seed_disagreement)
+
+
+def is_toy_dir(run_dir: str | Path) -> bool:
+    """Whether run_dir was written by `fooled toy` (its maps are what no other run writes)."""
+    return (Path(run_dir) / "maps.npz").exists()
 
 
 def draw_toy(run_dir: str | Path) -> list[Path]:

@@ -90,7 +90,8 @@ def report_section(results: dict) -> str:
                    f"{_pct(r['aware_evading'])} | {r['aware_missed']} | {_pct(r['pgd_flagged'])} | {_pct(r['noise_flagged'])} |")
     acc = ", ".join(f"{k} {100 * v['test_acc']:.1f} %" for k, v in results["models"].items())
     out += ["", f"Test accuracy: {acc}. Detector: -log p(x), threshold at {100 * results['fpr']:.0f} % false positives on "
-            f"held-out points. Run time {results['seconds']:.0f} s before the figures.", ""]
+            f"held-out points. Run time before the figures: {results['seconds']:.0f} s, {results['cpu_seconds']:.0f} s of CPU "
+            "(one thread).", ""]
     names = ("toy_a_data", "toy_b_log_p", "toy_c_decisions", "toy_d_paths", "toy_e_fooling", "toy_f_seeds")
     out += [f"![{n}](figures/{n}.png)" for n in names]
     return "\n".join(out) + "\n"
