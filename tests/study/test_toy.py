@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fooled.analysis.toy_plots import draw_toy
-from fooled.analysis.toy_report import toy_verdict
+from fooled.analysis.toy_report import toy_audit, toy_verdict
 from fooled.cli import main
 from fooled.study import toy_world as world
 from fooled.study.toy import seed_spread, support_masks
@@ -84,7 +84,7 @@ def test_the_run_reports_spread_larger_off_the_data(toy_run):
 @pytest.mark.slow  # runs `fooled toy --quick` once for the module (about 20 s of one core)
 def test_verdict_lines_come_from_the_numbers(toy_run):
     _, results = toy_run
-    assert toy_verdict(results) == results["verdict"]
+    assert toy_verdict(results) == results["verdict"] and toy_audit(results) == results["audit"]
     changed = json.loads(json.dumps(results))
     for r in changed["attacks"]:
         r["aware_evading"] = 0.0
@@ -98,3 +98,12 @@ def test_figures_redraw_from_the_run_directory_alone(toy_run):
     paths = draw_toy(out)
     assert sorted(p.stem for p in paths if p.suffix == ".png") == sorted(FIGURES)
     assert main(["figures", str(out)]) == 0  # `fooled figures` knows a toy run directory
+
+
+def test_audit_checks_fail_on_a_miss_beyond_the_slack():
+    rows = [{"model": "mlp", "norm": norm, "eps": 0.1, "n": 40, "pgd_missed": missed, "any_attack_missed": 0,
+             "aware_missed": 0} for norm, missed in (("linf", 1), ("l2", 2))]
+    checks = toy_audit({"attacks": rows}, tolerance=0.01)
+    pgd = {c["check"].rsplit("(", 1)[1]: c["passed"] for c in checks if c["check"].startswith("PGD")}
+    assert pgd == {"linf)": True, "l2)": False}  # one miss of 40 points is allowed, two are not
+    assert all(c["passed"] for c in checks if not c["check"].startswith("PGD")) and len(checks) == 6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import AuditConfig
 from ..rundir import atomic_write_text, read_json
 
 # the answer's cut-offs, as shares: YES at or above the first, PARTLY at or above the second, else NO (reversed where a
@@ -58,6 +59,30 @@ def toy_verdict(results: dict) -> list[dict]:
     return lines
 
 
+AUDIT_CHECKS = (  # (check, the row's count of misses, what misses)
+    ("PGD (multitargeted) misclassifies wherever the exact grid search can, within its resolution", "pgd_missed", "misclassify"),
+    ("one of the package's attacks misclassifies wherever the exact grid search can, within its resolution",
+     "any_attack_missed", "misclassify"),
+    ("the detector-aware attack evades wherever the exact grid search can, within its resolution", "aware_missed", "evade"),
+)
+
+
+def toy_audit(results: dict, tolerance: float = AuditConfig().tolerance) -> list[dict]:
+    """The nonlinear known-answer checks, in the audit's form {check, target, passed, detail}: per model and norm, the
+    attack misses at most max(1, tolerance * n) points that the grid search shows it could have taken (the study's
+    audit allows a linear model's exact answer the same shortfall)."""
+    checks = []
+    for model in dict.fromkeys(r["model"] for r in results["attacks"]):
+        for norm in ("linf", "l2"):
+            rows = [r for r in results["attacks"] if r["model"] == model and r["norm"] == norm]
+            slack = max(1, round(tolerance * rows[0]["n"]))
+            for check, key, verb in AUDIT_CHECKS:
+                misses = ", ".join(f"{r[key]} at eps {r['eps']:g}" for r in rows)
+                checks.append({"check": f"{check} ({norm})", "target": model, "passed": max(r[key] for r in rows) <= slack,
+                               "detail": f"{rows[0]['n']} points; could {verb} but did not: {misses} (allowed {slack})"})
+    return checks
+
+
 def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.0f} %"
 
@@ -88,6 +113,9 @@ def report_section(results: dict) -> str:
                    f"{_pct(r['pgd_misclassified'])} | {r['pgd_missed']} | {_pct(r['untargeted_misclassified'])} "
                    f"({r['untargeted_missed']}) | {r['any_attack_missed']} | {_pct(r['exact_evading'])} | "
                    f"{_pct(r['aware_evading'])} | {r['aware_missed']} | {_pct(r['pgd_flagged'])} | {_pct(r['noise_flagged'])} |")
+    out += ["", "The nonlinear known-answer checks (the audit's form; a failed check is reported, never hidden):", "",
+            "| check | model | passed | detail |", "|---|---|---|---|"]
+    out += [f"| {c['check']} | {c['target']} | {'yes' if c['passed'] else '**NO**'} | {c['detail']} |" for c in results["audit"]]
     acc = ", ".join(f"{k} {100 * v['test_acc']:.1f} %" for k, v in results["models"].items())
     out += ["", f"Test accuracy: {acc}. Detector: -log p(x), threshold at {100 * results['fpr']:.0f} % false positives on "
             f"held-out points. Run time before the figures: {results['seconds']:.0f} s, {results['cpu_seconds']:.0f} s of CPU "

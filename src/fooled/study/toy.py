@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..analysis.toy_plots import draw_toy
-from ..analysis.toy_report import toy_verdict, write_toy_report
+from ..analysis.toy_report import toy_audit, toy_verdict, write_toy_report
 from ..config import TrainConfig
 from ..detection.detectors import differentiable_score, fit_context
 from ..detection.metrics import calibrate_threshold, neg_log_prob
@@ -153,7 +153,7 @@ def run_toy(out: str | Path, cfg: ToyConfig = ToyConfig(), log=print) -> dict:
     write_npz(out / "maps.npz", {**grids, "on_data": on, "off_data": off})
     write_npz(out / "points.npz", {"train_x": splits.train.x.view(-1, 2).numpy(), "train_y": splits.train.y.numpy(),
                                    **arrays, **extra_arrays})
-    results["verdict"] = toy_verdict(results)
+    results["verdict"], results["audit"] = toy_verdict(results), toy_audit(results)
     write_json(out / "results.json", results)
     draw_toy(out)
     write_toy_report(out)
