@@ -26,6 +26,7 @@ from fooled.attacks.aware import check_score, scores_of
 from fooled.errors import ConfigError
 
 MAX_GRID = 200_000  # candidates per point: the search is meant for two or three dimensions
+CHUNK = 65_536  # candidates per forward pass
 
 
 class GridAnswer(NamedTuple):
@@ -57,7 +58,7 @@ def _distance(delta: torch.Tensor, norm: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def grid_search(model, x, y, *, eps, norm="linf", score=None, threshold=None, points_per_side=41, chunk=65_536):
+def grid_search(model, x, y, *, eps, norm="linf", score=None, threshold=None, points_per_side=41):
     """Per point of x, the distance to the nearest grid point of its eps-ball (in [0, 1]) that `model` misclassifies
     and, given `score` (x -> (N,), flagged when > threshold), the nearest that is also unflagged. See the module doc."""
     x, y, _ = check_attack_inputs(model, x, y)
@@ -72,12 +73,12 @@ def grid_search(model, x, y, *, eps, norm="linf", score=None, threshold=None, po
             cand = (x[i].flatten().double() + offsets).clamp(0, 1)
             dist = _distance(cand - x[i].flatten().double(), norm)
             images = cand.to(x.dtype).reshape(-1, *x.shape[1:])
-            wrong = torch.cat([model(b).argmax(1) != y[i] for b in images.split(chunk)]).cpu()
+            wrong = torch.cat([model(b).argmax(1) != y[i] for b in images.split(CHUNK)]).cpu()
             if not wrong.any():
                 continue
             near_wrong[i] = dist[wrong].min()
             if score is not None:
-                s = torch.cat([scores_of(score, b) for b in images[wrong].split(chunk)]).cpu()
+                s = torch.cat([scores_of(score, b) for b in images[wrong].split(CHUNK)]).cpu()
                 unflagged = s <= threshold
                 if unflagged.any():
                     near_evading[i] = dist[wrong][unflagged].min()
