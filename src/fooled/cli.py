@@ -1,4 +1,4 @@
-"""Command line: `fooled study | tradeoff | disagree | figures | report | show | ablate | sweep`, thin over the package's functions.
+"""Command line: `fooled study | tradeoff | disagree | toy | figures | report | show | ablate | sweep`, thin over the package's functions.
 
 User errors (bad config, path, data, checkpoint) print one line on stderr and exit with code 2.
 """
@@ -42,7 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help="run directory (default: runs/<config name>-disagreement)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
     d.add_argument("--quiet", action="store_true", help="no progress output")
-    f = sub.add_parser("figures", help="redraw the figures of a study, sweep or tradeoff directory from its saved files")
+    y = sub.add_parser("toy", help="the question in a 2-D world: every density, boundary and attack drawn, exact search as the known answer")
+    y.add_argument("--out", default="runs/toy", help="run directory (default: runs/toy)")
+    y.add_argument("--quick", action="store_true", help="a smaller world for smoke tests (seconds)")
+    y.add_argument("--quiet", action="store_true", help="no progress output")
+    f = sub.add_parser("figures", help="redraw the figures of a study, sweep, tradeoff or toy directory from its saved files")
     f.add_argument("run_dir")
     r = sub.add_parser("report", help="rewrite report.md of a run directory from results.json")
     r.add_argument("run_dir")
@@ -163,10 +167,12 @@ def main(argv: list[str] | None = None) -> int:
             return _study(args)
         if args.command == "figures":
             from .analysis import draw_all
+            from .analysis.toy_plots import draw_toy, is_toy_dir
             from .analysis.tradeoff import draw_tradeoff, is_tradeoff_dir
             from .study.sweep import draw_sweep, is_sweep_dir
 
             draw = draw_sweep if is_sweep_dir(args.run_dir) else draw_tradeoff if is_tradeoff_dir(args.run_dir) else draw_all
+            draw = draw_toy if is_toy_dir(args.run_dir) else draw
             for path in draw(args.run_dir):
                 print(path)
             return 0
@@ -176,14 +182,20 @@ def main(argv: list[str] | None = None) -> int:
             from .study.disagreement import run_from_args
 
             return run_from_args(args)
+        if args.command == "toy":
+            from .study.toy import run_from_args
+
+            return run_from_args(args)
         if args.command == "ablate":
             return _ablate(args)
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "report":
             from .analysis import write_report
+            from .analysis.toy_plots import is_toy_dir
+            from .analysis.toy_report import write_toy_report
 
-            print(write_report(args.run_dir, args.tradeoff))
+            print(write_toy_report(args.run_dir) if is_toy_dir(args.run_dir) else write_report(args.run_dir, args.tradeoff))
             return 0
         if args.command == "show":
             from .analysis.html import write_html

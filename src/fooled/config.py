@@ -38,6 +38,7 @@ class DataConfig:
     val_fraction: float = 0.2  # early stopping and threshold calibration
     test_fraction: float = 0.2  # reporting only (digits; torchvision sets have their own test split)
     limit: int | None = None  # keep at most this many examples per split (quick runs)
+    oracle_fraction: float = 0.25  # of the training split, held out for the label oracle: no model trains on it, no attack sees it
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ def _check_range(cfg: StudyConfig) -> None:
     need(0 < cfg.data.val_fraction < 1 and 0 < cfg.data.test_fraction < 1 and cfg.data.val_fraction + cfg.data.test_fraction < 1,
          "data.val_fraction and data.test_fraction must lie in (0, 1) and sum to less than 1")
     need(cfg.data.limit is None or cfg.data.limit >= 10, "data.limit must be at least 10")
+    need(0 < cfg.data.oracle_fraction < 1, "data.oracle_fraction must lie in (0, 1): the label oracle's share of the training split")
     need(len(cfg.seeds) >= 1, "seeds: need at least one seed")
     for a in cfg.attacks.names:
         need(a in ATTACKS, f"attacks.names: unknown attack '{a}'; expected one of {', '.join(ATTACKS)}")

@@ -136,6 +136,10 @@ def _figure_jobs(results: dict, examples: dict) -> list:
         jobs.append(lambda r, s, e, o: fooling_grid(r, e, s, o))
     if select(examples, set="samples"):
         jobs.append(lambda r, s, e, o: samples_grid(r, e, o))
+    if select(examples, set="grid_aware_nll"):
+        from .honest_grid import oracle_grid
+
+        jobs.append(lambda r, s, e, o: oracle_grid(r, e, o))
     return jobs
 
 

@@ -146,6 +146,7 @@ def render(results: dict, tradeoff: dict | None = None, links: list[str] = (), s
             "Lagrangian PGD from several starts (and, for flow classifiers, a latent-space attack).", ""]
     out.append(md_table(KEY_HEADER, _key_rows(results, ("adaptive_pgd",))))
     out += [""] + _figure("examples", "Clean, PGD and detector-aware PGD images with predictions, bits/dim and flags")
+    out += _honest(results)
     out += _fooling(results) + _oracle(results)
     losses = loss_table(results)
     out += ["## Robustness", ""] + _figure("accuracy_vs_eps", "Accuracy under PGD and FGSM against the budget") + losses + [""] * bool(losses)
@@ -161,6 +162,16 @@ def render(results: dict, tradeoff: dict | None = None, links: list[str] = (), s
     out += ["", "## Reproduce", "", f"`fooled study` with this config (hash `{results['config_hash']}`); versions: "
             f"{', '.join(f'{k} {v}' for k, v in results['versions'].items())}; device {results['device']}; {results['seconds']:.0f} s.", ""]
     return "\n".join(out)
+
+
+def _honest(results: dict) -> list[str]:
+    """One threat model: the oracle, the combined defence beside each detector alone, the evading images with oracle labels."""
+    from .honest import defence_table, oracle_lines
+
+    if not results.get("honest"):
+        return []
+    return (["### One threat model: valid images on the grid, judged by an oracle", ""] + oracle_lines(results) + defence_table(results)
+            + [""] + _figure("oracle_evasions", "Evading images on the grid with the label the independent oracle gives them"))
 
 
 def _fooling(results: dict) -> list[str]:

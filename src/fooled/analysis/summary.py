@@ -7,9 +7,11 @@ from .style import model_order
 
 ROWS = [  # (criterion, grid or None, the row's label in the verdict table)
     ("flagged", None, "low p(x) flags plain PGD adversarial examples"),
-    ("control", "rounded", "... more often than random noise of the same size, on the grid"),
-    ("control", "continuous", "... more often than random noise of the same size, off the grid"),
+    ("control", "rounded", "... more often than the same images perturbed at random (sign noise, PGD's perturbation shuffled), on the grid"),
+    ("control", "continuous", "... more often than random noise of the same size, off the grid (secondary)"),
+    ("evasion", "on_grid", "low p(x) still flags them when the attacker knows the detector (number: valid evasion on the grid)"),
     ("evasion", None, "low p(x) still flags them when the attacker knows the detector (number: evasion)"),
+    ("combined", "on_grid", "a combined defence still flags them when the attacker knows all of it (number: valid evasion on the grid)"),
     ("fooling", None, "fooling images grown from noise are flagged"),
     ("robust", None, "the flow classifier is harder to fool than the CNN"),
     ("shallow", None, "the shallow model is fooled at least as easily as the CNN"),
@@ -31,7 +33,8 @@ def cell(a: dict) -> str:
     control = ""
     if a["criterion"] == "control":
         c = next((p["control"] for p in a["per_eps"] if p["eps"] == a.get("eps")), None)
-        control = f" vs noise {_pct(c['mean'])}%" if c and c.get("mean") is not None else ""
+        what = "controls" if a.get("matched") else "noise"  # matched: the stronger of its two controls on the same images
+        control = f" vs {what} {_pct(c['mean'])}%" if c and c.get("mean") is not None else ""
     return f"**{word}** {_pct(v['mean'])} [{_pct(v['lo'])}, {_pct(v['hi'])}]{unit}{control}{at}"
 
 
@@ -94,17 +97,24 @@ def plain_answer(results: dict) -> list[str]:
         out.append(s + ".")
     ev = _get(results, "evasion", target)
     if ev:
-        worst = max((p for p in ev["per_eps"] if p["value"]["mean"] is not None), key=lambda p: p["eps"], default=None)
+        worst = max((p for p in ev["per_eps"] if p["value"]["mean"] is not None and p["eps"] <= ev.get("quoted_eps", p["eps"])),
+                    key=lambda p: p["eps"], default=None)  # valid evasion: the largest budget where most images keep their class
         if worst:
             lead = "An attacker who knows the detector does not get past it" if ev["answer"] == "yes" else \
                 "An attacker who knows the detector gets past it"
+            valid = " valid images on the grid that the oracle still calls by their class," if "quoted_eps" in ev else ""
             out.append(f"{lead}: at eps {worst['eps']:g}, {_ci(worst)} of the images the {target} classified correctly become "
-                       "misclassified images that low p(x) does not flag.")
+                       f"misclassified{valid} images that low p(x) does not flag.")
     fool = _get(results, "flagged", target, fooling=True)
     constrained = [r for r in results.get("fooling", []) if r["target"] == target and r.get("constrained")]
     if fool and fool["value"]["mean"] is not None:
         s = f"Fooling images grown from noise are flagged ({_ci(fool)})"
-        if constrained:
+        valid = [r for r in results.get("honest", []) if r.get("kind") == "fooling" and r["target"] == target]
+        if valid:  # counted as fooling only where the oracle does not give the image the target class
+            u = sum(r["n_valid"] for r in valid) / sum(r["n"] for r in valid)
+            s += (f"; a search that also keeps p(x) above the threshold finds confident images the detector accepts and the oracle "
+                  f"does not call the target class in {100 * u:.0f}% of its tries against the {target}")
+        elif constrained:
             u = sum(r["unflagged_success_rate"] * r["n"] for r in constrained) / sum(r["n"] for r in constrained)
             s += (f"; a search that also keeps p(x) above the threshold finds confident images the detector accepts in {100 * u:.0f}% "
                   f"of its tries against the {target}")

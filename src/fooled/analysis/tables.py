@@ -64,7 +64,7 @@ def detector_table(results: dict) -> list[str]:
         return []
     eps_all = sorted({r["eps"] for r in rows})
     eps = eps_all[(len(eps_all) - 1) // 2]
-    sets = [("pgd", "continuous", "PGD"), ("pgd", "rounded", "PGD, on grid"), ("adaptive_pgd", "continuous", "aware of this detector"),
+    sets = [("pgd", "continuous", "PGD"), ("pgd", "rounded", "PGD, on grid"), ("adaptive_pgd", "continuous", "detector-aware (this detector's own attack where it had one)"),
             ("noise_linf", "continuous", "sign noise"), ("noise_linf", "rounded", "sign noise, on grid")]
     dets = list(dict.fromkeys(d for r in rows for d in r.get("detectors", {})))
     attacked = {r.get("attacked_detector") for r in rows}
@@ -78,8 +78,9 @@ def detector_table(results: dict) -> list[str]:
                   and r.get("attacked_detector") in (None, d if d in attacked else "nll")]  # each detector against its own attack
             dd = [r["detectors"][d] for r in rs]
             key = "tpr_all" if attack.startswith("noise") else "tpr_at_fpr"
+            other = " (vs the -log p(x)-aware attack)" if attack == "adaptive_pgd" and d not in attacked and d != "nll" else ""
             cells.append("-" if not dd else f"{fmt(mean_ci([x['auroc'] for x in dd]), digits=2)} / "
-                                          f"{ci_text([{**x, 'n': r['n'], 'n_success': r['n_success']} for x, r in zip(dd, rs)], key, pct=True)}")
+                                          f"{ci_text([{**x, 'n': r['n'], 'n_success': r['n_success']} for x, r in zip(dd, rs)], key, pct=True)}{other}")
         body.append([d] + cells)
     return out + [md_table(["detector"] + [label for *_, label in sets], body)]
 

@@ -232,8 +232,12 @@ def _eps(results: dict, attack: str, target: str, grid: str = "continuous") -> l
 
 def answers(results: dict, scores: dict | None = None, cutoffs: Cutoffs = CUTOFFS, spreads: dict | None = None) -> list[dict]:
     """Every answer under `cutoffs`, with the numbers behind it (`spreads`: threshold spreads already computed)."""
+    from .honest import combined_evasion, matched_control, valid_evasion  # one threat model, where the study made its rows
+
     ask = _Ask(results, scores, cutoffs, {} if spreads is None else spreads)
-    found = (_detection(ask, "pgd") + _control(ask, "rounded") + _control(ask, "continuous") + _adaptive(ask)
+    evasion_cuts = (cutoffs.evade_yes, cutoffs.evade_no)
+    found = (_detection(ask, "pgd") + (matched_control(results) or _control(ask, "rounded")) + _control(ask, "continuous")
+             + (valid_evasion(results, evasion_cuts) or _adaptive(ask)) + combined_evasion(results, evasion_cuts)
              + _robustness(ask) + _fooling(ask) + _ood(ask))
     return [a for a in found if a["per_eps"] or a["criterion"] in ("support", "typical") or a["value"]["mean"] is not None]
 

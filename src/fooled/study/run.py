@@ -8,7 +8,7 @@ and a changed attack setting redoes that attack only.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import json
 import math
 import multiprocessing
@@ -30,15 +30,16 @@ from ..detection.guard import ScoreMemo
 from ..detection.baselines import baseline_scores
 from ..errors import FooledError
 from ..models import is_density_model, mean_bpd, needs_latent_means, predict
-from ..models.oracle import Committee
 from ..rundir import Key, exclusive, prepare_run_dir, versions, write_json, write_npz
 from ..train import model_key, train_or_load
 from .context import Made, SeedContext
+from .stages.honest import honest_study
+from .stages.honest_oracle import fit_oracle, hold_out_for_oracle
 from .stages import (adaptive_attacks, audit, audit_aware, carlini_wagner, controls, convergence_curve, convergence_eps,
                      fooling_images, label_oracle, out_of_distribution, plain_attacks, transfer)
 
 DETECTOR = "flow"  # the density model whose log p(x) scores inputs to classifiers without a density
-LISTS = ("attacks", "transfer", "cw", "fooling", "committee", "oracle", "ood", "audit", "convergence")  # per-seed records in results.json
+LISTS = ("attacks", "transfer", "cw", "fooling", "committee", "oracle", "honest", "ood", "audit", "convergence")  # per-seed records in results.json
 
 
 def resolve_device(device: str) -> torch.device:
@@ -141,7 +142,9 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
     a = cfg.attacks
     splits = load(cfg.data.name, seed=seed, root=cfg.data.root, download=cfg.data.download,
                   val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction, limit=cfg.data.limit)
-    log(f"seed {seed}: {splits.info.name}, {len(splits.train)} train / {len(splits.val)} validation / {len(splits.test)} test images")
+    splits, oracle_split = hold_out_for_oracle(splits, cfg.data.oracle_fraction, seed)  # no model or attack sees the oracle's images
+    log(f"seed {seed}: {splits.info.name}, {len(splits.train)} train / {len(oracle_split)} oracle / {len(splits.val)} validation / "
+        f"{len(splits.test)} test images")
     rt = Runtime(run_dir, device, log, progress)
     models, model_rows = train_models(cfg, splits, seed, rt)
     densities = {}
@@ -174,9 +177,12 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
         out, fooling = timed("fooling images", lambda: fooling_images(ctx))
         records.keep("fooling", out)
     if a.adaptive:
-        committee, committee_row = fit_committee(models, splits, seed)
+        committee, committee_row = fit_oracle(cfg, replace(splits, val=_at_most(splits.val, COMMITTEE_TRAIN // 4, seed)),
+                                              _at_most(oracle_split, COMMITTEE_TRAIN, seed), seed, run_dir, device)
         records.lists["committee"].append(committee_row)
         records.keep("oracle", timed("label oracle", lambda: label_oracle(ctx, committee, aware, fooling)))
+        records.keep("honest", timed("one threat model (grid, combined defence, valid evasion, matched controls)",
+                                     lambda: honest_study(ctx, advs, aware, fooling, committee, splits.val.x)))
     if cfg.ood.enabled:
         records.keep("ood", timed("likelihood failures", lambda: out_of_distribution(ctx, splits), "sets scored"))
     if cfg.audit.enabled:
@@ -184,15 +190,6 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
         records.keep("audit", checks)
         records.lists["convergence"] = curves
     return {"models": model_rows, **records.lists, "scores": made.scores, "examples": made.examples}
-
-
-def fit_committee(models: dict, splits: Splits, seed: int) -> tuple[Committee, dict]:
-    """The label oracle's committee (the adversarially trained CNN joins it when there is one), fitted on training images,
-    and its row for results.json."""
-    committee = Committee(extra={m: models[m] for m in ("cnn_adv",) if m in models})
-    fitted = committee.fit(_at_most(splits.train, COMMITTEE_TRAIN, seed), _at_most(splits.val, COMMITTEE_TRAIN // 4, seed))
-    return committee, {"seed": seed, "members": list(committee.members), "chosen": fitted,
-                       "test_acc": committee.accuracy(splits.test.x, splits.test.y)}
 
 
 def audit_all(ctx: SeedContext, lists: dict, advs: dict, aware: dict) -> tuple[Made, list]:

@@ -1,0 +1,67 @@
+"""The verdict under one threat model, on hand-made 'honest' rows: matched controls, valid evasion and its quoted budget,
+the combined defence."""
+
+from fooled.analysis.honest import combined_evasion, defence_table, matched_control, oracle_lines, valid_evasion
+from fooled.analysis.summary import verdict_table
+from fooled.analysis.verdict import EVADE_NO, EVADE_YES, compute_verdict
+
+CUTS = (EVADE_YES, EVADE_NO)
+
+EPS = (0.0625, 0.125, 0.3125)
+
+
+def control(eps, attack, noise, shuffled, *, seed=0, n=100):
+    return {"seed": seed, "target": "cnn", "kind": "matched_control", "attack": "pgd", "grid": "on_grid", "eps": eps, "detector": "nll",
+            "n": n, "flagged_attack": attack, "flagged_sign_noise": noise, "flagged_shuffled": shuffled, "flagged_background": n}
+
+
+def evasion(eps, valid, evaded, kept, *, attacked="nll", grid="on_grid", seed=0, correct=100, success=100):
+    dets = {"nll": {"n_evaded": evaded, "n_valid": valid}, "combined": {"n_evaded": evaded, "n_valid": valid}}
+    return {"seed": seed, "target": "cnn", "kind": "evasion", "attacked": attacked, "grid": grid, "eps": eps, "n": correct,
+            "n_correct": correct, "n_success": success, "n_oracle_kept": kept, "detectors": dets}
+
+
+def results(honest):
+    return {"attacks": [], "honest": honest, "config": {"models": {"names": ["cnn"]}, "detect": {"fpr": 0.05}}, "ood": [], "fooling": []}
+
+
+def test_matched_control_is_yes_only_above_both_controls_on_the_same_images():
+    above = [control(e, 95, 20, 30) for e in EPS]
+    assert matched_control(results(above))[0]["answer"] == "yes"
+    shuffled_as_often = [control(e, 95, 20, 93) for e in EPS]  # sign noise is beaten, the attack's own perturbation shuffled is not
+    a = matched_control(results(shuffled_as_often))[0]
+    assert a["answer"] == "no" and a["per_eps"][0]["control"]["mean"] == 0.93 and a["grid"] == "rounded"
+    assert compute_verdict(results(above))["answers"][0]["matched"]
+    none_fooled = above + [control(0.5, 0, 0, 0, n=0)]  # a budget at which PGD fooled no image is left out, not an error
+    assert [p["eps"] for p in matched_control(results(none_fooled))[0]["per_eps"]] == list(EPS)  # the verdict takes the matched control when rows exist
+
+
+def test_valid_evasion_counts_only_images_the_oracle_keeps_and_quotes_the_largest_budget_most_keep():
+    # at 0.3125 the attack evades 100 of 100, but the oracle keeps the class of only 20: it changed the digit
+    rows = [evasion(0.0625, 5, 10, 90), evasion(0.125, 60, 80, 75), evasion(0.3125, 20, 100, 20)]
+    rows += [evasion(e, 0, 100, 100, grid="off_grid") for e in EPS]
+    a = valid_evasion(results(rows), CUTS)[0]
+    assert a["quoted_eps"] == 0.125 and a["eps"] == 0.125 and a["counted_eps"] == [0.0625, 0.125]
+    assert a["value"]["mean"] == 0.6  # valid evasions / images the model got right
+    assert a["per_eps"][2]["evasion"]["mean"] == 1.0 and a["per_eps"][0]["off_grid"]["mean"] == 1.0  # secondary numbers kept
+    assert a["answer"] == "partly"  # 5 % (yes at that budget would need <= 10 % upper bound) and 60 % (no)
+    cells = verdict_table({**results(rows), "verdict": compute_verdict(results(rows))})
+    assert any("valid evasion on the grid" in line and "@0.125" in line for line in cells)
+
+
+def test_when_no_budget_keeps_most_classes_every_budget_counts():
+    rows = [evasion(e, 1, 90, 10) for e in EPS]
+    a = valid_evasion(results(rows), CUTS)[0]
+    assert a["counted_eps"] == list(EPS) and a["quoted_eps"] == 0.3125 and a["answer"] == "yes"
+
+
+def test_combined_defence_row_and_table_name_the_attack_each_detector_faced():
+    rows = [evasion(e, 30, 40, 90, attacked=k) for e in EPS for k in ("nll", "combined")]
+    rows.append({"seed": 0, "target": "cnn", "kind": "defence", "val_fpr": 0.05})
+    a = combined_evasion(results(rows), CUTS)[0]
+    assert a["criterion"] == "combined" and "5.0% total validation FPR" in a["question"]
+    table = "\n".join(defence_table(results(rows)))
+    assert "-log p(x)-aware on the grid" in table and "aware of every member on the grid" in table
+    committee = [{"seed": 0, "members": ["svc", "knn", "robust_cnn_adv"], "n_fit": 270, "self_agreement": 0.8, "majority_acc": 0.95,
+                  "test_acc": {"svc": 0.96, "knn": 0.94, "robust_cnn_adv": 0.8}}]
+    assert "agree with each other on 80%" in oracle_lines({"committee": committee})[0]
