@@ -1,6 +1,5 @@
 """The audit's second opinions: independent penalty-method attacks beside the study's detector-aware attack."""
 
-import dataclasses
 
 import pytest
 import torch

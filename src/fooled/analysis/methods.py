@@ -70,9 +70,9 @@ def methods(results) -> list[str]:
         f"the CNN's penultimate features (Lee et al. 2018), kernel density of those features and MC-dropout variance (Feinman et al. "
         f"2017, each alone), the distance to the grey-level grid (a trivial detector){pixel_densities(results)}. Every detector has "
         f"its own threshold from clean validation images.",
-        f"- **Counting**: detection rates count the *successful* adversarial examples only (test images the model classified "
-        f"correctly and the attack made wrong); evasion is the share of the correctly classified images that the attack made wrong "
-        f"without being flagged. The all-image rates are in results.json (`tpr_all`, `evasion_all`).",
+        "- **Counting**: detection rates count the *successful* adversarial examples only (test images the model classified "
+        "correctly and the attack made wrong); evasion is the share of the correctly classified images that the attack made wrong "
+        "without being flagged. The all-image rates are in results.json (`tpr_all`, `evasion_all`).",
         f"- **Controls**: random perturbations of every budget on the same images (uniform sign noise at each linf eps, Gaussian "
         f"directions scaled to each L2 eps), scored by every detector: a detector must flag adversarials more often than these. "
         f"Every adversarial and control set is also scored rounded to the data's {info['levels']} grey levels (inside the same "

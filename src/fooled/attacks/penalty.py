@@ -30,7 +30,6 @@ from fooled.attacks._common import (
     frozen,
     module_of,
     no_budget,
-    per_example,
     project,
     sample_in_ball,
     select,
