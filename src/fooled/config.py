@@ -106,7 +106,7 @@ class AuditConfig:
     aware_tolerance: float = 0.05  # doubling the detector-aware attack's steps and restarts may raise its evasion by less than this
     known_answer_images: int = 32  # the detector-aware attack against an exact convex solve: 0 skips it
     known_answer_eps: float = 0.5  # its L2 budget: at 0.5 about half the digits are evadable (at 1 all are, a check that cannot fail)
-    # the second opinion on plain robust accuracy (study/second_opinions_plain.py): AutoAttack's parts ("apgd-ce", "apgd-t",
+    # the second opinion on plain robust accuracy (study/stages/autoattack_check.py): AutoAttack's parts ("apgd-ce", "apgd-t",
     # "fab-t", "square"; empty: none) on the first attacks.expensive_examples images, at every linf budget
     autoattack: tuple[str, ...] = ("apgd-ce", "apgd-t")
     autoattack_steps: int = 100  # per APGD / FAB run, as the original AutoAttack (torchattacks' own AutoAttack runs 10)

@@ -10,7 +10,7 @@ from fooled.attacks import pgd_worst_case
 from fooled.config import StudyConfig
 from fooled.data import dataset_info
 from fooled.study.context import SeedContext
-from fooled.study.second_opinions_plain import autoattack_checks
+from fooled.study.stages.autoattack_check import autoattack_checks
 
 EPS = (0.05, 0.1)
 
@@ -48,11 +48,14 @@ def test_the_second_opinion_passes_the_study_attack_and_fails_a_crippled_one(tmp
     (strong,) = autoattack_checks(ctx, _study_advs(model, x, y, steps=40, losses=("ce", "margin", "multitarget"), targets=3))
     assert strong["passed"] and strong["target"] == "mlp", strong["detail"]
     assert "APGD-CE, APGD-T (3 targets)" in strong["detail"] and "eps 0.05: study" in strong["detail"]
-    # one short step from a random start: the study's attack crippled; AutoAttack (cached from the first call) fools more
+    # one short step from a random start: the study's attack crippled; AutoAttack, run on the images it leaves, fools more
     (weak,) = autoattack_checks(ctx, _study_advs(model, x, y, steps=1, step_size=0.1 * EPS[0], losses=("ce",)))
     assert not weak["passed"], weak["detail"]
-    assert "fooled only by AutoAttack" in weak["detail"]
-    assert len(list(tmp_path.rglob("*autoattack*"))) == len(EPS)  # one cached stage per budget, reused by the second call
+    assert "images the study left correct fooled by AutoAttack" in weak["detail"]
+    # a cached stage per budget and set of images left standing: the crippled attack leaves others than the strong one
+    assert len(list(tmp_path.rglob("*autoattack*"))) == 2 * len(EPS)
+    assert autoattack_checks(ctx, _study_advs(model, x, y, steps=1, step_size=0.1 * EPS[0], losses=("ce",)))[0] == weak
+    assert len(list(tmp_path.rglob("*autoattack*"))) == 2 * len(EPS)  # a rerun reads them back
 
 
 def test_no_second_opinion_when_none_is_configured(tmp_path):

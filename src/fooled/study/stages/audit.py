@@ -13,7 +13,7 @@ from ...models import accuracy as _acc
 from ...models import predict
 from ...models.baselines import LogisticRegression
 from ..context import SeedContext
-from ..second_opinions_plain import autoattack_checks
+from .autoattack_check import autoattack_checks
 from .batching import pgd_settings
 from .plain import study_pgd
 

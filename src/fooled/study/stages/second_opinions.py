@@ -1,8 +1,9 @@
 """Second opinions on the study's detector-aware attack: independent penalty-method attacks (`attacks.penalty`) on the
 audit's images, for every model and attacked detector the study attacks and every linf budget.
 
-Each opinion's evasion is put beside the study's; the check fails when an opinion evades on more images than the study's
-attack by more than `audit.aware_tolerance` of the images. The opinions are yardsticks: nothing of the study's attack is
+Each opinion runs on the images the study's attack did not evade with (elsewhere it cannot find more), and its evasions
+there are put beside the study's; the check fails when an opinion evades on more of them than `audit.aware_tolerance`
+of the images. The opinions are yardsticks: nothing of the study's attack is
 tuned on them.
 """
 
@@ -11,12 +12,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...attacks import stacked
 from ...attacks.penalty import multitarget_penalty_pgd, penalty_aware_pgd
 from ...models import predict
 from ..context import SeedContext
 from .aware import aware_score
-from .batching import batched_stages, images_and_seconds, per_image_budgets
+from .batching import images_and_seconds
 
 # Each opinion: (its attack, its settings, its steps as a share of audit.second_opinion_steps). Their own settings, not the
 # study's: more steps than its attack, their own starts (the clean image, a random point of the ball) instead of its
@@ -35,38 +35,48 @@ def evaded(ctx: SeedContext, target: str, name: str, x_adv: torch.Tensor) -> np.
     return (ctx.clean_pred[target] == ctx.y.numpy()) & wrong & unflagged
 
 
-def opinion_stages(ctx: SeedContext, target: str, name: str, opinion: str) -> dict:
-    """{eps: stage} of one second opinion at every linf budget of the study, all budgets in one batch, cached."""
+def opinion_evasions(ctx: SeedContext, target: str, name: str, opinion: str, standing: dict) -> dict:
+    """{eps: images (bool, over ctx's images) that one second opinion evades with}, run only where the study's attack did not
+    evade (`standing`: {eps: bool mask}): elsewhere an opinion cannot find more than the study. Every budget's images in one
+    batch, cached as one stage keyed by which (image, budget) pairs it attacked."""
     attack, settings, factor = OPINIONS[opinion]
     settings = {"steps": max(1, round(factor * ctx.cfg.audit.second_opinion_steps)), **settings}
-    model, guard, budgets = ctx.models[target], ctx.guards[target], sorted(ctx.cfg.attacks.eps)
+    model, guard, budgets = ctx.models[target], ctx.guards[target], sorted(standing)
+    pairs = [(e, int(i)) for e in budgets for i in np.flatnonzero(standing[e])]
+    out = {e: np.zeros(len(ctx.x), dtype=bool) for e in budgets}
+    if not pairs:
+        return out
+    idx = torch.tensor([i for _, i in pairs])
     key = {"model": ctx.keys[target], "detector": ctx.keys[guard.name], "attacked": name, "threshold": guard.thresholds[name],
-           "opinion": opinion, **settings, "batch": budgets}
+           "opinion": opinion, **settings, "pairs": pairs}
 
-    def batch() -> dict:
-        x, y, k = ctx.x.to(ctx.device), ctx.y.to(ctx.device), len(budgets)
-        x_adv = attack(model, stacked(x, k), stacked(y, k), score=aware_score(guard, name), threshold=guard.thresholds[name],
-                       eps=per_image_budgets(budgets, x), generator=ctx.generator("second-opinion", opinion, target, name), **settings)
-        return dict(zip(budgets, x_adv.cpu().split(len(x))))
+    def compute() -> dict:
+        x, y = ctx.x[idx].to(ctx.device), ctx.y[idx].to(ctx.device)
+        eps = torch.tensor([e for e, _ in pairs], dtype=x.dtype, device=x.device)
+        x_adv = attack(model, x, y, score=aware_score(guard, name), threshold=guard.thresholds[name], eps=eps,
+                       generator=ctx.generator("second-opinion", opinion, target, name), **settings)
+        return {"x_adv": x_adv.cpu().numpy()}
 
-    slug = opinion.replace(" ", "-")
-    return batched_stages(ctx, budgets, lambda eps: (f"{target}-{slug}-{name}-eps{eps:g}", {**key, "eps": eps}), batch)
+    stage = ctx.stage(f"{target}-{opinion.replace(' ', '-')}-{name}", key, compute)
+    x_adv = torch.from_numpy(stage["x_adv"])
+    wrong = predict(model, x_adv) != ctx.y[idx]
+    unflagged = torch.from_numpy(np.asarray(guard.score_all(x_adv)[name]) <= guard.thresholds[name])
+    for (e, i), hit in zip(pairs, (wrong & unflagged).tolist()):
+        out[e][i] = hit
+    return out
 
 
 def opinion_counts(sub: SeedContext, aware: dict) -> list[dict]:
     """Per model, attacked detector and budget: images the study's attack (`aware`: {(target, detector): {eps: stage}}, as
-    `adaptive_attacks` returns them) evades with, and each opinion's (and seconds)."""
+    `adaptive_attacks` returns them) evades with, and the images each opinion evades with that the study's did not."""
     rows = []
     for (target, name), study in aware.items():
-        opinions = {o: opinion_stages(sub, target, name, o) for o in OPINIONS}
-        for eps, stage in study.items():
-            x_adv, seconds = images_and_seconds(stage)
-            row = {"seed": sub.seed, "target": target, "attacked_detector": name, "eps": eps, "n": len(sub.x),
-                   "study": int(evaded(sub, target, name, x_adv).sum()), "study_seconds": seconds}
-            for o, stages in opinions.items():
-                x_o, s_o = images_and_seconds(stages[eps])
-                row[o], row[f"{o}_seconds"] = int(evaded(sub, target, name, x_o).sum()), s_o
-            rows.append(row)
+        correct = sub.clean_pred[target] == sub.y.numpy()
+        mine = {eps: evaded(sub, target, name, images_and_seconds(stage)[0]) for eps, stage in study.items()}
+        opinions = {o: opinion_evasions(sub, target, name, o, {e: correct & ~m for e, m in mine.items()}) for o in OPINIONS}
+        for eps in study:
+            rows.append({"seed": sub.seed, "target": target, "attacked_detector": name, "eps": eps, "n": len(sub.x),
+                         "study": int(mine[eps].sum()), **{o: int(found[eps].sum()) for o, found in opinions.items()}})
     return rows
 
 
@@ -80,9 +90,9 @@ def second_opinion_checks(ctx: SeedContext, aware: dict) -> list[dict]:
     for target, name in aware:
         mine = [r for r in rows if r["target"] == target and r["attacked_detector"] == name]
         n = mine[0]["n"]
-        worst = max(r[o] - r["study"] for r in mine for o in OPINIONS)
-        detail = f"{n} images, evading: " + "; ".join(
-            f"eps {r['eps']:g}: study {r['study']}, " + ", ".join(f"{o} {r[o]}" for o in OPINIONS) for r in mine)
+        worst = max(r[o] for r in mine for o in OPINIONS)
+        detail = f"{n} images; evading with the study's attack, and only with each opinion (run where the study's did not): " + \
+            "; ".join(f"eps {r['eps']:g}: study {r['study']}, " + ", ".join(f"{o} +{r[o]}" for o in OPINIONS) for r in mine)
         checks.append({"seed": ctx.seed, "check": f"second opinions: no penalty-method attack evades {name} on more images than "
                        "the study's attack by more than the tolerance", "target": target,
                        "passed": bool(worst <= tol * n), "detail": f"{detail} (tolerance {tol:g} of the images)"})
