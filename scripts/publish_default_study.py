@@ -16,11 +16,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from fooled.analysis import mean_ci, write_report
+from fooled.analysis import compute_verdict, mean_ci, write_report
 from fooled.analysis.report import _paper_side_by_side
 from fooled.analysis.summary import plain_answer, verdict_table
 from fooled.analysis.tradeoff import describe
-from fooled.rundir import read_json
+from fooled.rundir import read_json, read_npz
 
 
 def _block(text: str, name: str, lines: list[str]) -> str:
@@ -36,6 +36,8 @@ def _fmt(value, scale: float, digits: int) -> str:
 
 def main(root: Path = Path(".")) -> None:
     results = read_json(root / "runs/digits/results.json")
+    scores = read_npz(root / "runs/digits/scores.npz")
+    results["verdict"] = compute_verdict(results, scores)  # by the rules of this version, as the report does
     verdict = [f"The verdict of `fooled study` ({results['dataset']['name']}, {len(results['config']['seeds'])} seeds, "
                f"on {results['device']}): each cell is the answer, the number that decides it at the "
                "budget that decides most against a yes (@eps), and its 95% interval over seeds and images.", ""]

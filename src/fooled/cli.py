@@ -13,30 +13,27 @@ from ._version import __version__
 from .errors import FooledError
 
 
+def _run_options(p: argparse.ArgumentParser, default_out: str, drawn: str) -> None:
+    """The options of a command that runs a config's seeds (study, tradeoff)."""
+    p.add_argument("config", nargs="?", help="experiment TOML (default: the digits study, experiments/digits.toml)")
+    p.add_argument("--out", help=f"run directory (default: {default_out})")
+    p.add_argument("--seeds", type=int, help="use seeds 0..N-1 instead of the config's")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when present")
+    p.add_argument("--quick", action="store_true", help="small variant for smoke tests (one seed, few epochs)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set attacks.steps=100 (repeatable)")
+    p.add_argument("--jobs", type=int, help="seeds run at once in separate processes (default: CPU cores on CPU, 1 on GPU)")
+    p.add_argument("--no-figures", action="store_true", help=f"skip {drawn} (draw them later with `fooled figures`)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fooled", description="Would a model of p(x, y) notice the inputs that fool a classifier of p(y|x)?")
     p.add_argument("--version", action="version", version=f"fooled {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("study", help="train, attack, score, and write results.json, report.md and figures")
-    s.add_argument("config", nargs="?", help="experiment TOML (default: the digits study, experiments/digits.toml)")
-    s.add_argument("--out", help="run directory (default: runs/<config name>)")
-    s.add_argument("--seeds", type=int, help="use seeds 0..N-1 instead of the config's")
-    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when present")
-    s.add_argument("--quick", action="store_true", help="small variant for smoke tests (one seed, few epochs)")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set attacks.steps=100 (repeatable)")
-    s.add_argument("--jobs", type=int, help="seeds run at once in separate processes (default: CPU cores on CPU, 1 on GPU)")
-    s.add_argument("--no-figures", action="store_true", help="skip figures and report (draw them later with `fooled figures`)")
-    s.add_argument("--quiet", action="store_true", help="no progress output")
+    _run_options(s, "runs/<config name>", "figures and report")
     t = sub.add_parser("tradeoff", help="bits/dim vs accuracy of the flow and hybrid heads as the class term grows; chooses it on validation")
-    t.add_argument("config", nargs="?", help="experiment TOML (default: the digits study)")
-    t.add_argument("--out", help="run directory (default: runs/<config name>-tradeoff)")
-    t.add_argument("--seeds", type=int, help="use seeds 0..N-1 instead of the config's")
-    t.add_argument("--quick", action="store_true", help="small variant for smoke tests (one seed, few epochs)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
-    t.add_argument("--jobs", type=int, help="seeds at once in separate processes (default: CPU cores on CPU, 1 on GPU)")
-    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when present")
-    t.add_argument("--no-figures", action="store_true", help="skip the figure (draw it later with `fooled figures`)")
-    t.add_argument("--quiet", action="store_true", help="no progress output")
+    _run_options(t, "runs/<config name>-tradeoff", "the figure")
     d = sub.add_parser("disagree", help="flows of several seeds and sizes on one split: do they agree on the data and disagree off it?")
     d.add_argument("config", nargs="?", help="experiment TOML (default: the digits study)")
     d.add_argument("--out", help="run directory (default: runs/<config name>-disagreement)")

@@ -81,3 +81,18 @@ def test_off_support_sets_and_the_most_likely_image_are_answered_apart():
     assert answers["typical"]["answer"] == "no"  # the most likely images are flagged as atypical
     res["ood"] = [ood("uniform noise", 0.0), ood("max-likelihood", 1.0, 1.0)]
     assert {a["criterion"]: a for a in compute_verdict(res)["answers"]}["support"]["answer"] == "no"
+
+
+def test_a_set_likelier_than_the_data_on_some_seeds_only_is_unclear_not_no():
+    def ood(seed, name, higher, n=1):
+        return {"seed": seed, "model": "flow", "set": name, "n": n, "higher_likelihood_than_test": higher}
+
+    # one blank image per seed: likelier than the median test image on two seeds of three (the Gaussian-start flow's case)
+    res = results([row("cnn", "pgd", e) for e in EPS], ood=[ood(0, "blank", 1.0), ood(1, "blank", 1.0), ood(2, "blank", 0.0),
+                                                           *(ood(s, "uniform noise", 0.0, 100) for s in range(3))])
+    support = {a["criterion"]: a for a in compute_verdict(res)["answers"]}["support"]
+    assert support["answer"] == "unclear" and support["leaning"] == "yes" and support["value"]["lo"] < 0.5 <= support["value"]["hi"]
+    res["ood"] = [ood(s, "uniform noise", 0.0, 100) for s in range(3)]  # 300 images, none likelier: a firm no
+    assert {a["criterion"]: a for a in compute_verdict(res)["answers"]}["support"]["answer"] == "no"
+    res["ood"] = [ood(s, "blank", 0.0) for s in range(3)]  # three images cannot rule out one in two
+    assert {a["criterion"]: a for a in compute_verdict(res)["answers"]}["support"]["answer"] == "unclear"

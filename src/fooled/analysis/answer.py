@@ -41,7 +41,13 @@ def cw_flagged(results: dict, target: str) -> dict | None:
 
 
 def likely_fooling(results: dict, target: str) -> float | None:
-    """Share of the density-aware fooling searches against `target` that found a confident image the detector accepts."""
+    """Share of the density-aware fooling searches against `target` that found a confident image the detector accepts and,
+    where the run has the independent oracle's rows, that the oracle does not give the target class (else it is no fooling
+    image: a committee that also calls it a 7 says it is a 7)."""
+    valid = [r for r in results.get("honest") or [] if r.get("kind") == "fooling" and r["target"] == target]
+    if valid:
+        n = sum(r["n"] for r in valid)
+        return sum(r["n_valid"] for r in valid) / n if n else None
     rows = [r for r in results.get("fooling") or [] if r["target"] == target and r.get("constrained")]
     n = sum(r["n"] for r in rows)
     return sum(r["unflagged_success_rate"] * r["n"] for r in rows) / n if n else None
@@ -97,11 +103,12 @@ def _reasons(ev: dict, target: str) -> list[str]:
     if ev["cw"] == "against":
         out.append(f"it flags only {_pct(cw)} of the minimal Carlini-Wagner adversarials")
     if ev["aware"] == "against" and (worst := _worst_evasion(aware)):
-        kind = {"valid_evasion": "valid evasions (the oracle keeps their class)", "combined": "evasions of the combined defence"}
+        kind = {"valid_evasion": "valid evasions (the oracle keeps their class)",
+                "combined": "valid evasions of the combined defence (the oracle keeps their class)"}
         out.append(f"an attacker who knows the detector makes {_pct(worst['value'])} of the images it got right into "
                    f"{kind.get(aware['criterion'], 'unflagged misclassifications')} at eps {worst['eps']:g}")
     if ev["likely_fooling"] == "against":
-        out.append(f"a fooling-image search that keeps p(x) high succeeds in {100 * fool:.0f}% of its tries")
+        out.append(f"a fooling-image search that keeps p(x) high succeeds in {100 * fool:.0f}% of its tries")  # valid ones, if known
     return out
 
 

@@ -139,8 +139,13 @@ def plain_answer(results: dict) -> list[str]:
         out.append(f"{lead}: " + "; ".join(parts) + ".")
     support, typical = _get(results, "support"), _get(results, "typical")
     if support:
+        v = support["value"]
         s = ("Inputs off the data's support (" + ", ".join(support["sets"]) + ") get a higher likelihood than the data"
-             if support["answer"] == "yes" else "None of the inputs off the data's support that we tried gets a higher likelihood than the data")
+             if support["answer"] == "yes" else
+             f"Whether inputs off the data's support get a higher likelihood than the data is unclear: {support['measure']} is "
+             f"{_pct(v['mean'])}% [{_pct(v['lo'])}, {_pct(v['hi'])}] over the seeds"
+             if support["answer"] == "unclear" else
+             "None of the inputs off the data's support that we tried gets a higher likelihood than the data")
         if typical and typical["answer"] == "no":
             s += ", and the most likely images are not typical ones: maximum likelihood says little about p(x) where the data has no mass"
         out.append(s + ".")
