@@ -3,9 +3,10 @@ the combined defence."""
 
 from fooled.analysis.honest import combined_evasion, defence_table, matched_control, oracle_lines, valid_evasion
 from fooled.analysis.summary import verdict_table
-from fooled.analysis.verdict import EVADE_NO, EVADE_YES, compute_verdict
+from fooled.analysis.rules import CUTOFFS
+from fooled.analysis.verdict import compute_verdict
 
-CUTS = (EVADE_YES, EVADE_NO)
+CUTS = CUTOFFS
 
 EPS = (0.0625, 0.125, 0.3125)
 
@@ -28,9 +29,9 @@ def results(honest):
 def test_matched_control_is_yes_only_above_both_controls_on_the_same_images():
     above = [control(e, 95, 20, 30) for e in EPS]
     assert matched_control(results(above))[0]["answer"] == "yes"
-    shuffled_as_often = [control(e, 95, 20, 93) for e in EPS]  # sign noise is beaten, the attack's own perturbation shuffled is not
+    shuffled_as_often = [control(e, 95, 20, 96) for e in EPS]  # sign noise is beaten, the attack's own perturbation shuffled is not
     a = matched_control(results(shuffled_as_often))[0]
-    assert a["answer"] == "no" and a["per_eps"][0]["control"]["mean"] == 0.93 and a["grid"] == "rounded"
+    assert a["answer"] == "no" and a["per_eps"][0]["control"]["mean"] == 0.96 and a["grid"] == "rounded"
     assert compute_verdict(results(above))["answers"][0]["matched"]
     none_fooled = above + [control(0.5, 0, 0, 0, n=0)]  # a budget at which PGD fooled no image is left out, not an error
     assert [p["eps"] for p in matched_control(results(none_fooled))[0]["per_eps"]] == list(EPS)  # the verdict takes the matched control when rows exist
@@ -65,3 +66,22 @@ def test_combined_defence_row_and_table_name_the_attack_each_detector_faced():
     committee = [{"seed": 0, "members": ["svc", "knn", "robust_cnn_adv"], "n_fit": 270, "self_agreement": 0.8, "majority_acc": 0.95,
                   "test_acc": {"svc": 0.96, "knn": 0.94, "robust_cnn_adv": 0.8}}]
     assert "agree with each other on 80%" in oracle_lines({"committee": committee})[0]
+
+
+def test_a_matched_control_whose_intervals_overlap_is_borderline_and_can_make_the_cell_unclear():
+    # 95 % against 20 % decides yes at two budgets; at the third PGD's 60 % sits just above the shuffled control's 55 %,
+    # inside its interval: that budget could say yes or no, so the cell is UNCLEAR (leaning yes), not NO
+    rows = [control(e, 95, 20, 30) for e in EPS[:2]] + [control(EPS[2], 60, 20, 55)]
+    a = matched_control(results(rows))[0]
+    assert a["per_eps"][2]["answer"] == "borderline" and a["answer"] == "unclear" and a["leaning"] == "yes"
+    assert a["eps"] == EPS[2]  # the cell shows the budget that left it open
+
+
+def test_valid_evasion_near_a_cut_off_reads_unclear_rather_than_flipping():
+    # 9 of 100 valid evasions: the point estimate says yes (<= 10 %), its interval reaches past 10 %: borderline. With
+    # the other budgets at yes the cell could be YES or PARTLY, so it reads UNCLEAR
+    rows = [evasion(0.0625, 0, 0, 90), evasion(0.125, 1, 5, 90), evasion(0.3125, 9, 20, 90)]
+    a = valid_evasion(results(rows), CUTS)[0]
+    assert [p["answer"] for p in a["per_eps"]] == ["yes", "yes", "borderline"]
+    assert a["answer"] == "unclear" and a["leaning"] == "yes"
+    assert compute_verdict(results(rows))["answers"][0]["answer"] == "unclear"  # the verdict takes the cell as it is

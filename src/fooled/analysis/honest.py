@@ -6,26 +6,19 @@
     unflagged AND still of their original class by the independent oracle; quoted at the largest budget at which most
     successful images keep their class by the oracle (beyond it the attack mostly changes the digit);
   - the combined defence against the attack that knows every member, beside each detector alone.
+
+Every answer is decided by the verdict's own rules (`rules.control_rule`, `rules.evasion_rule`, `rules.overall`), so a
+budget whose interval straddles a cut-off is borderline and a cell it could overturn reads UNCLEAR here as everywhere.
 """
 
 from __future__ import annotations
 
+from .rules import CUTOFFS, Cutoffs, answer_of, control_rule, evasion_rule
 from .stats import rate_ci
 from .tables import fmt, md_table
 
 KEPT = 0.5  # a budget counts while more than half of the attack's successful images keep their class by the oracle
-# the evasion cut-offs are the verdict's (`rules.Cutoffs.evade_yes`, `evade_no`), passed in by it: analysis.verdict imports this module
-
-
-def _overall(per_eps: list[dict]) -> str:
-    answers = {p["answer"] for p in per_eps}
-    return "yes" if answers == {"yes"} else "no" if answers == {"no"} else "partly"
-
-
-def _answer(question: str, model: str, kind: str, per_eps: list[dict], headline: dict, **extra) -> dict:
-    """An answer in the verdict's format (`verdict._answer`)."""
-    return {"question": question, "model": model, "criterion": kind, "answer": extra.pop("answer", None) or _overall(per_eps),
-            "per_eps": per_eps, "value": headline["value"], "eps": headline.get("eps"), **extra}
+CONTROLS = ("sign_noise", "shuffled")  # the controls PGD must beat; "background" (changed pixels that were 0) is shown beside
 
 
 def _rows(results: dict, **match) -> list[dict]:
@@ -37,71 +30,70 @@ def _targets(results: dict, **match) -> list[str]:
     return [t for t in results["config"]["models"]["names"] if t in present]
 
 
-def _evasion_answer(ci: dict, cuts: tuple[float, float]) -> str:
-    return "n/a" if ci["mean"] is None else "yes" if ci["hi"] <= cuts[0] else "no" if ci["lo"] > cuts[1] else "partly"
+def _control_per_eps(rs: list[dict], eps: float) -> dict:
+    """One budget of the matched control: PGD's flag rate against both controls' (rules.control_rule: YES only if its
+    interval lies above both, NO if its rate is not above one of them, else borderline)."""
+    ci = {k: rate_ci([(r[f"flagged_{k}"], r["n"]) for r in rs]) for k in ("attack",) + CONTROLS + ("background",)}
+    controls = [ci[k] for k in CONTROLS]
+    strongest = max(controls, key=lambda c: -1 if c["mean"] is None else c["mean"])
+    return {"eps": eps, "value": ci["attack"], "control": strongest, "controls": ci, **control_rule(ci["attack"], *controls)}
 
 
 def matched_control(results: dict) -> list[dict]:
-    """Per model, 'control' answers on the grid: YES at a budget if PGD's flag rate lies wholly above both controls'."""
+    """Per model, 'control' answers on the grid, counted on exactly the images PGD fooled."""
     out = []
     for target in _targets(results, kind="matched_control"):
         per_eps = []
         for eps in sorted({r["eps"] for r in _rows(results, kind="matched_control", target=target) if r["eps"] > 0}):
             rs = _rows(results, kind="matched_control", target=target, eps=eps)
-            if not sum(r["n"] for r in rs):
-                continue  # PGD fooled no image at this budget: nothing to compare
-            ci = {k: rate_ci([(r[f"flagged_{k}"], r["n"]) for r in rs]) for k in ("attack", "sign_noise", "shuffled", "background")}
-            controls = [ci["sign_noise"], ci["shuffled"]]
-            beats = ci["attack"]["mean"] is not None and all(c["mean"] is not None and ci["attack"]["lo"] > c["hi"] for c in controls)
-            strongest = max(controls, key=lambda c: -1 if c["mean"] is None else c["mean"])
-            per_eps.append({"eps": eps, "value": ci["attack"], "control": strongest, "controls": ci, "answer": "yes" if beats else "no"})
+            if sum(r["n"] for r in rs):  # else PGD fooled no image at this budget: nothing to compare
+                per_eps.append(_control_per_eps(rs, eps))
         if per_eps:
-            out.append(_answer(f"Does low p(x) flag PGD adversarial examples against the {target}, on the grid, more often than the same "
-                               "images perturbed at random (sign noise of the budget, and PGD's own perturbation with its pixels "
-                               "shuffled)?", target, "control", per_eps,
-                               min(per_eps, key=lambda p: p["value"]["lo"] - (p["control"]["hi"] or 0)), measure="detection rate",
-                               grid="rounded", matched=True))
+            out.append(answer_of(f"Does low p(x) flag PGD adversarial examples against the {target}, on the grid, more often than the "
+                                 "same images perturbed at random (sign noise of the budget, and PGD's own perturbation with its "
+                                 "pixels shuffled)?", target, "control", per_eps,
+                                 lambda p: p["value"]["lo"] - (p["control"]["hi"] or 0), measure="detection rate", grid="rounded",
+                                 matched=True))
     return out
 
 
-def _valid_per_eps(results: dict, target: str, attacked: str, detector: str, cuts=(0.0, 1.0)) -> list[dict]:
+def _valid_per_eps(results: dict, target: str, attacked: str, detector: str, cut: Cutoffs = CUTOFFS) -> list[dict]:
     per_eps = []
     for eps in sorted({r["eps"] for r in _rows(results, kind="evasion", target=target, attacked=attacked, grid="on_grid")}):
         rs = _rows(results, kind="evasion", target=target, attacked=attacked, grid="on_grid", eps=eps)
         off = _rows(results, kind="evasion", target=target, attacked=attacked, grid="off_grid", eps=eps)
         ci = rate_ci([(r["detectors"][detector]["n_valid"], r["n_correct"]) for r in rs])
         kept = rate_ci([(r["n_oracle_kept"], r["n_success"]) for r in rs])
-        per_eps.append({"eps": eps, "value": ci, "answer": _evasion_answer(ci, cuts), "kept": kept,
+        per_eps.append({"eps": eps, "value": ci, **evasion_rule(ci, cut), "kept": kept,
                         "evasion": rate_ci([(r["detectors"][detector]["n_evaded"], r["n_correct"]) for r in rs]),
                         "off_grid": rate_ci([(r["detectors"][detector]["n_evaded"], r["n_correct"]) for r in off]) if off else None})
     return per_eps
 
 
 def _valid_answer(question: str, target: str, criterion: str, per_eps: list[dict], **extra) -> dict:
-    """Decided over the budgets at which most successful images keep their class (all budgets if none does), quoted at the
-    largest of them."""
+    """Decided (rules.overall) over the budgets at which most successful images keep their class (all budgets if none
+    does), quoted at the largest of them."""
     counted = [p for p in per_eps if p["kept"]["mean"] is not None and p["kept"]["mean"] > KEPT] or per_eps
     quoted = max(counted, key=lambda p: p["eps"])
-    return _answer(question, target, criterion, per_eps, quoted, answer=_overall(counted), measure="valid evasion rate",
-                   counted_eps=[p["eps"] for p in counted], quoted_eps=quoted["eps"], grid="on_grid", **extra)
+    return answer_of(question, target, criterion, per_eps, None, counted=counted, shown=quoted, measure="valid evasion rate",
+                     counted_eps=[p["eps"] for p in counted], quoted_eps=quoted["eps"], grid="on_grid", **extra)
 
 
-def valid_evasion(results: dict, cuts: tuple[float, float]) -> list[dict]:
-    """Per model, the 'evasion' answer from valid evasions of -log p(x) by its own detector-aware attack on the grid; cuts: the
-    verdict's (yes if the upper bound <= cuts[0], no if the lower bound > cuts[1])."""
+def valid_evasion(results: dict, cut: Cutoffs = CUTOFFS) -> list[dict]:
+    """Per model, the 'evasion' answer from valid evasions of -log p(x) by its own detector-aware attack on the grid."""
     return [_valid_answer(f"Does low p(x) still flag adversarial examples against the {t} when the attacker knows the detector "
                           "(valid images on the grid; an evasion counts only if the oracle keeps the original class)?", t, "evasion",
-                          _valid_per_eps(results, t, "nll", "nll", cuts)) for t in _targets(results, kind="evasion", attacked="nll")]
+                          _valid_per_eps(results, t, "nll", "nll", cut)) for t in _targets(results, kind="evasion", attacked="nll")]
 
 
-def combined_evasion(results: dict, cuts: tuple[float, float]) -> list[dict]:
+def combined_evasion(results: dict, cut: Cutoffs = CUTOFFS) -> list[dict]:
     """Per model attacked through the combined defence: its valid evasion (criterion 'combined')."""
     out = []
     for t in _targets(results, kind="evasion", attacked="combined"):
         fpr = [r["val_fpr"] for r in _rows(results, kind="defence", target=t)]
         out.append(_valid_answer(f"Does the combined defence (any of its detectors, {max(fpr, default=0):.1%} total validation FPR) "
                                  f"still flag adversarial examples against the {t} when the attacker knows every member?", t, "combined",
-                                 _valid_per_eps(results, t, "combined", "combined", cuts), val_fpr=fpr))
+                                 _valid_per_eps(results, t, "combined", "combined", cut), val_fpr=fpr))
     return out
 
 

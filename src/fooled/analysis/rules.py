@@ -69,13 +69,14 @@ def gap_rule(ci: dict, margin: float, yes_above: bool) -> dict:
     return _interval(ci, lambda v: "yes" if (v > margin) == yes_above else "no", order=("yes", "no"))
 
 
-def control_rule(adv: dict, noise: dict) -> dict:
-    """YES if the adversarials' interval lies wholly above the noise's, NO if their rate is not above it, else borderline."""
-    if adv["mean"] is None or noise["mean"] is None:
+def control_rule(adv: dict, *controls: dict) -> dict:
+    """YES if the adversarials' interval lies wholly above every control's, NO if their rate is not above some control's,
+    else borderline (an interval overlap that more images or another machine could resolve either way)."""
+    if adv["mean"] is None or any(c["mean"] is None for c in controls):
         return {"answer": "n/a"}
-    if adv["lo"] > noise["hi"]:
+    if all(adv["lo"] > c["hi"] for c in controls):
         return {"answer": "yes"}
-    if adv["mean"] <= noise["mean"]:
+    if any(adv["mean"] <= c["mean"] for c in controls):
         return {"answer": "no"}
     return {"answer": BORDERLINE, "could": ["yes", "no"], "leaning": "yes"}
 
@@ -92,8 +93,8 @@ def gap_answer(ci: dict, margin: float, yes_above: bool) -> str:
     return gap_rule(ci, margin, yes_above)["answer"]
 
 
-def control_answer(adv: dict, noise: dict) -> str:
-    return control_rule(adv, noise)["answer"]
+def control_answer(adv: dict, *controls: dict) -> str:
+    return control_rule(adv, *controls)["answer"]
 
 
 def combine(answers: list[str]) -> str:
@@ -125,3 +126,13 @@ def deciding_budget(per_eps: list[dict], answer: str, against_yes) -> dict:
     if answer in ("yes", "no", "unclear"):  # a budget that gave the answer (for UNCLEAR: a borderline one)
         usable = [p for p in usable if p["answer"] == (BORDERLINE if answer == "unclear" else answer)] or usable
     return min(usable, key=against_yes)
+
+
+def answer_of(question: str, model: str, kind: str, per_eps: list[dict], against_yes, counted: list[dict] | None = None,
+              **extra) -> dict:
+    """One verdict cell: its budgets combined by `overall` (over `counted`, a subset of per_eps, where given), with the
+    budget the cell shows (`deciding_budget`, or `shown` where given) and the numbers behind it."""
+    answer, leaning = overall(per_eps if counted is None else counted)
+    shown = extra.pop("shown", None) or deciding_budget(per_eps if counted is None else counted, answer, against_yes)
+    return {"question": question, "model": model, "criterion": kind, "answer": answer, "leaning": leaning,
+            "per_eps": per_eps, "value": shown["value"], "eps": shown.get("eps"), **extra}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .per_image import paired_counts, threshold_spread, with_threshold
-from .rules import CUTOFFS, Cutoffs, control_rule, deciding_budget, evasion_rule, flagged_rule, gap_rule, overall
+from .rules import CUTOFFS, Cutoffs, answer_of, control_rule, evasion_rule, flagged_rule, gap_rule
 from .stats import diff_ci, paired_diff_ci, rate_ci
 from .tables import rate_counts
 
@@ -74,15 +74,6 @@ def _rows(results: dict, **match) -> list[dict]:
     return [r for r in results["attacks"] if all(r.get(k) == v for k, v in match.items())]
 
 
-def _answer(question: str, model: str, kind: str, per_eps: list[dict], against_yes, **extra) -> dict:
-    """One answer: combined over the budgets (rules.overall) unless `answer` is given, with the budget its cell shows."""
-    answer, leaning = overall(per_eps)
-    answer = extra.pop("answer", None) or answer
-    shown = deciding_budget(per_eps, answer, against_yes)
-    return {"question": question, "model": model, "criterion": kind, "answer": answer, "leaning": leaning,
-            "per_eps": per_eps, "value": shown["value"], "eps": shown.get("eps"), **extra}
-
-
 def _rate(ask: _Ask, rows: list[dict], rate: str) -> dict:
     """A rate pooled over seeds with its interval, widened by the threshold's variance where scores.npz allows."""
     key = (rate, tuple((r["seed"], r["target"], r["attack"], r["eps"], r.get("grid"), r.get("attacked_detector")) for r in rows))
@@ -98,7 +89,7 @@ def _detection(ask: _Ask, attack: str) -> list[dict]:
         for eps in _eps(ask.results, attack, target):
             ci = _rate(ask, _rows(ask.results, target=target, attack=attack, eps=eps), "tpr_at_fpr")
             per_eps.append({"eps": eps, "value": ci, **flagged_rule(ci, ask.cut)})
-        out.append(_answer(f"Does low p(x) flag {attack.upper()} adversarial examples against the {target}?", target, "flagged",
+        out.append(answer_of(f"Does low p(x) flag {attack.upper()} adversarial examples against the {target}?", target, "flagged",
                            per_eps, lambda p: p["value"]["lo"], measure="detection rate"))
     return out
 
@@ -113,7 +104,7 @@ def _control(ask: _Ask, grid: str) -> list[dict]:
             noise = rate_ci(rate_counts(_rows(ask.results, target=target, attack="noise_linf", eps=eps, grid=grid), "tpr_all"))
             per_eps.append({"eps": eps, "value": adv, "control": noise, **control_rule(adv, noise)})
         if any(p["control"]["mean"] is not None for p in per_eps):
-            out.append(_answer(f"Does low p(x) flag PGD adversarial examples against the {target} more often than random perturbations "
+            out.append(answer_of(f"Does low p(x) flag PGD adversarial examples against the {target} more often than random perturbations "
                                f"of the same size, {where}?", target, "control", per_eps,
                                lambda p: p["value"]["lo"] - (p["control"]["hi"] or 0), measure="detection rate", grid=grid))
     return out
@@ -126,7 +117,7 @@ def _adaptive(ask: _Ask) -> list[dict]:
         for eps in _eps(ask.results, "adaptive_pgd", target):
             ci = _rate(ask, _rows(ask.results, target=target, attack="adaptive_pgd", eps=eps, attacked_detector="nll"), "evasion_rate")
             per_eps.append({"eps": eps, "value": ci, **evasion_rule(ci, ask.cut)})
-        out.append(_answer(f"Does low p(x) still flag adversarial examples against the {target} when the attacker knows the detector?",
+        out.append(answer_of(f"Does low p(x) still flag adversarial examples against the {target} when the attacker knows the detector?",
                            target, "evasion", per_eps, lambda p: -p["value"]["hi"], measure="evasion rate"))
     return out
 
@@ -157,7 +148,7 @@ def _gap(ask: _Ask, model: str, reference: str, kind: str, question: str) -> dic
     # the budget that decides most against a yes: the lowest lower bound for "harder to fool", the highest upper bound for
     # "fooled at least as easily"
     decisive = (lambda p: p["value"]["lo"]) if kind == "robust" else (lambda p: -p["value"]["hi"])
-    return _answer(question, model, kind, per_eps, decisive, measure="accuracy gap")
+    return answer_of(question, model, kind, per_eps, decisive, measure="accuracy gap")
 
 
 def _robustness(ask: _Ask) -> list[dict]:
@@ -185,7 +176,7 @@ def _fooling(ask: _Ask) -> list[dict]:
         ci = rate_ci([by_seed[s] for s in sorted(by_seed)])
         succ = rate_ci([(round(r["success_rate"] * r["n"]), r["n"]) for r in sel])
         per = [{"eps": None, "value": ci, **flagged_rule(ci, ask.cut)}]
-        out.append(_answer(f"Are fooling images grown from noise against the {target} (unconstrained searches) flagged by low p(x)?",
+        out.append(answer_of(f"Are fooling images grown from noise against the {target} (unconstrained searches) flagged by low p(x)?",
                            target, "flagged", per, lambda p: p["value"]["lo"], measure="flagged", success=succ))
     return out
 
@@ -239,9 +230,8 @@ def answers(results: dict, scores: dict | None = None, cutoffs: Cutoffs = CUTOFF
     from .honest import combined_evasion, matched_control, valid_evasion  # one threat model, where the study made its rows
 
     ask = _Ask(results, scores, cutoffs, {} if spreads is None else spreads)
-    evasion_cuts = (cutoffs.evade_yes, cutoffs.evade_no)
     found = (_detection(ask, "pgd") + (matched_control(results) or _control(ask, "rounded")) + _control(ask, "continuous")
-             + (valid_evasion(results, evasion_cuts) or _adaptive(ask)) + combined_evasion(results, evasion_cuts)
+             + (valid_evasion(results, cutoffs) or _adaptive(ask)) + combined_evasion(results, cutoffs)
              + _robustness(ask) + _fooling(ask) + _ood(ask))
     return [a for a in found if a["per_eps"] or a["criterion"] in ("support", "typical") or a["value"]["mean"] is not None]
 
