@@ -1,10 +1,11 @@
 """Publish the default runs in the repository, so README's numbers are computed, never typed.
 
-    fooled tradeoff && fooled study && python scripts/publish_default_study.py
+    fooled tradeoff && fooled study experiments/digits_full.toml && python scripts/publish_default_study.py
     fooled study experiments/fashion_mnist_cpu.toml --set data.root=DIR && python scripts/publish_default_study.py fashion
 
-Fills README.md's generated blocks from runs/digits/results.json (the verdict and model table) and
-runs/digits-tradeoff/tradeoff.json (what classification costs in bits/dim), copies the study's report to
+Fills README.md's generated blocks from runs/digits_full/results.json (the verdict and model table; the published
+study, experiments/digits_full.toml) and runs/digits-tradeoff/tradeoff.json (what classification costs in bits/dim, for
+the same trained models: the default study's and the published one's differ only in their attacks), copies the study's report to
 REPORT.md and its figures, with the trade-off figure, to figures/. With `fashion`: the CPU Fashion-MNIST study's
 report and PNG figures (runs/fashion_mnist_cpu) to figures/fashion_mnist/, its report's links made local.
 """
@@ -20,7 +21,11 @@ from fooled.analysis import compute_verdict, mean_ci, write_report
 from fooled.analysis.report import _paper_side_by_side
 from fooled.analysis.summary import plain_answer, verdict_table
 from fooled.analysis.tradeoff import describe
+from fooled.config import from_dict, trained_hash
 from fooled.rundir import read_json, read_npz
+
+
+RUN = Path("runs/digits_full")  # the published digits study
 
 
 def _block(text: str, name: str, lines: list[str]) -> str:
@@ -35,10 +40,11 @@ def _fmt(value, scale: float, digits: int) -> str:
 
 
 def main(root: Path = Path(".")) -> None:
-    results = read_json(root / "runs/digits/results.json")
-    scores = read_npz(root / "runs/digits/scores.npz")
+    run = root / RUN
+    results = read_json(run / "results.json")
+    scores = read_npz(run / "scores.npz")
     results["verdict"] = compute_verdict(results, scores)  # by the rules of this version, as the report does
-    verdict = [f"The verdict of `fooled study` ({results['dataset']['name']}, {len(results['config']['seeds'])} seeds, "
+    verdict = [f"The verdict of `fooled study experiments/digits_full.toml` ({results['dataset']['name']}, {len(results['config']['seeds'])} seeds, "
                f"on {results['device']}): each cell is the answer, the number that decides it at the "
                "budget that decides most against a yes (@eps), and its 95% interval over seeds and images.", ""]
     verdict += verdict_table(results) + [""] + _model_rows(results)
@@ -46,18 +52,18 @@ def main(root: Path = Path(".")) -> None:
     text = _block(text, "answer", [" ".join(plain_answer(results))])
     tradeoff_dir = root / "runs/digits-tradeoff"
     summary = read_json(tradeoff_dir / "tradeoff.json") if (tradeoff_dir / "tradeoff.json").exists() else None
-    if summary is not None and summary["config_hash"] == results["config_hash"]:
+    if summary is not None and summary.get("trained_hash") == trained_hash(from_dict(results["config"])):
         text = _block(text, "tradeoff", describe(summary))
     else:  # the README keeps the trade-off lines of the last `fooled tradeoff` run of the default config
         print("runs/digits-tradeoff is missing or was made for another config: the README's trade-off lines are left as they are")
         tradeoff_dir = None
     (root / "README.md").write_text(text)
-    report = write_report(root / "runs/digits", tradeoff_dir).read_text()
+    report = write_report(run, tradeoff_dir).read_text()
     for table in ("attacks.csv", "detectors.csv"):  # the report's long tables, beside its figures
-        shutil.copy(root / "runs/digits" / table, root / "figures" / table)
+        shutil.copy(run / table, root / "figures" / table)
         report = report.replace(f"]({table})", f"](figures/{table})")
     (root / "REPORT.md").write_text(report)
-    figures = sorted((root / "runs/digits/figures").glob("*.p[dn][fg]"))
+    figures = sorted((run / "figures").glob("*.p[dn][fg]"))
     figures += sorted((tradeoff_dir / "figures").glob("tradeoff.p[dn][fg]")) if tradeoff_dir else []
     for path in figures:
         shutil.copy(path, root / "figures" / path.name)

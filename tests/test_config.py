@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from fooled.config import StudyConfig, config_hash, from_dict, load_config, quick, to_dict, with_seeds
+from fooled.config import StudyConfig, config_hash, from_dict, load_config, quick, to_dict, trained_hash, with_seeds
 from fooled.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -11,6 +11,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_default_experiment_file_is_the_built_in_default():
     assert load_config(ROOT / "experiments" / "digits.toml") == StudyConfig()
+
+
+def test_the_published_digits_study_trains_the_default_models_and_attacks_them_harder():
+    default, full = StudyConfig(), load_config(ROOT / "experiments" / "digits_full.toml")
+    assert trained_hash(full) == trained_hash(default) and config_hash(full) != config_hash(default)  # one trade-off run serves both
+    assert full.attacks.max_examples > default.attacks.max_examples and full.attacks.steps > default.attacks.steps
+    assert trained_hash(dataclasses.replace(default, seeds=(0,))) != trained_hash(default)
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "fashion_mnist_cpu", "cifar10"])

@@ -22,7 +22,8 @@ from .models.hybrid import HybridConfig
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 ATTACKS = ("fgsm", "pgd", "pgd_l2")
 NORM_OF = {"fgsm": "linf", "pgd": "linf", "pgd_l2": "l2"}
-LOSSES = ("ce", "margin", "multitarget", "ce_decay", "margin_decay", "multitarget_decay")  # _decay: APGD-like steps
+LOSSES = ("ce", "margin", "multitarget", "multitarget_dlr", "ce_decay", "margin_decay", "multitarget_decay", "multitarget_dlr_decay")
+# multitarget: targeted margin PGD; multitarget_dlr: targeted DLR (Croce & Hein 2020); _decay: APGD-like steps
 AUTOATTACK_PARTS = ("apgd-ce", "apgd-t", "fab-t", "square")  # AutoAttack standard's attacks, in its order
 AWARE_DETECTORS = ("nll", "class_conditional", "typicality", "complexity")  # the density's detectors an attack can know
 FLOW_KINDS = ("realnvp", "glow")
@@ -55,46 +56,50 @@ class AttackConfig:
     names: tuple[str, ...] = ATTACKS  # budgeted attacks run against every classifier
     eps: tuple[float, ...] = (0.0625, 0.125, 0.1875, 0.3125)  # linf budgets (fgsm, pgd, adaptive), pixel scale [0, 1]: 1, 2, 3, 5 grey levels of digits
     l2_eps: tuple[float, ...] = (0.5, 1.0, 2.0)  # L2 budgets (pgd_l2)
-    steps: int = 40  # PGD iterations
+    steps: int = 20  # PGD iterations (experiments/digits_full.toml: 40)
     step_size: float | None = None  # None: 2.5 * eps / steps (Madry et al.)
     restarts: int = 1  # PGD random restarts, worst case kept
     # PGD runs each loss and keeps the worst case per example; "_decay": that loss with APGD-like steps (2 eps shrinking to
     # eps / 40), run on the images the others leave correct, which brings it within a point of AutoAttack on cnn_adv
-    losses: tuple[str, ...] = ("ce", "margin", "multitarget", "ce_decay", "margin_decay", "multitarget_decay")
+    losses: tuple[str, ...] = ("ce", "margin", "multitarget", "ce_decay", "margin_decay", "multitarget_decay", "multitarget_dlr")
+    decay_steps: int | None = 40  # steps of the "_decay" losses (None: `steps`; digits_full: 100, AutoAttack's APGD); only on the
+    # images the other losses left correct, so the extra steps cost little except on robust models, where they count
     targets: int | None = 3  # "multitarget": targeted margin PGD toward this many wrong classes, most promising first (None: all)
-    max_examples: int | None = 128  # attack the first this many test images (None: all); 128 of 360 keeps the default study within 5 min on 2 cores
-    expensive_examples: int | None = 48  # detector-aware attacks, CW, the audit's extra attacks and the convergence curve use this many (None: all)
+    max_examples: int | None = 64  # attack the first this many test images (None: all): 64 keeps the default study within 5 min on
+    # 2 cores; the published study (experiments/digits_full.toml) attacks 128
+    expensive_examples: int | None = 24  # detector-aware attacks, CW, the audit's extra attacks and the convergence curve use this many
+    # (None: all; digits_full: 48)
     adaptive: bool = True  # detector-aware attacks: misclassified and not flagged (attacks.strongest_aware_attack)
-    adaptive_steps: int = 40  # steps of each detector-aware run (one run per start and Lagrange weight; 4 runs per attack)
+    adaptive_steps: int = 20  # (digits_full: 40) steps of each detector-aware run (one run per start and Lagrange weight; 4 runs per attack)
     aware_lambdas: tuple[float, ...] = (1.0,)  # initial Lagrange weights of the detector-aware runs (each adapts per image: on
     # digits seed 0, weights (1, 10) found the same evasions as 1 alone, at twice the cost)
     aware_donors: int = 1000  # training images from which each attacked image's nearest likely image of another class is a start
     # (replacing the random start; 0: a random start instead)
-    aware_detectors: tuple[str, ...] = ("nll", "class_conditional", "typicality", "complexity")  # each attacked by its own
+    aware_detectors: tuple[str, ...] = ("nll",)  # each attacked by its own (digits_full: every density detector)
     # detector-aware attack (on the first `expensive_examples` images), against the models in aware_targets; nll against every model
     aware_targets: tuple[str, ...] = ("cnn",)  # the CNN only keeps the default study near its time budget
     transfer: bool = True  # evaluate every model on the PGD adversarials of every other model
     cw: bool = True  # Carlini-Wagner L2, minimal perturbation
-    cw_steps: int = 100
-    cw_binary_steps: int = 4
+    cw_steps: int = 50  # (digits_full: 100)
+    cw_binary_steps: int = 3  # (digits_full: 4)
 
 
 @dataclass(frozen=True)
 class FoolingConfig:
     enabled: bool = True  # fooling images grown from noise (Nguyen et al. 2015)
-    per_class: int = 2  # images per target class and method
-    steps: int = 150  # gradient-ascent iterations
-    generations: int = 200  # evolutionary search generations
-    population: int = 32  # candidates per image in the evolutionary search
+    per_class: int = 1  # images per target class and method (digits_full: 2)
+    steps: int = 100  # gradient-ascent iterations (digits_full: 150)
+    generations: int = 100  # evolutionary search generations (digits_full: 200)
+    population: int = 16  # candidates per image in the evolutionary search (digits_full: 32)
     confidence: float = 0.99  # stop once p(target | x) reaches this
 
 
 @dataclass(frozen=True)
 class OODConfig:
     enabled: bool = True  # out-of-distribution sets made without download, and images of maximal likelihood
-    n: int = 360  # images per OOD set
-    max_likelihood_images: int = 40  # grown from noise by gradient ascent on log p(x)
-    max_likelihood_steps: int = 300
+    n: int = 180  # images per OOD set (digits_full: 360)
+    max_likelihood_images: int = 16  # grown from noise by gradient ascent on log p(x) (digits_full: 40)
+    max_likelihood_steps: int = 150  # (digits_full: 300)
     fashion_root: str | None = None  # Fashion-MNIST's files (either data.root layout) for the digits' 'Fashion-MNIST 8x8' set; None: that set is skipped
 
 
@@ -104,15 +109,15 @@ class AuditConfig:
     large_eps: float = 0.5  # linf budget at which accuracy must fall to chance
     tolerance: float = 0.01  # doubling steps and restarts may fool fewer than this share of the images PGD left correct
     aware_tolerance: float = 0.05  # doubling the detector-aware attack's steps and restarts may raise its evasion by less than this
-    known_answer_images: int = 32  # the detector-aware attack against an exact convex solve: 0 skips it
+    known_answer_images: int = 16  # the detector-aware attack against an exact convex solve: 0 skips it (digits_full: 32)
     known_answer_eps: float = 0.5  # its L2 budget: at 0.5 about half the digits are evadable (at 1 all are, a check that cannot fail)
     # the second opinion on plain robust accuracy (study/stages/autoattack_check.py): AutoAttack's parts ("apgd-ce", "apgd-t",
     # "fab-t", "square"; empty: none) on the first attacks.expensive_examples images, at every linf budget
     autoattack: tuple[str, ...] = ("apgd-ce", "apgd-t")
-    autoattack_steps: int = 100  # per APGD / FAB run, as the original AutoAttack (torchattacks' own AutoAttack runs 10)
+    autoattack_steps: int = 50  # per APGD / FAB run (digits_full: 100, as the original AutoAttack; torchattacks' own runs 10)
     autoattack_targets: int | None = 3  # wrong classes each targeted part aims at (None: all K - 1, as AutoAttack standard;
                                         # 3, the study's own multitarget count, keeps the default study within 5 minutes)
-    second_opinion_steps: int = 200  # steps of the penalty-method second opinions (study/stages/second_opinions.py): 0 skips them
+    second_opinion_steps: int = 100  # (digits_full: 200) steps of the penalty-method second opinions (study/stages/second_opinions.py): 0 skips them
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,7 @@ def _check_range(cfg: StudyConfig) -> None:
     need(all(e >= 0 for e in cfg.attacks.l2_eps) and len(cfg.attacks.l2_eps) > 0, "attacks.l2_eps: need at least one budget, each >= 0")
     need(min(cfg.attacks.steps, cfg.attacks.adaptive_steps, cfg.attacks.cw_steps, cfg.attacks.cw_binary_steps) >= 1,
          "attacks.steps, adaptive_steps, cw_steps and cw_binary_steps must be >= 1")
+    need(cfg.attacks.decay_steps is None or cfg.attacks.decay_steps >= 1, "attacks.decay_steps must be >= 1 (or left out)")
     need(cfg.attacks.max_examples is None or cfg.attacks.max_examples >= 1, "attacks.max_examples must be >= 1")
     need("pgd" in cfg.attacks.names or not (cfg.attacks.adaptive or cfg.attacks.transfer),
          "attacks.adaptive and attacks.transfer start from the PGD adversarials: add 'pgd' to attacks.names or set them to false")
@@ -349,6 +355,12 @@ def config_hash(part) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def trained_hash(cfg: StudyConfig) -> str:
+    """The hash of what a run's trained models depend on (data, models, training, seeds), not its attacks or audit: a
+    trade-off run belongs to a study whose trained_hash it shares."""
+    return config_hash({k: to_dict(cfg)[k] for k in ("data", "models", "train", "seeds")})
+
+
 def quick(cfg: StudyConfig) -> StudyConfig:
     """A small variant for tests and smoke runs: one seed, few epochs, few attacked images."""
     return dataclasses.replace(
@@ -380,5 +392,5 @@ def with_seeds(cfg: StudyConfig, n: int) -> StudyConfig:
 
 __all__ = [
     "StudyConfig", "DataConfig", "TrainConfig", "AttackConfig", "FoolingConfig", "OODConfig", "AuditConfig", "DetectConfig", "ModelsConfig",
-    "CNNConfig", "AdversarialCNNConfig", "FlowConfig", "GlowConfig", "HybridConfig", "GaussianConfig", "LogisticRegressionConfig", "from_dict", "load_config", "to_dict", "config_hash", "quick", "with_seeds",
+    "CNNConfig", "AdversarialCNNConfig", "FlowConfig", "GlowConfig", "HybridConfig", "GaussianConfig", "LogisticRegressionConfig", "from_dict", "load_config", "to_dict", "config_hash", "trained_hash", "quick", "with_seeds",
 ]

@@ -52,3 +52,15 @@ def test_callable_loss_receives_x_adv(model, batch):
     # every step sees the whole batch; the final iterate is scored only on the examples not yet misclassified
     assert seen[:3] == [x.shape] * 3 and len(seen) <= 4 and all(s[1:] == x.shape[1:] for s in seen)
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6
+
+
+def test_targeted_dlr_is_the_target_against_the_true_class_over_the_spread_of_the_sorted_logits():
+    from fooled.attacks.losses import dlr_targeted
+    logits = torch.tensor([[4.0, 1.0, 3.0, 0.0, 2.0]])  # sorted: 4, 3, 2, 1, 0
+    value = dlr_targeted(logits, torch.tensor([0]), torch.tensor([2]))
+    assert value.item() == pytest.approx((3.0 - 4.0) / (4.0 - (2.0 + 1.0) / 2))
+    assert dlr_targeted(10 * logits, torch.tensor([0]), torch.tensor([2])).item() == pytest.approx(value.item())  # scale-free
+    fn = objective("dlr", torch.tensor([0, 1]), torch.tensor([2, 3]))
+    assert fn(logits, None, idx=torch.tensor([1])).item() == pytest.approx((0.0 - 1.0) / 2.5)  # y and target of example 1
+    with pytest.raises(ConfigError, match="'dlr' is targeted only"):
+        objective("dlr", torch.tensor([0]))

@@ -75,10 +75,20 @@ def test_fewer_targets_try_the_most_promising_classes_first(model, batch):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(loss="ce"), "multitarget_pgd sets loss itself"),
+    (dict(loss="ce"), "multitarget_pgd: unknown targeted loss 'ce'; valid: margin, dlr"),
     (dict(target=3), "multitarget_pgd sets target itself"),
     (dict(targets=0), r"targets must be a finite integer > 0, got 0"),
 ])
 def test_bad_arguments(model, batch, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         multitarget_pgd(model, *batch, eps=0.1, **kwargs)
+
+
+def test_targeted_dlr_runs_toward_the_same_targets_and_its_success_is_the_models_verdict(model, batch):
+    x, y = batch
+    x_adv = multitarget_pgd(model, x, y, eps=0.1, steps=10, targets=2, loss="dlr", generator=gen())
+    assert (x_adv - x).abs().amax() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    from fooled.attacks.gradient import multitarget_with_success
+    _, wrong = multitarget_with_success(model, x, y, eps=0.1, steps=10, targets=2, loss="dlr", generator=gen())
+    assert wrong.any() and torch.equal(wrong, attack_success(model, multitarget_pgd(model, x, y, eps=0.1, steps=10, targets=2,
+                                                                                     loss="dlr", generator=gen()), y))

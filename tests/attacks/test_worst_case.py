@@ -132,3 +132,19 @@ def test_worst_case_decay_losses_add_to_the_plain_ones(model, batch):
     assert bool((both >= plain).all())  # the later run attacks only the images the first two left correct
     x_adv, fooled_by = worst_case_with_losses(model, x, y, eps=torch.full((64,), 0.08), losses=("margin_decay",), generator=gen())
     assert torch.equal(fooled_by == 0, attack_success(model, x_adv, y))  # per-image budgets work with the schedule too
+
+
+def test_decay_losses_run_decay_steps_and_the_others_run_steps(monkeypatch):
+    seen = []
+
+    def fake_pgd(model, x, y, *, loss, early_stop, steps, schedule="constant", **kw):
+        seen.append((loss, schedule, steps))
+        return x.clone(), torch.zeros(len(x), dtype=torch.bool)  # fools nothing: every loss runs
+
+    monkeypatch.setattr(fooled.attacks.worst_case, "pgd_with_success", fake_pgd)
+    x, y = torch.full((4, 1, 2, 2), 0.2), torch.zeros(4, dtype=torch.long)
+    worst_case_with_losses(Threshold(), x, y, eps=0.1, losses=("ce", "margin_decay"), steps=7, decay_steps=25)
+    assert seen == [("ce", "constant", 7), ("margin", "decay", 25)]
+    seen.clear()
+    worst_case_with_losses(Threshold(), x, y, eps=0.1, losses=("ce_decay",), steps=7)  # None: the decay loss runs `steps`
+    assert seen == [("ce", "decay", 7)]

@@ -217,12 +217,14 @@ def multitarget_pgd(model, x, y, *, eps, targets=3, generator=None, **pgd_kwargs
     return multitarget_with_success(model, x, y, eps=eps, targets=targets, generator=generator, **pgd_kwargs)[0]
 
 
-def multitarget_with_success(model, x, y, *, eps, targets=3, generator=None, **pgd_kwargs):
-    """`multitarget_pgd` and, per example, whether the returned point is misclassified."""
+def multitarget_with_success(model, x, y, *, eps, targets=3, generator=None, loss="margin", **pgd_kwargs):
+    """`multitarget_pgd` and, per example, whether the returned point is misclassified. loss: "margin" (targeted margin)
+    or "dlr" (Croce & Hein's targeted DLR)."""
     x, y, _ = check_attack_inputs(model, x, y)
-    for fixed in ("loss", "target"):
-        if fixed in pgd_kwargs:
-            raise ConfigError(f"multitarget_pgd sets {fixed} itself (targeted margin); do not pass {fixed}=")
+    if "target" in pgd_kwargs:
+        raise ConfigError("multitarget_pgd sets target itself (each promising wrong class in turn); do not pass target=")
+    if loss not in ("margin", "dlr"):
+        raise ConfigError(f"multitarget_pgd: unknown targeted loss {loss!r}; valid: margin, dlr")
     if targets is not None:
         check_positive("targets", targets, integer=True)
     norm = check_norm(pgd_kwargs.get("norm", "linf"))
@@ -236,7 +238,7 @@ def multitarget_with_success(model, x, y, *, eps, targets=3, generator=None, **p
         todo = (~done).nonzero().squeeze(1)
         if not len(todo):
             break
-        x_adv, wrong = pgd_with_success(model, x[todo], y[todo], eps=take(eps, todo), loss="margin", target=order[todo, rank],
+        x_adv, wrong = pgd_with_success(model, x[todo], y[todo], eps=take(eps, todo), loss=loss, target=order[todo, rank],
                                         generator=generator, **pgd_kwargs)
         other = (~wrong).nonzero().squeeze(1)  # missed the target: misclassified as another class perhaps
         if len(other):

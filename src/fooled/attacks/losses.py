@@ -34,6 +34,20 @@ def log_margin(logits, y, x_adv=None):
     return margin(torch.log_softmax(logits, dim=1), y)
 
 
+def dlr_targeted(logits, y, target):
+    """Croce & Hein's (2020) targeted DLR loss as a quantity to MAXIMISE: (z_t - z_y) / (z_pi1 - (z_pi3 + z_pi4) / 2), the
+    target's logit against the true class's, divided by the spread of the sorted logits (pi: descending order), so the
+    step does not depend on the logits' scale. Needs at least 4 classes."""
+    if logits.shape[1] < 4:
+        raise ConfigError(f"the targeted DLR loss needs at least 4 classes, got {logits.shape[1]}")
+    z = logits.sort(1, descending=True).values
+    pick = lambda c: logits.gather(1, c[:, None]).squeeze(1)  # noqa: E731
+    return (pick(target) - pick(y)) / (z[:, 0] - (z[:, 2] + z[:, 3]) / 2 + 1e-12)
+
+
+TARGETED = {"dlr": dlr_targeted}  # losses defined for a (true class, target) pair, targeted only
+
+
 LOSSES = {"ce": cross_entropy, "cross_entropy": cross_entropy, "margin": margin, "log_margin": log_margin}
 
 
@@ -49,6 +63,11 @@ def get_loss(loss):
 def objective(loss, y, target=None):
     """The function (logits, x_adv, idx=None) -> (N,) that an attack maximises, untargeted or toward target;
     with `idx`, logits and x_adv are those of the examples y[idx] (or target[idx])."""
+    if isinstance(loss, str) and loss in TARGETED:
+        if target is None:
+            raise ConfigError(f"the loss {loss!r} is targeted only: pass target=")
+        pair = TARGETED[loss]
+        return lambda logits, x_adv, idx=None: pair(logits, y if idx is None else y[idx], target if idx is None else target[idx])
     loss = get_loss(loss)
     if target is None:
         return lambda logits, x_adv, idx=None: loss(logits, y if idx is None else y[idx], x_adv)

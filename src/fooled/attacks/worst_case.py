@@ -7,6 +7,7 @@ import torch
 from fooled.attacks._common import take
 from fooled.attacks.gradient import multitarget_with_success, pgd_with_success
 
+MULTITARGET = "multitarget"  # a loss name starting so runs `multitarget_with_success`; a suffix names its targeted loss
 DECAY = "_decay"  # a loss name with this suffix runs PGD with the "decay" step schedule (see `pgd_with_success`)
 
 
@@ -30,9 +31,9 @@ def pgd_worst_case(model, x, y, *, eps: float, norm: str = "linf", steps: int = 
 
 
 def worst_case_with_losses(model, x, y, *, eps, norm="linf", steps=40, step_size=None, restarts=1, losses=("ce",), targets=None,
-                           generator=None, early_stop=False) -> tuple[torch.Tensor, torch.Tensor]:
+                           generator=None, early_stop=False, decay_steps=None) -> tuple[torch.Tensor, torch.Tensor]:
     """`pgd_worst_case` and, per example, which loss fooled it: its position in `losses` (whatever the restart), -1 where
-    no run did. The runs go in order, each on the images the earlier left correct, so 0 marks the images a run of the first
+    no run did. decay_steps: the steps of the "_decay" losses (None: `steps`). The runs go in order, each on the images the earlier left correct, so 0 marks the images a run of the first
     loss fooled and a larger number the images only a later loss did: what a PGD of the first loss alone would have missed."""
     kwargs = dict(steps=steps, step_size=step_size, norm=norm, generator=generator)
     eps = eps.to(x.device) if isinstance(eps, torch.Tensor) else eps  # indexed by the images still to attack
@@ -45,9 +46,10 @@ def worst_case_with_losses(model, x, y, *, eps, norm="linf", steps=40, step_size
         stop, e = early_stop or i > 0, take(eps, todo)
         base, run_kwargs = loss, kwargs
         if loss.endswith(DECAY):  # e.g. "margin_decay": that loss with APGD-like steps, from 2 eps shrinking to eps / 40
-            base, run_kwargs = loss[: -len(DECAY)], {**kwargs, "step_size": None, "schedule": "decay"}
-        if base == "multitarget":
-            x_adv, wrong = multitarget_with_success(model, x[todo], y[todo], eps=e, targets=targets, early_stop=stop, **run_kwargs)
+            base, run_kwargs = loss[: -len(DECAY)], {**kwargs, "step_size": None, "schedule": "decay", "steps": decay_steps or steps}
+        if base.startswith(MULTITARGET):  # "multitarget" (targeted margin) or "multitarget_dlr" (targeted DLR)
+            x_adv, wrong = multitarget_with_success(model, x[todo], y[todo], eps=e, targets=targets, early_stop=stop,
+                                                    loss=base[len(MULTITARGET) + 1:] or "margin", **run_kwargs)
         else:
             x_adv, wrong = pgd_with_success(model, x[todo], y[todo], eps=e, loss=base, early_stop=stop, **run_kwargs)
         kept = todo if i == 0 else todo[wrong]  # the first loss's result stands even where it failed

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..analysis.tradeoff import TOLERANCE, UNBOUNDED, bound_cost, choose, cost_of_classification, describe, draw_tradeoff
-from ..config import StudyConfig, config_hash, override
+from ..config import StudyConfig, config_hash, override, trained_hash
 from ..data import load
 from ..errors import FooledError
 from ..models import mean_bpd, predict
@@ -79,7 +79,7 @@ def run_tradeoff(cfg: StudyConfig, out_dir: str | Path, *, device: str = "auto",
     work = partial(tradeoff_seed, knobs=knobs, bound=bound)
     table = pd.DataFrame([row for rows in all_seeds(cfg, run_dir, dev, log, False, jobs, work=work) for row in rows])
     atomic_write_text(run_dir / "tradeoff.csv", table.to_csv(index=False))
-    summary = {"config_hash": config_hash(cfg), "seeds": list(cfg.seeds), "tolerance": TOLERANCE, "chosen": choose(table), "cost": cost_of_classification(table),
+    summary = {"config_hash": config_hash(cfg), "trained_hash": trained_hash(cfg), "seeds": list(cfg.seeds), "tolerance": TOLERANCE, "chosen": choose(table), "cost": cost_of_classification(table),
                "scale_bound": bound_cost(table),
                "configured": {name: float(_get(cfg, for_flow_kind(cfg, key))) for name, (key, _) in knobs.items()}}
     write_json(run_dir / "tradeoff.json", summary)

@@ -21,8 +21,12 @@ def study_pgd(ctx: SeedContext, model, x, y, *, eps: float, norm: str, generator
 
 
 def study_pgd_with_losses(ctx: SeedContext, model, x, y, *, eps, norm: str, generator, **override) -> tuple[torch.Tensor, torch.Tensor]:
-    """`study_pgd` and, per image, the position in `attacks.losses` of the loss that fooled it (-1: none did)."""
-    kwargs = {**pgd_settings(ctx.cfg.attacks), **{k: v for k, v in override.items() if v is not None}}
+    """`study_pgd` and, per image, the position in `attacks.losses` of the loss that fooled it (-1: none did). An override of
+    `steps` scales the "_decay" losses' steps in proportion (the convergence curve and check vary the whole attack)."""
+    a = ctx.cfg.attacks
+    kwargs = {**pgd_settings(a), **{k: v for k, v in override.items() if v is not None}}
+    if a.decay_steps and kwargs["steps"] != a.steps:
+        kwargs["decay_steps"] = max(1, round(a.decay_steps * kwargs["steps"] / a.steps))
     return attacks.worst_case_with_losses(model, x, y, eps=eps, norm=norm, generator=generator, **kwargs)
 
 
