@@ -61,16 +61,17 @@ class AttackConfig:
     restarts: int = 1  # PGD random restarts, worst case kept
     # PGD runs each loss and keeps the worst case per example; "_decay": that loss with APGD-like steps (2 eps shrinking to
     # eps / 40), run on the images the others leave correct, which brings it within a point of AutoAttack on cnn_adv
-    losses: tuple[str, ...] = ("ce", "margin", "multitarget", "ce_decay", "margin_decay", "multitarget_decay", "multitarget_dlr")
+    losses: tuple[str, ...] = ("ce", "margin", "multitarget", "margin_decay", "multitarget_dlr")  # digits_full: every loss
+    # but multitarget_dlr_decay
     decay_steps: int | None = 40  # steps of the "_decay" losses (None: `steps`; digits_full: 100, AutoAttack's APGD); only on the
     # images the other losses left correct, so the extra steps cost little except on robust models, where they count
     targets: int | None = 3  # "multitarget": targeted margin PGD toward this many wrong classes, most promising first (None: all)
     max_examples: int | None = 64  # attack the first this many test images (None: all): 64 keeps the default study within 5 min on
     # 2 cores; the published study (experiments/digits_full.toml) attacks 128
-    expensive_examples: int | None = 24  # detector-aware attacks, CW, the audit's extra attacks and the convergence curve use this many
+    expensive_examples: int | None = 16  # detector-aware attacks, CW, the audit's extra attacks and the convergence curve use this many
     # (None: all; digits_full: 48)
     adaptive: bool = True  # detector-aware attacks: misclassified and not flagged (attacks.strongest_aware_attack)
-    adaptive_steps: int = 20  # (digits_full: 40) steps of each detector-aware run (one run per start and Lagrange weight; 4 runs per attack)
+    adaptive_steps: int = 16  # (digits_full: 40) steps of each detector-aware run (one run per start and Lagrange weight; 4 runs per attack)
     aware_lambdas: tuple[float, ...] = (1.0,)  # initial Lagrange weights of the detector-aware runs (each adapts per image: on
     # digits seed 0, weights (1, 10) found the same evasions as 1 alone, at twice the cost)
     aware_donors: int = 1000  # training images from which each attacked image's nearest likely image of another class is a start
@@ -88,8 +89,8 @@ class AttackConfig:
 class FoolingConfig:
     enabled: bool = True  # fooling images grown from noise (Nguyen et al. 2015)
     per_class: int = 1  # images per target class and method (digits_full: 2)
-    steps: int = 100  # gradient-ascent iterations (digits_full: 150)
-    generations: int = 100  # evolutionary search generations (digits_full: 200)
+    steps: int = 80  # gradient-ascent iterations (digits_full: 150)
+    generations: int = 60  # evolutionary search generations (digits_full: 200)
     population: int = 16  # candidates per image in the evolutionary search (digits_full: 32)
     confidence: float = 0.99  # stop once p(target | x) reaches this
 
@@ -99,7 +100,7 @@ class OODConfig:
     enabled: bool = True  # out-of-distribution sets made without download, and images of maximal likelihood
     n: int = 180  # images per OOD set (digits_full: 360)
     max_likelihood_images: int = 16  # grown from noise by gradient ascent on log p(x) (digits_full: 40)
-    max_likelihood_steps: int = 150  # (digits_full: 300)
+    max_likelihood_steps: int = 100  # (digits_full: 300)
     fashion_root: str | None = None  # Fashion-MNIST's files (either data.root layout) for the digits' 'Fashion-MNIST 8x8' set; None: that set is skipped
 
 
@@ -114,10 +115,10 @@ class AuditConfig:
     # the second opinion on plain robust accuracy (study/stages/autoattack_check.py): AutoAttack's parts ("apgd-ce", "apgd-t",
     # "fab-t", "square"; empty: none) on the first attacks.expensive_examples images, at every linf budget
     autoattack: tuple[str, ...] = ("apgd-ce", "apgd-t")
-    autoattack_steps: int = 50  # per APGD / FAB run (digits_full: 100, as the original AutoAttack; torchattacks' own runs 10)
+    autoattack_steps: int = 30  # per APGD / FAB run (digits_full: 100, as the original AutoAttack; torchattacks' own runs 10)
     autoattack_targets: int | None = 3  # wrong classes each targeted part aims at (None: all K - 1, as AutoAttack standard;
                                         # 3, the study's own multitarget count, keeps the default study within 5 minutes)
-    second_opinion_steps: int = 100  # (digits_full: 200) steps of the penalty-method second opinions (study/stages/second_opinions.py): 0 skips them
+    second_opinion_steps: int = 50  # (digits_full: 200) steps of the penalty-method second opinions (study/stages/second_opinions.py): 0 skips them
 
 
 @dataclass(frozen=True)
