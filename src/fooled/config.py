@@ -62,7 +62,6 @@ class AttackConfig:
     # PGD runs each loss and keeps the worst case per example; "_decay": that loss with APGD-like steps (2 eps shrinking to
     # eps / 40), run on the images the others leave correct, which brings it within a point of AutoAttack on cnn_adv
     losses: tuple[str, ...] = ("ce", "margin", "multitarget", "margin_decay", "multitarget_dlr")  # digits_full: every loss
-    # but multitarget_dlr_decay
     decay_steps: int | None = 40  # steps of the "_decay" losses (None: `steps`; digits_full: 100, AutoAttack's APGD); only on the
     # images the other losses left correct, so the extra steps cost little except on robust models, where they count
     targets: int | None = 3  # "multitarget": targeted margin PGD toward this many wrong classes, most promising first (None: all)
@@ -203,17 +202,27 @@ def _build(cls, raw: dict, prefix: str = ""):
     return dataclasses.replace(cls(), **kwargs)
 
 
-def _check_range(cfg: StudyConfig) -> None:
-    def need(ok: bool, msg: str):
-        if not ok:
-            raise ConfigError(msg)
+def need(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ConfigError(msg)
 
+
+def _check_range(cfg: StudyConfig) -> None:
+    """Every value in its range; the first out of range raises a ConfigError that names its key."""
+    for check in (_check_data, _check_attacks, _check_searches, _check_train, _check_flow, _check_models):
+        check(cfg)
+
+
+def _check_data(cfg: StudyConfig) -> None:
     need(cfg.data.name in DATASETS, f"data.name: unknown dataset '{cfg.data.name}'; expected one of {', '.join(DATASETS)}")
     need(0 < cfg.data.val_fraction < 1 and 0 < cfg.data.test_fraction < 1 and cfg.data.val_fraction + cfg.data.test_fraction < 1,
          "data.val_fraction and data.test_fraction must lie in (0, 1) and sum to less than 1")
     need(cfg.data.limit is None or cfg.data.limit >= 10, "data.limit must be at least 10")
     need(0 < cfg.data.oracle_fraction < 1, "data.oracle_fraction must lie in (0, 1): the label oracle's share of the training split")
     need(len(cfg.seeds) >= 1, "seeds: need at least one seed")
+
+
+def _check_attacks(cfg: StudyConfig) -> None:
     for a in cfg.attacks.names:
         need(a in ATTACKS, f"attacks.names: unknown attack '{a}'; expected one of {', '.join(ATTACKS)}")
     for loss in cfg.attacks.losses:
@@ -236,6 +245,12 @@ def _check_range(cfg: StudyConfig) -> None:
     need(len(cfg.attacks.aware_lambdas) > 0 and all(v > 0 for v in cfg.attacks.aware_lambdas),
          "attacks.aware_lambdas: need at least one Lagrange weight, each > 0")
     need(cfg.attacks.aware_donors >= 0, "attacks.aware_donors must be >= 0 (0: a random start instead)")
+    need(cfg.attacks.restarts >= 1, "attacks.restarts must be >= 1")
+    need(cfg.attacks.step_size is None or cfg.attacks.step_size > 0, "attacks.step_size must be > 0")
+
+
+def _check_searches(cfg: StudyConfig) -> None:
+    """Fooling, OOD, audit and detection settings."""
     f = cfg.fooling
     need(min(f.per_class, f.steps, f.generations, f.population) >= 1, "fooling.per_class, steps, generations and population must be >= 1")
     need(0 < f.confidence < 1, "fooling.confidence must lie in (0, 1)")
@@ -245,20 +260,27 @@ def _check_range(cfg: StudyConfig) -> None:
     need(cfg.audit.second_opinion_steps >= 0, "audit.second_opinion_steps must be >= 0 (0 skips the second opinions)")
     need(0 < cfg.audit.aware_tolerance < 1 and cfg.audit.known_answer_eps > 0 and cfg.audit.known_answer_images >= 0,
          "audit.aware_tolerance must lie in (0, 1), audit.known_answer_eps be > 0 and audit.known_answer_images >= 0")
-    need(cfg.attacks.restarts >= 1, "attacks.restarts must be >= 1")
     for part in cfg.audit.autoattack:
         need(part in AUTOATTACK_PARTS, f"audit.autoattack: unknown part '{part}'; expected some of {', '.join(AUTOATTACK_PARTS)}")
     need(cfg.audit.autoattack_steps >= 1 and (cfg.audit.autoattack_targets is None or cfg.audit.autoattack_targets >= 1),
          "audit.autoattack_steps and audit.autoattack_targets must be >= 1")
-    need(cfg.attacks.step_size is None or cfg.attacks.step_size > 0, "attacks.step_size must be > 0")
     need(0 < cfg.detect.fpr < 1, "detect.fpr must lie in (0, 1)")
+
+
+def _check_train(cfg: StudyConfig) -> None:
     need(cfg.train.epochs >= 1 and cfg.train.batch_size >= 1 and cfg.train.patience >= 1, "train.epochs, train.batch_size and train.patience must be >= 1")
     need(cfg.train.lr > 0, "train.lr must be > 0")
+
+
+def _check_flow(cfg: StudyConfig) -> None:
     need(cfg.models.flow.blocks >= 1 and cfg.models.flow.hidden >= 1, "models.flow.blocks and models.flow.hidden must be >= 1")
     need(cfg.models.flow.mean_norm >= 0 and cfg.models.flow.scale_bound > 0, "models.flow.mean_norm must be >= 0 and scale_bound > 0")
     need(0 < cfg.models.flow.alpha < 0.5, "models.flow.alpha must lie in (0, 0.5)")
     need(0 <= cfg.models.cnn.dropout < 1, "models.cnn.dropout must lie in [0, 1)")
     need(cfg.models.cnn.pool >= 1 and cfg.models.cnn_adv.pool >= 1, "models.cnn.pool and models.cnn_adv.pool must be >= 1")
+
+
+def _check_models(cfg: StudyConfig) -> None:
     a = cfg.models.cnn_adv
     need(0 <= a.dropout < 1 and 0 < a.eps <= 1, "models.cnn_adv.dropout must lie in [0, 1) and models.cnn_adv.eps in (0, 1]")
     need(a.steps >= 1 and (a.step_size is None or a.step_size > 0), "models.cnn_adv.steps must be >= 1 and step_size > 0 (or left out)")
@@ -280,6 +302,8 @@ def _check_range(cfg: StudyConfig) -> None:
     need(cfg.models.gaussian.covariance in ("auto", "shared", "per_class"), "models.gaussian.covariance must be auto, shared or per_class")
     need(cfg.models.gaussian.shrinkage is None or 0 <= cfg.models.gaussian.shrinkage <= 1, "models.gaussian.shrinkage must lie in [0, 1]")
     need(0 < cfg.models.gaussian.alpha < 0.5 and cfg.models.logreg.l2 >= 0, "models.gaussian.alpha must lie in (0, 0.5) and models.logreg.l2 >= 0")
+
+
 
 
 def from_dict(raw: dict) -> StudyConfig:

@@ -63,81 +63,85 @@ def audit(ctx: SeedContext, rows: list[dict], advs: dict, transfer_rows: list[di
     """All checks for every classifier of this seed; the extra attacks (large budgets, doubled steps and restarts) run on
     the first `attacks.expensive_examples` attacked images. With 48 of them one image is 2.1 points, so the convergence
     check then allows no image to change: stricter than its tolerance, for under half the cost of every attacked image."""
-    cfg, a = ctx.cfg, ctx.cfg.attacks
-    sub = ctx.subset(a.expensive_examples)
-    K = ctx.info.num_classes
     checks = []
-    for target, model in ctx.models.items():
-
-        def strong_images(c: SeedContext, eps, label, steps=None, restarts=None) -> torch.Tensor:
-            """linf PGD (every loss) on the images of context `c`, cached as a stage; each image stops at its first
-            misclassified iterate (early_stop), which changes which images are fooled in no way."""
-            key = {"model": ctx.keys[target], "eps": eps, **pgd_settings(a), "steps": steps or a.steps, "restarts": restarts or a.restarts,
-                   "early_stop": True}
-            stage = c.stage(f"{target}-audit-{label}-eps{eps:g}", key, lambda: {"x_adv": study_pgd(
-                c, model, c.x.to(ctx.device), c.y.to(ctx.device), eps=eps, norm="linf",
-                generator=ctx.generator("audit", label, target, eps), steps=steps, restarts=restarts,
-                early_stop=True).cpu().numpy()})
-            return torch.from_numpy(stage["x_adv"])
-
-        def strong(c: SeedContext, eps, label) -> float:
-            """Adversarial accuracy of `strong_images`."""
-            return _acc(model, strong_images(c, eps, label), c.y)
-
-        acc_large = strong(sub, cfg.audit.large_eps, "large")
-        checks.append(_check(ctx, f"accuracy falls to chance at linf eps {cfg.audit.large_eps:g}", target, acc_large <= 1 / K + 1e-9,
-                             f"adversarial accuracy {acc_large:.3f}, chance {1 / K:.3f}"))
-        acc_unbounded = strong(sub, 1.0, "unbounded")
-        checks.append(_check(ctx, "accuracy falls to 0 for an unbounded attack (linf eps 1)", target, acc_unbounded <= 0.01,
-                             f"adversarial accuracy {acc_unbounded:.3f}"))
-
+    for target in ctx.models:
         plain = [r for r in rows if r["target"] == target and r.get("grid", "continuous") == "continuous"]
-        pgd = {r["eps"]: r["adv_acc"] for r in plain if r["attack"] == "pgd"}
-        conv_eps = convergence_eps(rows, target)
-        if (target, "pgd", conv_eps) in advs:
-            n = len(sub.x)
-            base = advs[(target, "pgd", conv_eps)][:n]
-            double = strong_images(sub, conv_eps, "double", steps=2 * a.steps, restarts=2 * a.restarts)
-            # what the study's attack missed: images the doubled attack fools and it does not (an image it fools and the
-            # doubled one's other random start misses does not make the study's accuracy too high)
-            fooled_double, fooled_base = predict(model, double) != sub.y, predict(model, base) != sub.y
-            missed = int((fooled_double & ~fooled_base).sum())
-            checks.append(_check(ctx, "converged: doubling steps and restarts fools fewer than the tolerance of the images that PGD "
-                                 "left correct", target, missed < cfg.audit.tolerance * n,
-                                 f"eps {conv_eps:g}, {n} images: accuracy {1 - fooled_base.float().mean():.3f} with {a.steps} steps x "
-                                 f"{a.restarts} restarts, {1 - fooled_double.float().mean():.3f} with {2 * a.steps} x {2 * a.restarts}; "
-                                 f"{missed} fooled only by the doubled attack (tolerance {cfg.audit.tolerance:g})"))
-        if isinstance(model, LogisticRegression) and pgd:  # a linear model: its exact robust accuracy is known
-            exact = {e: float(linear_linf_robust(model.linear.weight.cpu(), model.linear.bias.cpu(), ctx.x, ctx.y, e).float().mean())
-                     for e in sorted(pgd)}
-            checks.append(_check(ctx, "PGD reaches the exact robust accuracy of the linear model", target,
-                                 all(pgd[e] <= exact[e] + 0.5 / len(ctx.x) for e in exact),  # the same count of images
-                                 "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f}, exact {exact[e]:.3f}" for e in exact)))
-        fgsm = {r["eps"]: r["adv_acc"] for r in plain if r["attack"] == "fgsm"}
-        common = sorted(set(pgd) & set(fgsm))
-        if common:
-            ok = all(pgd[e] <= fgsm[e] + 1e-9 for e in common)
-            checks.append(_check(ctx, "iterative (PGD) beats single-step (FGSM)", target, ok,
-                                 "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f} vs FGSM {fgsm[e]:.3f}" for e in common)))
-        tr = [r for r in transfer_rows if r["target"] == target]
-        if tr and pgd:
-            worst = {e: min(r["adv_acc"] for r in tr if r["eps"] == e) for e in pgd if any(r["eps"] == e for r in tr)}
-            ok = all(pgd[e] <= worst[e] + 1e-9 for e in worst)
-            checks.append(_check(ctx, "white-box PGD beats black-box transfer", target, ok,
-                                 "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f} vs best transfer {worst[e]:.3f}" for e in sorted(worst))))
-        fo = {m: np.mean([r["success_rate"] for r in fooling_rows if r["target"] == target and r["method"] == m])
-              for m in ("gradient", "evolution") if any(r["target"] == target and r["method"] == m for r in fooling_rows)}
-        if len(fo) == 2:
-            checks.append(_check(ctx, "white-box fooling (gradient) beats black-box fooling (evolution)", target,
-                                 fo["gradient"] >= fo["evolution"], f"success {fo['gradient']:.3f} vs {fo['evolution']:.3f}"))
-        noise = {r["eps"]: r["adv_acc"] for r in plain if r["attack"] == "noise_linf"}  # the study's random-perturbation control
-        if pgd and noise:
-            clean = _acc(model, ctx.x, ctx.y)
-            parts, ok = [], True
-            for e in sorted(set(pgd) & set(noise)):
-                noise_acc = noise[e]
-                ok &= (clean - noise_acc) <= 0.5 * (clean - pgd[e]) + 1e-9
-                parts.append(f"eps {e:g}: noise {noise_acc:.3f} vs PGD {pgd[e]:.3f}")
-            checks.append(_check(ctx, "random sign noise of the same linf norm causes at most half of PGD's accuracy drop", target, ok,
-                                 "; ".join(parts) + f" (clean {clean:.3f})"))
+        checks += _strength_checks(ctx, target, rows, advs)
+        checks += _reference_checks(ctx, target, plain, transfer_rows, fooling_rows)
     return checks + autoattack_checks(ctx, advs)
+
+
+def _strong_images(ctx: SeedContext, c: SeedContext, target: str, eps: float, label: str, *, steps=None, restarts=None) -> torch.Tensor:
+    """linf PGD (every loss) on the images of context `c`, cached as a stage; each image stops at its first misclassified
+    iterate (early_stop), which changes which images are fooled in no way."""
+    a, model = ctx.cfg.attacks, ctx.models[target]
+    key = {"model": ctx.keys[target], "eps": eps, **pgd_settings(a), "steps": steps or a.steps, "restarts": restarts or a.restarts,
+           "early_stop": True}
+    stage = c.stage(f"{target}-audit-{label}-eps{eps:g}", key, lambda: {"x_adv": study_pgd(
+        c, model, c.x.to(ctx.device), c.y.to(ctx.device), eps=eps, norm="linf",
+        generator=ctx.generator("audit", label, target, eps), steps=steps, restarts=restarts,
+        early_stop=True).cpu().numpy()})
+    return torch.from_numpy(stage["x_adv"])
+
+
+def _strength_checks(ctx: SeedContext, target: str, rows: list[dict], advs: dict) -> list[dict]:
+    """Accuracy falls to chance at a large budget and to 0 unbounded; doubling steps and restarts fools (almost) nothing more."""
+    cfg, a, model = ctx.cfg, ctx.cfg.attacks, ctx.models[target]
+    sub, K = ctx.subset(a.expensive_examples), ctx.info.num_classes
+    acc_large = _acc(model, _strong_images(ctx, sub, target, cfg.audit.large_eps, "large"), sub.y)
+    checks = [_check(ctx, f"accuracy falls to chance at linf eps {cfg.audit.large_eps:g}", target, acc_large <= 1 / K + 1e-9,
+                     f"adversarial accuracy {acc_large:.3f}, chance {1 / K:.3f}")]
+    acc_unbounded = _acc(model, _strong_images(ctx, sub, target, 1.0, "unbounded"), sub.y)
+    checks.append(_check(ctx, "accuracy falls to 0 for an unbounded attack (linf eps 1)", target, acc_unbounded <= 0.01,
+                         f"adversarial accuracy {acc_unbounded:.3f}"))
+    conv_eps = convergence_eps(rows, target)
+    if (target, "pgd", conv_eps) not in advs:
+        return checks
+    n = len(sub.x)
+    base = advs[(target, "pgd", conv_eps)][:n]
+    double = _strong_images(ctx, sub, target, conv_eps, "double", steps=2 * a.steps, restarts=2 * a.restarts)
+    # what the study's attack missed: images the doubled attack fools and it does not (an image it fools and the doubled
+    # one's other random start misses does not make the study's accuracy too high)
+    fooled_double, fooled_base = predict(model, double) != sub.y, predict(model, base) != sub.y
+    missed = int((fooled_double & ~fooled_base).sum())
+    checks.append(_check(ctx, "converged: doubling steps and restarts fools fewer than the tolerance of the images that PGD "
+                         "left correct", target, missed < cfg.audit.tolerance * n,
+                         f"eps {conv_eps:g}, {n} images: accuracy {1 - fooled_base.float().mean():.3f} with {a.steps} steps x "
+                         f"{a.restarts} restarts, {1 - fooled_double.float().mean():.3f} with {2 * a.steps} x {2 * a.restarts}; "
+                         f"{missed} fooled only by the doubled attack (tolerance {cfg.audit.tolerance:g})"))
+    return checks
+
+
+def _reference_checks(ctx: SeedContext, target: str, plain: list[dict], transfer_rows: list[dict], fooling_rows: list[dict]) -> list[dict]:
+    """PGD against what it must beat or reach: the linear model's exact answer, FGSM, transfer, black-box fooling, noise."""
+    model, checks = ctx.models[target], []
+    pgd = {r["eps"]: r["adv_acc"] for r in plain if r["attack"] == "pgd"}
+    if isinstance(model, LogisticRegression) and pgd:  # a linear model: its exact robust accuracy is known
+        exact = {e: float(linear_linf_robust(model.linear.weight.cpu(), model.linear.bias.cpu(), ctx.x, ctx.y, e).float().mean())
+                 for e in sorted(pgd)}
+        checks.append(_check(ctx, "PGD reaches the exact robust accuracy of the linear model", target,
+                             all(pgd[e] <= exact[e] + 0.5 / len(ctx.x) for e in exact),  # the same count of images
+                             "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f}, exact {exact[e]:.3f}" for e in exact)))
+    fgsm = {r["eps"]: r["adv_acc"] for r in plain if r["attack"] == "fgsm"}
+    common = sorted(set(pgd) & set(fgsm))
+    if common:
+        checks.append(_check(ctx, "iterative (PGD) beats single-step (FGSM)", target, all(pgd[e] <= fgsm[e] + 1e-9 for e in common),
+                             "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f} vs FGSM {fgsm[e]:.3f}" for e in common)))
+    tr = [r for r in transfer_rows if r["target"] == target]
+    if tr and pgd:
+        worst = {e: min(r["adv_acc"] for r in tr if r["eps"] == e) for e in pgd if any(r["eps"] == e for r in tr)}
+        checks.append(_check(ctx, "white-box PGD beats black-box transfer", target, all(pgd[e] <= worst[e] + 1e-9 for e in worst),
+                             "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f} vs best transfer {worst[e]:.3f}" for e in sorted(worst))))
+    fo = {m: np.mean([r["success_rate"] for r in fooling_rows if r["target"] == target and r["method"] == m])
+          for m in ("gradient", "evolution") if any(r["target"] == target and r["method"] == m for r in fooling_rows)}
+    if len(fo) == 2:
+        checks.append(_check(ctx, "white-box fooling (gradient) beats black-box fooling (evolution)", target,
+                             fo["gradient"] >= fo["evolution"], f"success {fo['gradient']:.3f} vs {fo['evolution']:.3f}"))
+    noise = {r["eps"]: r["adv_acc"] for r in plain if r["attack"] == "noise_linf"}  # the study's random-perturbation control
+    if pgd and noise:
+        clean = _acc(model, ctx.x, ctx.y)
+        budgets = sorted(set(pgd) & set(noise))
+        ok = all((clean - noise[e]) <= 0.5 * (clean - pgd[e]) + 1e-9 for e in budgets)
+        checks.append(_check(ctx, "random sign noise of the same linf norm causes at most half of PGD's accuracy drop", target, ok,
+                             "; ".join(f"eps {e:g}: noise {noise[e]:.3f} vs PGD {pgd[e]:.3f}" for e in budgets) + f" (clean {clean:.3f})"))
+    return checks

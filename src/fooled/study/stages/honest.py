@@ -14,6 +14,9 @@ Rows it adds (results.json "honest"), each with "kind":
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -47,10 +50,22 @@ def defence_of(ctx: SeedContext, target: str, val_x: torch.Tensor):
     return defence, alone
 
 
-def _grid_stages(sub: SeedContext, target: str, attacked: str, starts: dict, score, threshold: float, key: dict, steps: int,
-                 donors: bool) -> dict:
+@dataclass(frozen=True)
+class GridAttack:
+    """What a detector-aware attack on the grid descends: the detector `attacked` as (score, threshold), its steps, and
+    whether the nearest likely training image of another class is one of its starts."""
+
+    attacked: str
+    score: Callable
+    threshold: float
+    steps: int
+    donors: bool
+
+
+def _grid_stages(sub: SeedContext, target: str, starts: dict, attack: GridAttack, key: dict) -> dict:
     """{eps: on-grid adversarials} of `grid_aware_attack` at every linf budget in one batch, each budget a cached stage."""
     a, model, budgets = sub.cfg.attacks, sub.models[target], sorted(starts)
+    attacked, score, threshold, steps, donors = attack.attacked, attack.score, attack.threshold, attack.steps, attack.donors
     common = {"model": sub.keys[target], "detector": sub.keys[sub.guards[target].name], "attacked": attacked, "steps": steps,
               "restarts": a.restarts, "lambdas": a.aware_lambdas, "levels": sub.info.levels, "batch": budgets, **key}
 
@@ -110,13 +125,13 @@ def evasion_rows(ctx: SeedContext, target: str, aware: dict, committee, val_x: t
     continuous = {eps: images_and_seconds(stage) for eps, stage in aware[(target, "nll")].items()}  # the detector-aware stage's
     sets = {("nll", "off_grid"): continuous}
     key = {"threshold": guard.threshold, "start_steps": a.adaptive_steps, "donors": len(ctx.donors[0]) if ctx.donors else 0}
-    sets[("nll", "on_grid")] = _grid_stages(sub, target, "nll", {e: x for e, (x, _) in continuous.items()}, aware_score(guard, "nll"),
-                                             guard.threshold, key, max(1, a.adaptive_steps // 2), donors=False)
+    nll = GridAttack("nll", aware_score(guard, "nll"), guard.threshold, max(1, a.adaptive_steps // 2), donors=False)
+    sets[("nll", "on_grid")] = _grid_stages(sub, target, {e: x for e, (x, _) in continuous.items()}, nll, key)
     if found is not None and target in a.aware_targets:
         defence = found[0]
         key = {**key, "members": defence.thresholds, "scales": defence.scales}
-        sets[("combined", "on_grid")] = _grid_stages(sub, target, "combined", {e: x for e, (x, _) in sets[("nll", "on_grid")].items()},
-                                                      defence.score, 0.0, key, a.adaptive_steps, donors=True)
+        combined = GridAttack("combined", defence.score, 0.0, a.adaptive_steps, donors=True)
+        sets[("combined", "on_grid")] = _grid_stages(sub, target, {e: x for e, (x, _) in sets[("nll", "on_grid")].items()}, combined, key)
         made.rows.append({"seed": ctx.seed, "target": target, "kind": "defence", "members": list(defence.thresholds),
                           "thresholds": defence.thresholds, "member_rate": defence.member_rate, "val_fpr": defence.val_fpr,
                           "test_fpr": float(defence.flags(ctx.x.to(ctx.device)).mean())})
