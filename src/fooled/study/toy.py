@@ -55,7 +55,7 @@ class ToyConfig:
 def quick_toy() -> ToyConfig:
     """A smaller world for tests: fewer points, epochs, seeds and attacked points (seconds, not a minute)."""
     cfg = ToyConfig()
-    plan = AttackPlan(points=12, points_per_side=31, steps=20, restarts=1, fooling=6, ood=200, path_points=2, path_budgets=4)
+    plan = AttackPlan(points=12, points_per_side=31, steps=20, restarts=1, pgd_restarts=4, fooling=6, ood=200, path_points=2, path_budgets=4)
     return replace(cfg, sizes=world.ToySizes(800, 300, 300), train=replace(cfg.train, epochs=20), mlp_epochs=10,
                    flow_seeds=(0, 1), map_size=61, attack=plan)
 
