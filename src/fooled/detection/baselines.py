@@ -28,11 +28,19 @@ from sklearn.covariance import LedoitWolf
 from sklearn.neighbors import KernelDensity
 
 from ..models import is_density_model
+from ..models.density_baselines import kde_log_density
 from .guard import ScoreMemo
 
 Score = Callable[[torch.Tensor], np.ndarray]  # images (N, C, H, W) on CPU -> float64 scores (N,)
 KD_BANDWIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)  # in feature units, scaled by the features' mean standard deviation
 MC_SAMPLES = 10
+
+
+@torch.no_grad()
+def _kde_score(kde: KernelDensity, feats: np.ndarray) -> np.ndarray:
+    """The exact log-density of a fitted KernelDensity (its `score_samples` overestimates features far from every
+    training point, the adversarial ones among them)."""
+    return kde_log_density(kde, torch.as_tensor(feats, dtype=torch.float64)).numpy()
 
 
 @torch.no_grad()
@@ -86,7 +94,7 @@ class FeatureDetectors:
         best = None
         for bandwidth in KD_BANDWIDTHS:  # the bandwidth with the highest validation log-likelihood of the predicted class
             kdes = [KernelDensity(bandwidth=bandwidth).fit(feats[y == k] / scale) for k in classes]
-            ll = sum(kdes[k].score_samples(val_feats[val_pred == k]).sum() for k in range(len(classes)) if (val_pred == k).any())
+            ll = sum(_kde_score(kdes[k], val_feats[val_pred == k]).sum() for k in range(len(classes)) if (val_pred == k).any())
             if best is None or ll > best[0]:
                 best = (ll, kdes)
         return cls(cnn, means, precision, best[1], scale, memo or ScoreMemo())
@@ -109,7 +117,7 @@ class FeatureDetectors:
         out = np.empty(len(x))
         for k, kde in enumerate(self.kdes):
             if (pred == k).any():
-                out[pred == k] = -kde.score_samples(feats[pred == k])
+                out[pred == k] = -_kde_score(kde, feats[pred == k])
         return out
 
     def mc_dropout(self, x: torch.Tensor, samples: int = MC_SAMPLES) -> np.ndarray:
