@@ -62,6 +62,7 @@ class AttackConfig:
     # PGD runs each loss and keeps the worst case per example; "_decay": that loss with APGD-like steps (2 eps shrinking to
     # eps / 40), run on the images the others leave correct, which brings it within a point of AutoAttack on cnn_adv
     losses: tuple[str, ...] = ("ce", "margin", "multitarget", "margin_decay", "multitarget_dlr")  # digits_full: every loss
+    decay_restarts: int = 1  # runs of each "_decay" loss in all (at least `restarts`), from fresh random starts
     decay_steps: int | None = 40  # steps of the "_decay" losses (None: `steps`; digits_full: 100, AutoAttack's APGD); only on the
     # images the other losses left correct, so the extra steps cost little except on robust models, where they count
     targets: int | None = 3  # "multitarget": targeted margin PGD toward this many wrong classes, most promising first (None: all)
@@ -234,6 +235,7 @@ def _check_attacks(cfg: StudyConfig) -> None:
     need(min(cfg.attacks.steps, cfg.attacks.adaptive_steps, cfg.attacks.cw_steps, cfg.attacks.cw_binary_steps) >= 1,
          "attacks.steps, adaptive_steps, cw_steps and cw_binary_steps must be >= 1")
     need(cfg.attacks.decay_steps is None or cfg.attacks.decay_steps >= 1, "attacks.decay_steps must be >= 1 (or left out)")
+    need(cfg.attacks.decay_restarts >= 1, "attacks.decay_restarts must be >= 1")
     need(cfg.attacks.max_examples is None or cfg.attacks.max_examples >= 1, "attacks.max_examples must be >= 1")
     need("pgd" in cfg.attacks.names or not (cfg.attacks.adaptive or cfg.attacks.transfer),
          "attacks.adaptive and attacks.transfer start from the PGD adversarials: add 'pgd' to attacks.names or set them to false")

@@ -148,3 +148,26 @@ def test_decay_losses_run_decay_steps_and_the_others_run_steps(monkeypatch):
     seen.clear()
     worst_case_with_losses(Threshold(), x, y, eps=0.1, losses=("ce_decay",), steps=7)  # None: the decay loss runs `steps`
     assert seen == [("ce", "decay", 7)]
+
+
+def test_decay_restarts_rerun_only_the_decay_losses_last_and_name_them(monkeypatch):
+    seen = []
+
+    def fake_pgd(model, x, y, *, loss, early_stop, steps, schedule="constant", **kw):
+        """Fools nothing except the third decaying run, which fools the first image it is given."""
+        seen.append((loss, schedule))
+        wrong = torch.zeros(len(x), dtype=torch.bool)
+        x_adv = x.clone()
+        if seen.count(("margin", "decay")) == 3:
+            wrong[0] = True
+            x_adv.view(len(x), -1)[0, 0] = 0.9
+        return x_adv, wrong
+
+    monkeypatch.setattr(fooled.attacks.worst_case, "pgd_with_success", fake_pgd)
+    x, y = torch.full((4, 1, 2, 2), 0.2), torch.zeros(4, dtype=torch.long)
+    _, fooled_by = worst_case_with_losses(Threshold(), x, y, eps=0.1, losses=("ce", "margin_decay"), decay_restarts=3)
+    assert seen == [("ce", "constant"), ("margin", "decay"), ("margin", "decay"), ("margin", "decay")]
+    assert fooled_by.tolist() == [1, -1, -1, -1]  # the loss's position in `losses`, whichever of its runs fooled it
+    seen.clear()
+    worst_case_with_losses(Threshold(), x, y, eps=0.1, losses=("ce", "margin_decay"), restarts=2, decay_restarts=2)
+    assert seen == [("ce", "constant"), ("margin", "decay")] * 2  # restarts already run the decay loss twice

@@ -31,7 +31,7 @@ def pgd_worst_case(model, x, y, *, eps: float, norm: str = "linf", steps: int = 
 
 
 def worst_case_with_losses(model, x, y, *, eps, norm="linf", steps=40, step_size=None, restarts=1, losses=("ce",), targets=None,
-                           generator=None, early_stop=False, decay_steps=None) -> tuple[torch.Tensor, torch.Tensor]:
+                           generator=None, early_stop=False, decay_steps=None, decay_restarts=1) -> tuple[torch.Tensor, torch.Tensor]:
     """`pgd_worst_case` and, per example, which loss fooled it: its position in `losses` (whatever the restart), -1 where
     no run did. decay_steps: the steps of the "_decay" losses (None: `steps`). The runs go in order, each on the images the earlier left correct, so 0 marks the images a run of the first
     loss fooled and a larger number the images only a later loss did: what a PGD of the first loss alone would have missed."""
@@ -39,11 +39,13 @@ def worst_case_with_losses(model, x, y, *, eps, norm="linf", steps=40, step_size
     eps = eps.to(x.device) if isinstance(eps, torch.Tensor) else eps  # indexed by the images still to attack
     best, done = x, torch.zeros(len(x), dtype=torch.bool, device=x.device)
     fooled_by = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
-    for i, loss in enumerate(list(losses) * restarts):
+    runs = list(enumerate(losses)) * restarts
+    runs += [(i, loss) for i, loss in enumerate(losses) if loss.endswith(DECAY)] * max(0, decay_restarts - restarts)
+    for k, (i, loss) in enumerate(runs):
         todo = (~done).nonzero().squeeze(1)
         if not len(todo):
             break
-        stop, e = early_stop or i > 0, take(eps, todo)
+        stop, e = early_stop or k > 0, take(eps, todo)
         base, run_kwargs = loss, kwargs
         if loss.endswith(DECAY):  # e.g. "margin_decay": that loss with APGD-like steps, from 2 eps shrinking to eps / 40
             base, run_kwargs = loss[: -len(DECAY)], {**kwargs, "step_size": None, "schedule": "decay", "steps": decay_steps or steps}
@@ -52,8 +54,8 @@ def worst_case_with_losses(model, x, y, *, eps, norm="linf", steps=40, step_size
                                                     loss=base[len(MULTITARGET) + 1:] or "margin", **run_kwargs)
         else:
             x_adv, wrong = pgd_with_success(model, x[todo], y[todo], eps=e, loss=base, early_stop=stop, **run_kwargs)
-        kept = todo if i == 0 else todo[wrong]  # the first loss's result stands even where it failed
-        best = best.index_copy(0, kept, x_adv if i == 0 else x_adv[wrong])
+        kept = todo if k == 0 else todo[wrong]  # the first run's result stands even where it failed
+        best = best.index_copy(0, kept, x_adv if k == 0 else x_adv[wrong])
         done[todo[wrong]] = True
-        fooled_by[todo[wrong]] = i % len(losses)
+        fooled_by[todo[wrong]] = i
     return best, fooled_by

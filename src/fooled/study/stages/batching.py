@@ -14,7 +14,7 @@ from ..context import SeedContext
 def pgd_settings(a) -> dict:
     """The keyword arguments of `attacks.pgd_worst_case` set by the config (besides eps and norm); part of its stages' keys."""
     return {"steps": a.steps, "step_size": a.step_size, "restarts": a.restarts, "losses": a.losses, "targets": a.targets,
-            "decay_steps": a.decay_steps}
+            "decay_steps": a.decay_steps, **({"decay_restarts": a.decay_restarts} if a.decay_restarts > 1 else {})}
 
 
 def budgets_of(ctx: SeedContext, name: str) -> list[float]:
