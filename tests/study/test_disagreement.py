@@ -81,5 +81,17 @@ def test_tiny_run_scores_every_common_input_under_every_flow(tmp_path):
     saved = json.loads((tmp_path / "disagreement.json").read_text())
     assert saved["summary"]["verdict"]["answer"] == summary["verdict"]["answer"] in ("YES", "PARTLY", "NO")
     assert (tmp_path / "figures" / "disagreement.png").stat().st_size > 10_000
-    assert "Models agree on the data" in (tmp_path / "report.md").read_text()
-    assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 4
+    report = (tmp_path / "report.md").read_text()
+    assert "Models agree on the data" in report and "**A better density" in report
+    # the 4 flows, the CNN, the Gaussian classifier, the study's flow and the oracle's robust CNN
+    assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 8
+    sweep = json.loads((tmp_path / "density_sweep.json").read_text())
+    names = [r["density"] for r in sweep["rows"]]
+    assert names[:4] == ["KDE", "GMM", "Gaussian", "study flow"] and len(names) == 8
+    for r in sweep["rows"]:
+        correct, evaded, valid = (np.array(r[k]) for k in ("correct", "evaded", "valid"))
+        assert len(correct) == 6 and not (valid & ~evaded).any() and not (evaded & ~correct).any()
+        assert np.isfinite(r["test_bpd"]) and np.isfinite(r["threshold"])
+    assert [d["test_bpd"] for d in sweep["summary"]["densities"]] == sorted(r["test_bpd"] for r in sweep["rows"])
+    assert sweep["summary"]["answer"] in ("flags more", "flags no more")
+    assert (tmp_path / "figures" / "density_sweep.png").stat().st_size > 10_000

@@ -7,7 +7,10 @@ adversarials (against that CNN guarded by the first flow's -log p(x), so they ar
 and fooling images grown from noise for the CNN. The flows are FlowGMM heads with the diagonal base (whose
 training moves them: the Gaussian-base flow of the digits study keeps its closed-form start, so its seeds
 would agree everywhere by construction). `fooled disagree` writes `disagreement_scores.csv` (bits/dim of each
-input under each flow), `disagreement.json` (the summary of `analysis.disagreement`), a report and a figure.
+input under each flow), `disagreement.json` (the summary of `analysis.disagreement`), a report and a figure. The same run also sweeps density
+quality (`study.density_sweep`: does a better p(x) flag more?) into `density_sweep.json` and its own figure. The
+label oracle's share of the training split is held out first, so the committee that judges valid evasion has seen
+none of the images the models were trained on.
 """
 
 from __future__ import annotations
@@ -20,16 +23,19 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from ..analysis.density_sweep import describe_sweep, draw_sweep, summarise_sweep
 from ..analysis.disagreement import describe, draw_disagreement, summarise
 from ..attacks import detector_aware_pgd, fooling_gradient, pgd
 from ..config import StudyConfig, config_hash, to_dict
 from ..data import load
 from ..detection.metrics import calibrate_threshold
 from ..detection.ood import ood_sets
-from ..models import bpd_from_log_prob, build_model
+from ..models import bpd_from_log_prob
 from ..models.flow import FlowClassifier
 from ..rundir import atomic_write_text, prepare_run_dir, write_json
-from ..train import checkpoint_path, fit, load_checkpoint, save_checkpoint
+from ..train import checkpoint_path, fit, load_checkpoint, save_checkpoint, train_or_load
+from .density_sweep import SweepAttack, baseline_densities, model_density, sweep_rows
+from .stages.honest_oracle import fit_oracle, hold_out_for_oracle
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class DisagreementConfig:
     aware_steps: int = 40
     fooling: int = 20  # fooling images, targets cycling through the classes
     ood_n: int = 100  # images per OOD set
+    sweep: bool = True  # also the density-quality sweep (`study.density_sweep`) on the same split and images
 
 
 def _flow_config(cfg: StudyConfig, size: tuple[int, int]):
@@ -51,7 +58,7 @@ def trained_flow(cfg: StudyConfig, splits, size, seed: int, run_dir: Path, log) 
     """A diagonal-base flow of this size and initialisation seed, trained on `splits` (checkpointed in run_dir)."""
     fcfg = _flow_config(cfg, size)
     key = config_hash({"flow": dataclasses.asdict(fcfg), "train": to_dict(cfg.train), "data": to_dict(cfg.data),
-                       "split": cfg.seeds[0], "seed": seed})
+                       "split": cfg.seeds[0], "seed": seed, "oracle_held_out": True})
     path = checkpoint_path(run_dir, f"flow{size[0]}x{size[1]}", seed, key)
     flow = FlowClassifier(splits.info.shape, splits.info.num_classes, splits.info.levels, fcfg, seed=seed)
     if path.exists():
@@ -96,28 +103,59 @@ def score_table(flows: dict[tuple, FlowClassifier], sets: dict[str, torch.Tensor
 
 def run_disagreement(cfg: StudyConfig, out_dir: str | Path, *, dcfg: DisagreementConfig = DisagreementConfig(),
                      log=print, figures: bool = True) -> dict:
-    """Train (or load) the flows and the CNN on one split, score the common inputs, write table, summary, report and figure."""
+    """Train (or load) the flows and the CNN on one split, score the common inputs, write table, summary, report and
+    figure; then the density-quality sweep on the same split (unless `dcfg.sweep` is off)."""
     start = time.perf_counter()
     run_dir = prepare_run_dir(Path(out_dir))
-    d = cfg.data
-    splits = load(d.name, seed=cfg.seeds[0], root=d.root, download=d.download, val_fraction=d.val_fraction,
+    d, seed = cfg.data, cfg.seeds[0]
+    splits = load(d.name, seed=seed, root=d.root, download=d.download, val_fraction=d.val_fraction,
                   test_fraction=d.test_fraction, limit=d.limit)
-    flows = {(f"{b}x{h}", seed): trained_flow(cfg, splits, (b, h), seed, run_dir, log) for b, h in dcfg.sizes for seed in dcfg.seeds}
-    cnn = build_model("cnn", splits.info, cfg.models, cfg.seeds[0])
-    fit(cnn, splits.train, splits.val, cfg.train, seed=cfg.seeds[0])
+    splits, oracle = hold_out_for_oracle(splits, d.oracle_fraction, seed)
+    flows = {(f"{b}x{h}", s): trained_flow(cfg, splits, (b, h), s, run_dir, log) for b, h in dcfg.sizes for s in dcfg.seeds}
+    cnn, _ = train_or_load(cfg, "cnn", splits, seed, run_dir, torch.device("cpu"), log, False)
     sets = common_inputs(cfg, dcfg, splits, cnn, next(iter(flows.values())))
     scores = score_table(flows, sets, splits.info)
     atomic_write_text(run_dir / "disagreement_scores.csv", scores.to_csv(index=False))
     summary = summarise(scores)
     write_json(run_dir / "disagreement.json", {"config_hash": config_hash(cfg), "settings": dataclasses.asdict(dcfg),
                                                "seconds": time.perf_counter() - start, "summary": summary})
-    report = ["# Do flows that fit the data equally well agree off it?", "", f"Config `{cfg.name}`, split of seed {cfg.seeds[0]}; "
+    report = ["# Do flows that fit the data equally well agree off it?", "", f"Config `{cfg.name}`, split of seed {seed}; "
               f"flows (blocks x hidden) {', '.join(f'{b}x{h}' for b, h in dcfg.sizes)}, seeds {list(dcfg.seeds)}; spread = std of "
               "bits/dim across models per input, median over inputs [95% bootstrap interval].", ""] + describe(summary)
-    atomic_write_text(run_dir / "report.md", "\n".join(report + ["", "![disagreement](figures/disagreement.png)", ""]))
+    report += ["", "![disagreement](figures/disagreement.png)", ""]
+    if dcfg.sweep:
+        committee, _ = fit_oracle(cfg, splits, oracle, seed, run_dir, torch.device("cpu"))
+        report += density_sweep_section(cfg, dcfg, splits, cnn, flows, committee, run_dir, log, figures=figures)
+    atomic_write_text(run_dir / "report.md", "\n".join(report))
     if figures:
         draw_disagreement(run_dir)
     return summary
+
+
+def density_sweep_section(cfg: StudyConfig, dcfg: DisagreementConfig, splits, cnn, flows: dict, committee, run_dir: Path,
+                          log, *, figures: bool) -> list[str]:
+    """Score the sweep's densities (baselines, Gaussian, every flow, the study's flow), write density_sweep.json and its
+    figure; returns the report's section."""
+    seed = cfg.seeds[0]
+    densities = baseline_densities(splits, seed)
+    for name, family in (("gaussian", "Gaussian"), ("flow", "study flow")):
+        model, _ = train_or_load(cfg, name, splits, seed, run_dir, torch.device("cpu"), log, False)
+        densities.append(model_density(family if name == "gaussian" else "study flow", family, model, splits.test.x, seed))
+    densities += [model_density(f"flow {size} seed {s}", f"flow {size}", flow, splits.test.x, seed) for (size, s), flow in flows.items()]
+    attack = SweepAttack(eps=dcfg.eps, pgd_steps=cfg.attacks.steps, aware_steps=dcfg.aware_steps,
+                         lambdas=tuple(cfg.attacks.aware_lambdas), fpr=cfg.detect.fpr)
+    rows = sweep_rows(cnn, densities, splits, committee, attack, n=dcfg.attacked, seed=seed, log=log)
+    summary = summarise_sweep(rows)
+    write_json(run_dir / "density_sweep.json", {"config_hash": config_hash(cfg), "attack": dataclasses.asdict(attack),
+                                                 "rows": rows, "summary": summary})
+    if figures:
+        draw_sweep(summary, run_dir / "figures")
+    return ["## Does a better density notice more?", "",
+            f"The same {dcfg.attacked} test images, attacked at linf eps {dcfg.eps:g} on the grey-level grid, scored by "
+            f"every density at {100 * cfg.detect.fpr:g}% validation false positives: plain PGD against the CNN (one set "
+            "for all), the same images under sign noise of the same size, and a detector-aware attack that knows the "
+            "density (valid evasion: misclassified, unflagged, and the independent label oracle keeps the class). "
+            "Intervals: 95%, over images.", ""] + describe_sweep(summary) + ["", "![density sweep](figures/density_sweep.png)", ""]
 
 
 def run_from_args(args) -> int:

@@ -1,0 +1,48 @@
+"""The density-quality sweep's bookkeeping and verdict on constructed rows."""
+
+import numpy as np
+import pytest
+
+from fooled.analysis.density_sweep import density_numbers, describe_sweep, summarise_sweep
+
+
+def _row(name, bpd, *, pgd, noise, valid, n=40):
+    """A density's row on n images, all classified right and all fooled by PGD: the first `pgd` flagged under PGD, the
+    first `noise` under noise, the first `valid` images valid evasions."""
+    idx = np.arange(n)
+    return {"density": name, "family": name.split()[0], "test_bpd": bpd, "threshold": 0.0, "correct": [True] * n,
+            "fooled": [True] * n, "pgd_flagged": (idx < pgd).tolist(), "noise_flagged": (idx < noise).tolist(),
+            "evaded": (idx < valid).tolist(), "valid": (idx < valid).tolist()}
+
+
+def test_numbers_count_flags_on_the_images_pgd_fooled_and_evasion_on_those_classified_right():
+    row = _row("flow a", 2.1, pgd=30, noise=10, valid=8)
+    row["fooled"] = [True] * 20 + [False] * 20  # PGD fooled only the first 20: flags count there
+    row["correct"] = [True] * 32 + [False] * 8
+    n = density_numbers(row)
+    assert n["pgd_flagged"]["mean"] == 1.0 and n["noise_flagged"]["mean"] == 0.5
+    assert n["gap"]["mean"] == pytest.approx(0.5) and n["gap"]["lo"] > 0
+    assert n["valid_evasion"]["mean"] == pytest.approx(8 / 32)
+
+
+def test_a_better_density_flags_more_when_its_gap_is_larger_on_the_same_images():
+    rows = [_row("KDE", 2.4, pgd=20, noise=20, valid=20), _row("flow x", 2.1, pgd=38, noise=10, valid=20),
+            _row("GMM", 2.2, pgd=25, noise=20, valid=20)]
+    s = summarise_sweep(rows)
+    assert [d["density"] for d in s["densities"]] == ["flow x", "GMM", "KDE"]  # by bits/dim
+    assert (s["best"], s["worst"]) == ("flow x", "KDE")
+    assert s["gap_difference"]["mean"] == pytest.approx(0.7) and s["gap_difference"]["lo"] > 0
+    assert s["answer"] == "flags more" and s["spearman_bpd"]["gap"] == pytest.approx(-1.0)
+    assert describe_sweep(s)[0].startswith("**A better density flags more**")
+
+
+def test_a_better_density_flags_more_when_the_aware_attacker_evades_it_less():
+    s = summarise_sweep([_row("KDE", 2.4, pgd=40, noise=40, valid=30), _row("flow x", 2.1, pgd=40, noise=40, valid=5)])
+    assert s["gap_difference"]["mean"] == 0 and s["evasion_difference"]["lo"] > 0 and s["answer"] == "flags more"
+
+
+def test_no_more_when_the_best_and_worst_densities_do_the_same():
+    s = summarise_sweep([_row("KDE", 2.4, pgd=40, noise=39, valid=12), _row("flow x", 2.1, pgd=40, noise=39, valid=12),
+                         _row("GMM", 2.2, pgd=40, noise=39, valid=12)])
+    assert s["answer"] == "flags no more" and s["spearman_bpd"]["gap"] is None  # a constant gap has no rank correlation
+    assert "**A better density flags no more**" in describe_sweep(s)[0]
