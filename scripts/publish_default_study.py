@@ -1,12 +1,13 @@
 """Publish the default runs in the repository, so README's numbers are computed, never typed.
 
-    fooled tradeoff && fooled study experiments/digits_full.toml && python scripts/publish_default_study.py
+    fooled tradeoff && fooled disagree && fooled study experiments/digits_full.toml && python scripts/publish_default_study.py
     fooled study experiments/fashion_mnist_cpu.toml --set data.root=DIR && python scripts/publish_default_study.py fashion
 
 Fills README.md's generated blocks from runs/digits_full/results.json (the verdict and model table; the published
 study, experiments/digits_full.toml) and runs/digits-tradeoff/tradeoff.json (what classification costs in bits/dim, for
 the same trained models: the default study's and the published one's differ only in their attacks), copies the study's report to
-REPORT.md and its figures, with the trade-off figure, to figures/. With `fashion`: the CPU Fashion-MNIST study's
+REPORT.md and its figures, with the trade-off figure, to figures/, and appends the density-quality sweep and the
+seeds' disagreement of runs/digits-disagreement (`fooled disagree`) to REPORT.md and README.md. With `fashion`: the CPU Fashion-MNIST study's
 report and PNG figures (runs/fashion_mnist_cpu) to figures/fashion_mnist/, its report's links made local.
 """
 
@@ -26,6 +27,7 @@ from fooled.rundir import read_json, read_npz
 
 
 RUN = Path("runs/digits_full")  # the published digits study
+DENSITY = Path("runs/digits-disagreement")  # `fooled disagree` of the default config: density sweep and disagreement
 
 
 def _block(text: str, name: str, lines: list[str]) -> str:
@@ -57,17 +59,42 @@ def main(root: Path = Path(".")) -> None:
     else:  # the README keeps the trade-off lines of the last `fooled tradeoff` run of the default config
         print("runs/digits-tradeoff is missing or was made for another config: the README's trade-off lines are left as they are")
         tradeoff_dir = None
+    density = _density_report(root, results)
+    if density:
+        text = _block(text, "density", [line for line in density if line.startswith(("**A better", "- Models agree"))])
     (root / "README.md").write_text(text)
     report = write_report(run, tradeoff_dir).read_text()
     for table in ("attacks.csv", "detectors.csv"):  # the report's long tables, beside its figures
         shutil.copy(run / table, root / "figures" / table)
         report = report.replace(f"]({table})", f"](figures/{table})")
+    if density:
+        report = report.rstrip("\n") + "\n\n" + "\n".join(density) + "\n"
     (root / "REPORT.md").write_text(report)
     figures = sorted((run / "figures").glob("*.p[dn][fg]"))
+    figures += sorted((root / DENSITY / "figures").glob("*.png")) if density else []
     figures += sorted((tradeoff_dir / "figures").glob("tradeoff.p[dn][fg]")) if tradeoff_dir else []
     for path in figures:
         shutil.copy(path, root / "figures" / path.name)
     print(f"README.md, REPORT.md and {len(figures)} files in figures/ updated")
+
+
+def _density_report(root: Path, results: dict) -> list[str]:
+    """The `fooled disagree` report of the published study's data, as a REPORT.md section (headings one level down,
+    figure links into figures/); [] where it is missing or was made for another dataset."""
+    path = root / DENSITY / "report.md"
+    if not path.exists():
+        print(f"{DENSITY} is missing: REPORT.md and README.md go without the density sweep and the seeds' disagreement")
+        return []
+    dataset = read_json(root / DENSITY / "disagreement.json").get("dataset", results["dataset"]["name"])
+    if dataset != results["dataset"]["name"]:
+        print(f"{DENSITY} was made on {dataset}, not {results['dataset']['name']}: left out")
+        return []
+    lines = ["## Density quality and the maximum-likelihood argument (`fooled disagree`)", "",
+             "Made by `fooled disagree` (the default config's data, its own split and models: see its first lines), "
+             "not by the study above."]
+    for line in path.read_text().splitlines():
+        lines.append("#" + line if line.startswith("#") else line)
+    return lines
 
 
 def _model_rows(results: dict) -> list[str]:

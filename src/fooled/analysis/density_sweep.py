@@ -84,16 +84,16 @@ def _pct(ci: dict) -> str:
 
 
 def verdict_line(summary: dict) -> str:
-    """'a better density flags more / no more' with the numbers that decide it."""
+    """'a better density flags more / flags no more' with the numbers that decide it."""
     d = {n["density"]: n for n in summary["densities"]}
     best, worst = d[summary["best"]], d[summary["worst"]]
     rho = summary["spearman_bpd"]
-    corr = "".join(f"; across all {len(d)} densities, Spearman's rho of bits/dim against {what} is {rho[key]:+.2f}"
-                   for key, what in (("gap", "the gap"), ("valid_evasion", "valid evasion")) if rho[key] is not None)
+    ranks = [f"{what} {rho[key]:+.2f}" for key, what in (("gap", "the gap"), ("valid_evasion", "valid evasion")) if rho[key] is not None]
+    corr = f"; across all {len(d)} densities, Spearman's rho of bits/dim against {' and against '.join(ranks)}" if ranks else ""
     return (f"**A better density {summary['answer']}**: the best density here ({best['density']}, {best['test_bpd']:.3f} "
-            f"bits/dim) against the worst ({worst['density']}, {worst['test_bpd']:.3f}), on the same images: its gap over "
-            f"the matched noise is {_pts(summary['gap_difference'])} points larger, and the attacker who knows it evades "
-            f"{_pts(summary['evasion_difference'])} points less often (valid evasions){corr}.")
+            f"bits/dim) against the worst ({worst['density']}, {worst['test_bpd']:.3f}), on the same images: gap over the "
+            f"matched noise, best minus worst, {_pts(summary['gap_difference'])} points; valid evasion by an attacker who "
+            f"knows the density, worst minus best, {_pts(summary['evasion_difference'])} points{corr}.")
 
 
 def describe_sweep(summary: dict) -> list[str]:
@@ -123,7 +123,8 @@ def draw_sweep(summary: dict, out_dir: str | Path) -> list[Path]:
                     ecolor="0.6", elinewidth=1, zorder=1)
         sns.scatterplot(data=part, x="bpd", y="value", hue="family", style="family", s=60, ax=ax, zorder=2,
                         legend=ax is axes[0][-1])
-        ax.set(xlabel="test bits/dim (lower: a better density)", ylabel="", title=panel)
+        ax.set(xlabel="test bits/dim (lower: a better density)", ylabel="", title=panel,
+               ylim=(-105, 105) if "points" in panel else (-2, 102))
     if axes[0][-1].get_legend() is not None:
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="density")
     fig.suptitle(f"Does a better density notice more? Best: {summary['best']}; verdict: {summary['answer']}")

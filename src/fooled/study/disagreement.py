@@ -117,7 +117,7 @@ def run_disagreement(cfg: StudyConfig, out_dir: str | Path, *, dcfg: Disagreemen
     scores = score_table(flows, sets, splits.info)
     atomic_write_text(run_dir / "disagreement_scores.csv", scores.to_csv(index=False))
     summary = summarise(scores)
-    write_json(run_dir / "disagreement.json", {"config_hash": config_hash(cfg), "settings": dataclasses.asdict(dcfg),
+    write_json(run_dir / "disagreement.json", {"config_hash": config_hash(cfg), "dataset": cfg.data.name, "settings": dataclasses.asdict(dcfg),
                                                "seconds": time.perf_counter() - start, "summary": summary})
     report = ["# Do flows that fit the data equally well agree off it?", "", f"Config `{cfg.name}`, split of seed {seed}; "
               f"flows (blocks x hidden) {', '.join(f'{b}x{h}' for b, h in dcfg.sizes)}, seeds {list(dcfg.seeds)}; spread = std of "
