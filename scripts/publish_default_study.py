@@ -61,7 +61,8 @@ def main(root: Path = Path(".")) -> None:
         tradeoff_dir = None
     density = _density_report(root, results)
     if density:
-        text = _block(text, "density", [line for line in density if line.startswith(("**A better", "- Models agree"))])
+        picked = [line for line in density if line.startswith(("- Models agree", "**A better"))]
+        text = _block(text, "density", [line if line.startswith("-") else "\n" + line for line in picked])
     (root / "README.md").write_text(text)
     report = write_report(run, tradeoff_dir).read_text()
     for table in ("attacks.csv", "detectors.csv"):  # the report's long tables, beside its figures
@@ -93,7 +94,7 @@ def _density_report(root: Path, results: dict) -> list[str]:
              "Made by `fooled disagree` (the default config's data, its own split and models: see its first lines), "
              "not by the study above."]
     for line in path.read_text().splitlines():
-        lines.append("#" + line if line.startswith("#") else line)
+        lines.append("### " + line.lstrip("#").strip() if line.startswith("#") else line)
     return lines
 
 
