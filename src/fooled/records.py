@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from .rundir import Key, set_name
+
 R = TypeVar("R", bound="Record")
 ANY = object()  # a selector argument left open (None is a value some rows hold: `attacked_detector=None`)
 
@@ -107,6 +109,10 @@ class AttackRow(Record):
 
     def _write(self, key, value):
         return {d: v.to_dict() for d, v in value.items()} if key == "detectors" else value
+
+    def key(self, column: str = "nll") -> Key:
+        """The Key of this row's per-image arrays in scores.npz (and examples.npz)."""
+        return Key(self.seed, self.target, set_name(self.attack, self.grid == "rounded", self.attacked_detector), self.eps, column)
 
     @property
     def is_control(self) -> bool:

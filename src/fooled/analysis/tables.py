@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from ..records import field_of
 from .stats import mean_ci, rate_ci
 
 
@@ -32,17 +33,18 @@ COUNTS = {"adv_acc": ("n",), "clean_acc": ("n",), "tpr_all": ("n",), "evasion_al
 
 def rate_counts(rows, key) -> list[tuple[int, int]]:
     """(successes, trials) of the rate `key` (one of COUNTS) in each row, in seed order (rows without a seed, such as a
-    sweep's, keep theirs): the input of `rate_ci`."""
+    sweep's, keep theirs): the input of `rate_ci`. Rows: typed records or plain dicts."""
     names = COUNTS[key]
-    return [(r[names[0]], r[names[1]]) if len(names) == 2 else (round(r[key] * r[names[0]]), r[names[0]])
-            for r in sorted(rows, key=lambda r: r.get("seed", 0))]
+    return [(field_of(r, names[0]), field_of(r, names[1])) if len(names) == 2
+            else (round(field_of(r, key) * field_of(r, names[0])), field_of(r, names[0]))
+            for r in sorted(rows, key=lambda r: field_of(r, "seed", 0))]
 
 
 def ci_text(rows, key, pct=False, digits=3) -> str:
     """Mean and 95% interval of `key` over rows (seeds): pooled counts for the rates that have them, else over seeds."""
-    if key in COUNTS and all(all(r.get(c) is not None for c in COUNTS[key]) and r.get(key) is not None for r in rows):
+    if key in COUNTS and all(all(field_of(r, c) is not None for c in COUNTS[key]) and field_of(r, key) is not None for r in rows):
         return fmt(rate_ci(rate_counts(rows, key)), pct, digits)
-    return fmt(mean_ci([r.get(key) for r in rows], bounds=(0, 1) if pct or key == "auroc" else None), pct, digits)
+    return fmt(mean_ci([field_of(r, key) for r in rows], bounds=(0, 1) if pct or key == "auroc" else None), pct, digits)
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -51,9 +53,10 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def group(rows, *keys) -> dict:
+    """Rows (typed records or plain dicts) grouped by the values of `keys`, groups sorted by those values."""
     groups = defaultdict(list)
     for r in rows:
-        groups[tuple(r[k] for k in keys)].append(r)
+        groups[tuple(field_of(r, k) for k in keys)].append(r)
     return dict(sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])))
 
 
