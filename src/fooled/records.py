@@ -193,6 +193,11 @@ class VerdictCell(Record):
     def is_fooling(self) -> bool:
         return self.criterion == "flagged" and self.question.startswith("Are fooling images")
 
+    @property
+    def kind(self) -> tuple[str, str | None]:
+        """The row of the verdict table the cell belongs to: its criterion and grid (fooling images apart)."""
+        return ("fooling", None) if self.is_fooling else (self.criterion, self.grid)
+
     def budget(self, eps: float | None) -> Mapping[str, Any] | None:
         """The answer at budget `eps`, or None."""
         return next((p for p in self.per_eps if p["eps"] == eps), None)
