@@ -3,6 +3,7 @@ sensitivity, paired gaps and the threshold's variance from per-image scores."""
 
 import numpy as np
 import pytest
+from record_factory import attack_row, results_of
 
 from fooled.analysis.per_image import paired_counts, threshold_spread, with_threshold
 from fooled.analysis.rules import (
@@ -79,14 +80,8 @@ def test_cutoffs_shift_together_and_stay_in_range():
     assert Cutoffs(flag_yes=0.98).shifted(0.05).flag_yes == 1.0
 
 
-def row(target, attack, eps, *, seed=0, n=200, detected=0, success=100, evaded=0, acc=0.5, grid="continuous", attacked=None):
-    return {"seed": seed, "target": target, "attack": attack, "eps": eps, "norm": "linf", "grid": grid, "n": n, "n_correct": n,
-            "n_success": success, "n_detected": detected, "n_evaded": evaded, "adv_acc": acc, "tpr_all": 0.0,
-            "adaptive": attack == "adaptive_pgd", "attacked_detector": attacked}
-
-
-def results(rows, names=("cnn", "logreg")):
-    return {"attacks": rows, "config": {"models": {"names": list(names)}, "detect": {"fpr": 0.05}}, "ood": [], "fooling": []}
+row = attack_row
+results = results_of
 
 
 def test_cutoff_sensitivity_shows_the_answers_that_move():

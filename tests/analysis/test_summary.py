@@ -2,15 +2,12 @@
 
 from fooled.analysis.summary import plain_answer, verdict_table
 from fooled.analysis.verdict import compute_verdict
+from record_factory import attack_row, results_of
 
 EPS = (0.0625, 0.125)
 
 
-def row(target, attack, eps, *, seed=0, n=200, success=100, detected=0, evaded=0, acc=0.5, flagged=0.0, grid="continuous",
-        attacked=None):
-    return {"seed": seed, "target": target, "attack": attack, "eps": eps, "norm": "linf", "grid": grid, "n": n, "n_correct": n,
-            "n_success": success, "n_detected": detected, "n_evaded": evaded, "adv_acc": acc, "tpr_all": flagged,
-            "adaptive": attack == "adaptive_pgd", "attacked_detector": attacked}
+row = attack_row
 
 
 def results(detected=99, evaded=150, noise=0.2, logreg_acc=0.3, cw=None, likely=None):
@@ -20,7 +17,7 @@ def results(detected=99, evaded=150, noise=0.2, logreg_acc=0.3, cw=None, likely=
         rows += [row("cnn", "noise_linf", e, flagged=noise, grid=g) for e in EPS]
     rows += [row("cnn", "adaptive_pgd", e, evaded=evaded, attacked="nll") for e in EPS]
     rows += [row("logreg", "pgd", e, acc=logreg_acc) for e in EPS]
-    res = {"attacks": rows, "config": {"models": {"names": ["cnn", "logreg"]}, "detect": {"fpr": 0.05}}, "ood": [], "fooling": []}
+    res = results_of(rows)
     if cw is not None:  # Carlini-Wagner: 100 of 100 images fooled, a share `cw` of them flagged
         res["cw"] = [{"seed": 0, "target": "cnn", "n": 100, "success_rate": 1.0, "tpr_at_fpr": cw}]
     if likely is not None:  # density-aware fooling searches: a share `likely` confident and unflagged

@@ -1,14 +1,17 @@
 """Report tables: a failed audit check shows a failing seed's detail; a rate never rounds onto a threshold it misses; a rate's
 counts are read from its row's own keys."""
 
+import dataclasses
+
 from fooled.analysis.tables import audit_detail as _audit_detail, fmt as _fmt, loss_table, rate_counts
+from fooled.records import AuditCheck
 
 
 def test_audit_detail_shows_a_failing_seed_before_a_passing_one():
-    rows = [{"seed": 0, "passed": True, "detail": "fine"}, {"seed": 1, "passed": False, "detail": "2 images moved"},
-            {"seed": 2, "passed": False, "detail": "1 image moved"}]
+    rows = [AuditCheck(seed=0, passed=True, detail="fine"), AuditCheck(seed=1, passed=False, detail="2 images moved"),
+            AuditCheck(seed=2, passed=False, detail="1 image moved")]
     assert _audit_detail(rows) == "seed 1: 2 images moved"
-    assert _audit_detail([r | {"passed": True} for r in rows]) == "seed 0: fine"
+    assert _audit_detail([dataclasses.replace(r, passed=True) for r in rows]) == "seed 0: fine"
 
 
 def test_rates_just_under_a_threshold_keep_a_second_decimal():

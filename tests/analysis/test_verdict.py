@@ -1,19 +1,16 @@
 """The verdict's rules on hand-made results: each answer decided per eps on the interval's bounds."""
 
 from fooled.analysis.verdict import compute_verdict
+from record_factory import attack_row, results_of
 
 EPS = (0.0625, 0.125)
 
 
-def row(target, attack, eps, *, seed=0, n=200, correct=200, success=100, detected=0, evaded=0, acc=0.5, flagged=0.0,
-        grid="continuous", attacked=None):
-    return {"seed": seed, "target": target, "attack": attack, "eps": eps, "norm": "linf", "grid": grid, "n": n,
-            "n_correct": correct, "n_success": success, "n_detected": detected, "n_evaded": evaded, "adv_acc": acc,
-            "tpr_all": flagged, "adaptive": attack == "adaptive_pgd", "attacked_detector": attacked}
+row = attack_row
 
 
 def results(rows, names=("cnn", "logreg", "gaussian", "flow"), ood=()):
-    return {"attacks": rows, "config": {"models": {"names": list(names)}, "detect": {"fpr": 0.05}}, "ood": list(ood), "fooling": []}
+    return results_of(rows, names, ood=list(ood))
 
 
 def answer(res, start):

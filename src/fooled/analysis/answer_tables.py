@@ -3,63 +3,64 @@ sensitivity, and the criteria: the report's answers, read across rather than dow
 
 from __future__ import annotations
 
+from ..records import VerdictCell, verdict_cells
 from .style import model_order
-from .summary import ROWS, _kind
+from .summary import ROWS
 from .tables import md_table, percent
 
 BUDGETLESS = ("support", "typical")
 
 
-def _number(a: dict, v: dict) -> str:
+def _number(a: VerdictCell, v: dict) -> str:
     if v.get("mean") is None:
         return "n/a"
-    if a["criterion"] in ("robust", "shallow"):
+    if a.criterion in ("robust", "shallow"):
         return f"{100 * v['mean']:+.0f} [{100 * v['lo']:+.0f}, {100 * v['hi']:+.0f}] pts"
     return f"{percent(v['mean'])} [{100 * v['lo']:.0f}, {100 * v['hi']:.0f}]%"
 
 
-def _cell(a: dict, p: dict) -> str:
+def _cell(a: VerdictCell, p: dict) -> str:
     word = f"{p['answer']} ({'/'.join(p['could'])})" if p.get("could") else p["answer"]
     text = f"{word} {_number(a, p['value'])}"
-    if a["criterion"] == "control" and p.get("control", {}).get("mean") is not None:
+    if a.criterion == "control" and p.get("control", {}).get("mean") is not None:
         text += f" vs noise {percent(p['control']['mean'])}%"
     return text
 
 
-def _overall(a: dict) -> str:
-    return f"**{a['answer'].upper()}**" + (f" (leans {a['leaning']})" if a.get("leaning") else "")
+def _overall(a: VerdictCell) -> str:
+    return f"**{a.answer.upper()}**" + (f" (leans {a.leaning})" if a.leaning else "")
 
 
-def question_table(answers: list[dict], label: str) -> list[str]:
+def question_table(answers: list[VerdictCell], label: str) -> list[str]:
     """One question: a row per model, a column per budget (that budget's answer, number and 95% interval), then the answer."""
-    budgets = sorted({p["eps"] for a in answers for p in a["per_eps"] if p["eps"] is not None})
+    budgets = sorted({p["eps"] for a in answers for p in a.per_eps if p["eps"] is not None})
     header = ["model"] + ([f"eps {e:g}" for e in budgets] if budgets else ["all images"]) + ["answer"]
     rows = []
     for a in answers:
-        at = {p["eps"]: p for p in a["per_eps"]}
-        cells = [_cell(a, at[e]) if e in at else "-" for e in budgets] if budgets else [_cell(a, a["per_eps"][0])]
-        rows.append([a["model"]] + cells + [_overall(a)])
-    measure = answers[0].get("measure", "")
+        at = {p["eps"]: p for p in a.per_eps}
+        cells = [_cell(a, at[e]) if e in at else "-" for e in budgets] if budgets else [_cell(a, a.per_eps[0])]
+        rows.append([a.model] + cells + [_overall(a)])
+    measure = answers[0].measure if answers[0].measure is not None else ""
     return [f"**{label}** ({measure})", "", md_table(header, rows), ""]
 
 
 def answer_tables(results: dict) -> list[str]:
     """Every question of the verdict as its own table, the questions without budgets as lines, the cut-off sensitivity and the
     criteria."""
-    answers = results["verdict"]["answers"]
-    order = {m: i for i, m in enumerate(model_order({a["model"] for a in answers}))}
+    answers = verdict_cells(results)
+    order = {m: i for i, m in enumerate(model_order({a.model for a in answers}))}
     out = [("Each question per budget: the budget's answer (yes, no, partly, or borderline, with the answers it could take, "
             "where its interval straddles a cut-off), the number that decides it and its 95% interval; the last column combines "
             "the budgets."), ""]
     for criterion, grid, label in ROWS:
-        these = sorted((a for a in answers if _kind(a) == (criterion, grid)), key=lambda a: order.get(a["model"], 99))
+        these = sorted((a for a in answers if a.kind == (criterion, grid)), key=lambda a: order.get(a.model, 99))
         if these:
             out += question_table(these, label)
     for a in answers:
-        if a["criterion"] in BUDGETLESS:
-            line = f"- **{a['question']}** {_overall(a)}. {a['measure']}: {_number(a, a['value'])}"
-            if a.get("shares"):
-                line += "; sets: " + ", ".join(f"{n} {_number(a, c)}" for n, c in a["shares"].items())
+        if a.criterion in BUDGETLESS:
+            line = f"- **{a.question}** {_overall(a)}. {a.measure}: {_number(a, a.value)}"
+            if a.shares:
+                line += "; sets: " + ", ".join(f"{n} {_number(a, c)}" for n, c in a.shares.items())
             out.append(line + ".")
     return out + [""] + sensitivity_table(results) + criteria_lines(results)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..records import ANY, rows
 from ..rundir import Key, lookup, select
 from .style import _bpd, save_figure, shown_eps, shown_targets
 
@@ -18,22 +19,21 @@ def example_grid(results: dict, examples: dict, scores: dict, out: Path) -> list
     clean = lookup(examples, Key(seed, "data", "clean_test", column="images"), "examples.npz")
     labels = lookup(examples, Key(seed, "data", "clean_test", column="labels"), "examples.npz")
     targets, shown = shown_targets(results), shown_eps(results)
-    threshold = next(r["threshold"] for r in results["attacks"] if r["target"] == targets[0] and r["seed"] == seed)
+    threshold = rows(results, target=targets[0], seed=seed, grid=ANY)[0].threshold
     nll = lookup(scores, Key(seed, targets[0], "clean_test"))[: len(clean)]
     flag = lambda s, thr: " FLAG" if s > thr else ""  # noqa: E731
-    rows = [("clean", clean, [f"label {int(y)}\n{b:.2f}{flag(s, threshold)}" for y, b, s in
+    strips = [("clean", clean, [f"label {int(y)}\n{b:.2f}{flag(s, threshold)}" for y, b, s in
                               zip(labels, _bpd(nll, dim, info["levels"]), nll)])]
-    for r in results["attacks"]:
-        if (r["seed"] == seed and r["attack"] in ("pgd", "adaptive_pgd") and r["target"] in targets and r["eps"] in shown
-                and r.get("grid") == "continuous" and r.get("attacked_detector") in (None, "nll")):
-            nll = lookup(scores, Key(seed, r["target"], r["attack"], r["eps"]))[: len(clean)]
-            label = "detector-aware PGD" if r["adaptive"] else "PGD"
-            imgs = lookup(examples, Key(seed, r["target"], r["attack"], r["eps"], "images"), "examples.npz")
-            pred = lookup(examples, Key(seed, r["target"], r["attack"], r["eps"], "pred"), "examples.npz")
-            rows.append((f"{label} on {r['target']}\neps {r['eps']:g}", imgs,
-                         [f"{int(p)}{' wrong' if p != y else ''}\n{b:.2f}{flag(s, r['threshold'])}"
-                          for p, y, b, s in zip(pred, labels, _bpd(nll, dim, info["levels"]), nll)]))
-    return _grid(rows, f"Clean and adversarial test images (seed {seed}): label or prediction ('wrong' if misclassified), then bits/dim "
+    for r in rows(results, seed=seed, attack=("pgd", "adaptive_pgd"), target=tuple(targets), attacked_detector=(None, "nll")):
+        if r.eps in shown:
+            nll = lookup(scores, Key(seed, r.target, r.attack, r.eps))[: len(clean)]
+            label = "detector-aware PGD" if r.adaptive else "PGD"
+            imgs = lookup(examples, Key(seed, r.target, r.attack, r.eps, "images"), "examples.npz")
+            pred = lookup(examples, Key(seed, r.target, r.attack, r.eps, "pred"), "examples.npz")
+            strips.append((f"{label} on {r.target}\neps {r.eps:g}", imgs,
+                           [f"{int(p)}{' wrong' if p != y else ''}\n{b:.2f}{flag(s, r.threshold)}"
+                            for p, y, b, s in zip(pred, labels, _bpd(nll, dim, info["levels"]), nll)]))
+    return _grid(strips, f"Clean and adversarial test images (seed {seed}): label or prediction ('wrong' if misclassified), then bits/dim "
                  "under the target's detector ('FLAG' if flagged)", out, "examples")
 
 
@@ -79,10 +79,10 @@ def fooling_grid(results: dict, examples: dict, scores: dict, out: Path) -> list
 
 def ood_grid(results: dict, examples: dict, out: Path) -> list[Path]:
     seed = results["config"]["seeds"][0]
-    detector = next(r["detector"] for r in results["attacks"] if r["target"] == shown_targets(results)[0])
-    rows = [(k.set.removeprefix("ood:"), v, [""] * len(v)) for k, v in select(examples, seed=seed, model=detector, column="images")
+    detector = rows(results, target=shown_targets(results)[0], grid=ANY)[0].detector
+    strips = [(k.set.removeprefix("ood:"), v, [""] * len(v)) for k, v in select(examples, seed=seed, model=detector, column="images")
             if k.set.startswith("ood:")]
-    return _grid(rows, "Out-of-distribution sets and images of maximal likelihood (grown from noise)", out, "ood_examples")
+    return _grid(strips, "Out-of-distribution sets and images of maximal likelihood (grown from noise)", out, "ood_examples")
 
 
 def samples_grid(results: dict, examples: dict, out: Path) -> list[Path]:

@@ -14,7 +14,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..detection import roc  # noqa: E402
-from ..rundir import Key, lookup, read_json, read_npz, row_key, select  # noqa: E402
+from ..records import ANY, budgets, middle_budget, rows  # noqa: E402
+from ..rundir import Key, lookup, read_json, read_npz, select  # noqa: E402
 from .ablation import threshold_table  # noqa: E402
 from .grids import example_grid, fooling_grid, ood_grid, samples_grid  # noqa: E402
 from .headline import headline  # noqa: E402
@@ -24,8 +25,7 @@ from .style import MODEL_COLORS, _bpd, model_order, save_figure, shown_eps, show
 
 def _plain(results: dict) -> pd.DataFrame:
     """Attack rows as the attacks made them (not rounded), detector-aware ones against -log p(x) only."""
-    return pd.DataFrame([r for r in results["attacks"] if r.get("grid", "continuous") == "continuous"
-                         and r.get("attacked_detector") in (None, "nll")])
+    return pd.DataFrame([r.to_dict() for r in rows(results, grid=("continuous", None), attacked_detector=(None, "nll"))])
 
 
 def accuracy_vs_eps(results: dict, out: Path) -> list[Path]:
@@ -49,26 +49,26 @@ def accuracy_vs_eps(results: dict, out: Path) -> list[Path]:
 def detection(results: dict, scores: dict, out: Path) -> list[Path]:
     """ROC of -log p(x) against the successful PGD adversarials, per attacked model, on a log false-positive axis."""
     seed = results["config"]["seeds"][0]
-    rows = [r for r in results["attacks"] if r["seed"] == seed and r["attack"] == "pgd" and r.get("grid") == "continuous" and r["eps"] > 0]
-    targets = model_order({r["target"] for r in rows})
+    pgd = [r for r in rows(results, seed=seed, attack="pgd") if r.eps > 0]
+    targets = model_order({r.target for r in pgd})
     ncol = min(3, len(targets))
     nrow = -(-len(targets) // ncol)
     # constrained layout: each row's x-axis label clear of the titles of the row below
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.6 * nrow), squeeze=False, layout="constrained")
-    eps_all = sorted({r["eps"] for r in rows})
+    eps_all = budgets(pgd)
     palette = sns.color_palette("viridis", len(eps_all))
     for ax, target in zip(axes.flat, targets):
-        target_rows = [r for r in rows if r["target"] == target]
+        target_rows = [r for r in pgd if r.target == target]
         for r in target_rows:
-            success = lookup(scores, row_key(r, "success")).astype(bool)
+            success = lookup(scores, r.key("success")).astype(bool)
             if not success.any():
                 continue
             clean = lookup(scores, Key(seed, target, "clean_test"))
-            fpr, tpr = roc(clean[: r["n"]], lookup(scores, row_key(r))[success])
-            ax.plot(np.maximum(fpr, 1e-3), tpr, color=palette[eps_all.index(r["eps"])], label=f"eps {r['eps']:g} (AUROC {r['auroc']:.2f})")
-        ax.axvline(rows[0]["fpr"], color="black", lw=0.8, ls=":")
+            fpr, tpr = roc(clean[: r.n], lookup(scores, r.key())[success])
+            ax.plot(np.maximum(fpr, 1e-3), tpr, color=palette[eps_all.index(r.eps)], label=f"eps {r.eps:g} (AUROC {r.auroc:.2f})")
+        ax.axvline(pgd[0].fpr, color="black", lw=0.8, ls=":")
         ax.set(xscale="log", xlim=(1e-3, 1), ylim=(-0.02, 1.02), xlabel="false-positive rate on clean test images (log)",
-               ylabel="detection rate", title=f"PGD on the {target}, scored by the {target_rows[0]['detector']}")
+               ylabel="detection rate", title=f"PGD on the {target}, scored by the {target_rows[0].detector}")
         ax.title.set_fontsize(9)
         ax.legend(fontsize=7, loc="lower right")
     for ax in list(axes.flat)[len(targets):]:
@@ -79,7 +79,7 @@ def detection(results: dict, scores: dict, out: Path) -> list[Path]:
 def transfer_heatmap(results: dict, out: Path) -> list[Path]:
     """Accuracy of each model (columns) on the PGD adversarials made on each other model (rows), at the middle budget."""
     df = pd.DataFrame(results["transfer"])
-    eps = sorted(df["eps"].unique())[(df["eps"].nunique() - 1) // 2]
+    eps = middle_budget(df["eps"].unique())
     table = df[df["eps"] == eps].groupby(["source", "target"])["adv_acc"].mean().unstack()
     order = model_order(set(table.index) | set(table.columns))
     table = table.reindex(index=order, columns=order)
@@ -91,22 +91,22 @@ def transfer_heatmap(results: dict, out: Path) -> list[Path]:
 
 def log_prob_histograms(results: dict, scores: dict, out: Path) -> list[Path]:
     info = results["dataset"]
-    seed = results["attacks"][0]["seed"]
+    every = rows(results, grid=ANY)
+    seed = every[0].seed
     dim = int(np.prod(info["shape"]))
     shown = shown_eps(results)
-    detector_of = {r["target"]: r["detector"] for r in results["attacks"]}
+    detector_of = {r.target: r.detector for r in every}
     frames = [pd.DataFrame({"bits/dim": _bpd(lookup(scores, Key(seed, t, "clean_test")), dim, info["levels"]), "set": "clean test", "target": t})
               for t in detector_of]
-    for r in results["attacks"]:
-        if (r["seed"] == seed and r["eps"] in shown and r["norm"] == "linf" and r["attack"] in ("pgd", "adaptive_pgd", "noise_linf")
-                and r.get("grid") == "continuous" and r.get("attacked_detector") in (None, "nll")):
-            s = lookup(scores, row_key(r))
-            frames.append(pd.DataFrame({"bits/dim": _bpd(s, dim, info["levels"]), "set": f"{r['attack']} eps {r['eps']:g}", "target": r["target"]}))
+    for r in rows(results, seed=seed, norm="linf", attack=("pgd", "adaptive_pgd", "noise_linf"), attacked_detector=(None, "nll")):
+        if r.eps in shown:
+            s = lookup(scores, r.key())
+            frames.append(pd.DataFrame({"bits/dim": _bpd(s, dim, info["levels"]), "set": f"{r.attack} eps {r.eps:g}", "target": r.target}))
     df = pd.concat(frames, ignore_index=True)
     g = sns.displot(df, x="bits/dim", hue="set", col="target", col_order=model_order(detector_of), col_wrap=3, kind="hist",
                     element="step", stat="density", log_scale=(True, False), common_norm=False, height=3.2, aspect=1.2,
                     facet_kws={"sharey": False, "sharex": False})
-    threshold_of = {r["target"]: r["threshold"] for r in results["attacks"] if r["seed"] == seed}
+    threshold_of = {r.target: r.threshold for r in every if r.seed == seed}
     for target, ax in g.axes_dict.items():
         ax.axvline(_bpd(np.array([threshold_of[target]]), dim, info["levels"])[0], color="black", ls=":", lw=1)
         ax.set_xlabel(f"bits/dim under the {detector_of[target]} (log)")
@@ -177,7 +177,7 @@ def threshold_ablation(table: pd.DataFrame, out: Path) -> list[Path]:
     detector-aware PGD and the sign-noise control, each at the middle linf budget."""
     df = table[(table["detector"] == "nll") & (table["norm"] == "linf") & (table["grid"] == "continuous")
                & table["attack"].isin(["pgd", "adaptive_pgd", "noise_linf"])].copy()
-    eps = sorted(df["eps"].unique())[(df["eps"].nunique() - 1) // 2]
+    eps = middle_budget(df["eps"].unique())
     df = df[df["eps"] == eps]
     df["set"] = df["attack"].map({"pgd": "PGD", "adaptive_pgd": "detector-aware PGD", "noise_linf": "random sign noise"})
     order = model_order(df["target"].unique())
@@ -209,7 +209,7 @@ def likelihood_failures(results: dict, scores: dict, out: Path) -> list[Path]:
     dim = int(np.prod(info["shape"]))
     bpd = lambda s: _bpd(s, dim, info["levels"])  # noqa: E731
     target, eps = shown_targets(results)[0], shown_eps(results)[0]
-    detector = next(r["detector"] for r in results["attacks"] if r["target"] == target)
+    detector = rows(results, target=target, grid=ANY)[0].detector
     sets = {"clean test": lookup(scores, Key(seed, detector, "clean_test"))}
     for r in results["ood"]:
         if r["seed"] == seed and r["model"] == detector:
@@ -218,7 +218,7 @@ def likelihood_failures(results: dict, scores: dict, out: Path) -> list[Path]:
     sets[f"adaptive PGD on {target}, eps {eps:g}"] = scores.get(str(Key(seed, target, "adaptive_pgd", eps)))
     sets[f"fooling images ({target})"] = scores.get(str(Key(seed, target, "fooling_gradient")))
     df = pd.concat([pd.DataFrame({"bits/dim": bpd(v), "set": k}) for k, v in sets.items() if v is not None], ignore_index=True)
-    thr = bpd(np.array([next(r["threshold"] for r in results["attacks"] if r["detector"] == detector and r["seed"] == seed)]))[0]
+    thr = bpd(np.array([rows(results, detector=detector, seed=seed, grid=ANY)[0].threshold]))[0]
     fig, ax = plt.subplots(figsize=(7.5, 4))
     order = df.groupby("set")["bits/dim"].median().sort_values().index
     sns.boxplot(df, y="set", x="bits/dim", order=order, ax=ax, fliersize=1.5, color="#9ecae1")
@@ -239,10 +239,10 @@ def tradeoff_figure(table: pd.DataFrame, summary: dict, out: Path) -> list[Path]
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
     fig, ax = plt.subplots(figsize=(6, 4))
     colors = dict(zip(sorted(table["model"].unique()), sns.color_palette("colorblind")))
-    for name, rows in table.groupby("model"):
-        stats = rows.groupby("value").agg(bpd=("test_bpd", "mean"), bpd_sd=("test_bpd", "std"), acc=("test_acc", "mean"),
+    for name, runs in table.groupby("model"):
+        stats = runs.groupby("value").agg(bpd=("test_bpd", "mean"), bpd_sd=("test_bpd", "std"), acc=("test_acc", "mean"),
                                           acc_sd=("test_acc", "std")).fillna(0.0).reset_index()
-        knob = rows["knob"].iloc[0].split(".")[-1]
+        knob = runs["knob"].iloc[0].split(".")[-1]
         ax.errorbar(stats["bpd"], stats["acc"], xerr=stats["bpd_sd"], yerr=stats["acc_sd"], marker="o", ms=4, capsize=2,
                     color=colors[name], label=f"{name} (knob: {knob})")
         for _, s in stats.iterrows():

@@ -13,6 +13,7 @@ import pandas as pd
 from ..detection.ood_fashion import PAPER_REFERENCE
 from ..config import from_dict, trained_hash
 from ..errors import FooledError
+from ..records import VerdictCell, audit_checks, model_rows, rows as attack_rows_where, verdict_cells
 from ..rundir import atomic_write_text, read_json, read_npz
 from .methods import methods, who_scores
 from .stats import rate_ci
@@ -47,8 +48,8 @@ LIMITATIONS = [
 ]
 
 
-def _value(a: dict, ci: dict) -> str:
-    if a["criterion"] in ("robust", "shallow"):
+def _value(a: VerdictCell, ci: dict) -> str:
+    if a.criterion in ("robust", "shallow"):
         return f"{fmt({k: (None if v is None else 100 * v) if k in ('mean', 'lo', 'hi') else v for k, v in ci.items()}, digits=1)} points"
     return f"{fmt(ci, pct=True)}%"
 
@@ -56,19 +57,19 @@ def _value(a: dict, ci: dict) -> str:
 def verdict_lines(results) -> list[str]:
     """One line per answer: the answer, the number that decides it (at the budget that decides most against a yes) with its
     95% interval, and the answer at every budget; then the criteria, each stated once."""
-    out = []
-    for a in results["verdict"]["answers"]:
-        at = f" at eps {a['eps']:g}" if a.get("eps") is not None else ""
-        line = f"- **{a['question']}** {a['answer'].upper()}. {a['measure']}{at}: {_value(a, a['value'])}"
-        if len(a["per_eps"]) > 1:
-            line += "; per eps: " + ", ".join(f"{p['eps']:g} {p['answer']}" for p in a["per_eps"])
-        if a["criterion"] == "control":
-            line += "; random perturbations flagged: " + ", ".join(f"{fmt(p['control'], pct=True)}%" for p in a["per_eps"])
-        if a.get("sets") is not None:
-            line += "; sets: " + ", ".join(f"{n} {fmt(c, pct=True)}%" for n, c in a["shares"].items())
+    out, answers = [], verdict_cells(results)
+    for a in answers:
+        at = f" at eps {a.eps:g}" if a.eps is not None else ""
+        line = f"- **{a.question}** {a.answer.upper()}. {a.measure}{at}: {_value(a, a.value)}"
+        if len(a.per_eps) > 1:
+            line += "; per eps: " + ", ".join(f"{p['eps']:g} {p['answer']}" for p in a.per_eps)
+        if a.criterion == "control":
+            line += "; random perturbations flagged: " + ", ".join(f"{fmt(p['control'], pct=True)}%" for p in a.per_eps)
+        if a.sets is not None:
+            line += "; sets: " + ", ".join(f"{n} {fmt(c, pct=True)}%" for n, c in a.shares.items())
         out.append(line + ".")
     criteria = results["verdict"].get("criteria", {})
-    used = list(dict.fromkeys(a["criterion"] for a in results["verdict"]["answers"]))
+    used = list(dict.fromkeys(a.criterion for a in answers))
     out += ["", "Criteria (95% intervals: rates pooled over seeds and images, see Methods):", ""]
     out += [f"- *{kind}*: {criteria[kind]}." for kind in used + ["overall"] if kind in criteria]
     return out
@@ -93,9 +94,8 @@ def _figure(name: str, caption: str) -> list[str]:
 
 
 def _key_rows(results: dict, attacks: tuple[str, ...], grid: str = "continuous") -> list[list[str]]:
-    rows = [r for r in results["attacks"] if r["attack"] in attacks and r.get("grid") == grid and r["norm"] == "linf"
-            and r.get("attacked_detector") in (None, "nll")]
-    return [[t, a, f"{e:g}", ci_text(rs, "adv_acc", True), str(sum(r["n_success"] for r in rs)), ci_text(rs, "auroc", digits=2),
+    rows = attack_rows_where(results, attack=attacks, grid=grid, norm="linf", attacked_detector=(None, "nll"))
+    return [[t, a, f"{e:g}", ci_text(rs, "adv_acc", True), str(sum(r.n_success for r in rs)), ci_text(rs, "auroc", digits=2),
              ci_text(rs, "tpr_at_fpr" if not a.startswith("noise") else "tpr_all", True), ci_text(rs, "evasion_rate", True),
              ci_text(rs, "mean_bpd", digits=2)]
             for (t, a, e), rs in group(rows, "target", "attack", "eps").items()]
@@ -124,9 +124,9 @@ def render(results: dict, tradeoff: dict | None = None, links: list[str] = (), s
             f"likelihood), so the two differ slightly. {who_scores(results)}"] + methods(results)
     out += ["", "## Models", "", "Test accuracy (%) and bits/dim; mean [95% interval over seeds].", ""]
     out.append(md_table(["model", "test accuracy %", "test bits/dim", "parameters", "train seconds"], [
-        [name, ci_text(rows, "test_acc", pct=True) if rows[0].get("test_acc") is not None else "-",
-         ci_text(rows, "test_bpd") if rows[0].get("test_bpd") is not None else "-", f"{rows[0].get('n_params', 0):,}",
-         f"{sum(r.get('train_seconds', 0) for r in rows) / len(rows):.1f}"] for name, rows in results["models"].items()]))
+        [name, ci_text(rows, "test_acc", pct=True) if rows[0].test_acc is not None else "-",
+         ci_text(rows, "test_bpd") if rows[0].test_bpd is not None else "-", f"{rows[0].n_params or 0:,}",
+         f"{sum(r.train_seconds or 0 for r in rows) / len(rows):.1f}"] for name, rows in model_rows(results).items()]))
     out += [""] + (_figure("samples", "Samples x ~ p(x | y) of each generative classifier, one column per class") if samples else [])
     out += ["What classification costs in bits/dim:", ""]
     out += describe(tradeoff) if tradeoff else ["Run `fooled tradeoff` with this config and `fooled report RUN_DIR --tradeoff DIR`: "
@@ -241,16 +241,16 @@ def _paper_side_by_side(results: dict) -> list[str]:
 def _audit(results: dict) -> list[str]:
     if not results.get("audit"):
         return []
-    checks = group(results["audit"], "check", "target")
-    failed = {k: rs for k, rs in checks.items() if not all(r["passed"] for r in rs)}
+    checks = group(audit_checks(results), "check", "target")
+    failed = {k: rs for k, rs in checks.items() if not all(r.passed for r in rs)}
     out = ["## Gradient-masking audit", "", f"Checks after Carlini et al. (2019), and the detector-aware attack's own: "
            f"{len(checks) - len(failed)} of {len(checks)} (check, model) pairs pass on every seed."]
     if failed:
         out += ["", "Failed checks, in full:", ""]
         out.append(md_table(["check", "target", "passed (seeds)", "detail (the first failing seed)"], [
-            [c, t, f"{sum(r['passed'] for r in rs)}/{len(rs)}", audit_detail(rs)] for (c, t), rs in failed.items()]))
+            [c, t, f"{sum(r.passed for r in rs)}/{len(rs)}", audit_detail(rs)] for (c, t), rs in failed.items()]))
     out += ["", "Every check:", ""]
-    out.append(md_table(["check", "target", "passed (seeds)"], [[c, t, f"{sum(r['passed'] for r in rs)}/{len(rs)}"] for (c, t), rs in checks.items()]))
+    out.append(md_table(["check", "target", "passed (seeds)"], [[c, t, f"{sum(r.passed for r in rs)}/{len(rs)}"] for (c, t), rs in checks.items()]))
     if results.get("convergence"):
         out += [""] + _figure("convergence", "Attack convergence: accuracy against PGD steps")
     return out + [""]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..records import ANY, AttackRow, budgets, rows
 from .per_image import paired_counts, threshold_spread, with_threshold
 from .rules import CUTOFFS, Cutoffs, answer_of, control_rule, evasion_rule, flagged_rule, gap_rule
 from .stats import diff_ci, paired_diff_ci, rate_ci
@@ -68,18 +69,12 @@ class _Ask:
         return self.results["config"]["detect"]["fpr"]
 
 
-def _rows(results: dict, **match) -> list[dict]:
-    """Attack rows matching `match`; as the attacks made them (grid 'continuous') unless `grid` says otherwise."""
-    match = {"grid": "continuous", **match}
-    return [r for r in results["attacks"] if all(r.get(k) == v for k, v in match.items())]
-
-
-def _rate(ask: _Ask, rows: list[dict], rate: str) -> dict:
+def _rate(ask: _Ask, selected: list[AttackRow], rate: str) -> dict:
     """A rate pooled over seeds with its interval, widened by the threshold's variance where scores.npz allows."""
-    key = (rate, tuple((r["seed"], r["target"], r["attack"], r["eps"], r.get("grid"), r.get("attacked_detector")) for r in rows))
+    key = (rate, tuple((r.seed, r.target, r.attack, r.eps, r.grid, r.attacked_detector) for r in selected))
     if key not in ask.spreads:  # the threshold's spread does not depend on the cut-offs: computed once per verdict
-        ask.spreads[key] = threshold_spread(ask.scores, rows, ask.fpr, rate)
-    return with_threshold(rate_ci(rate_counts(rows, rate)), ask.spreads[key])
+        ask.spreads[key] = threshold_spread(ask.scores, selected, ask.fpr, rate)
+    return with_threshold(rate_ci(rate_counts(selected, rate)), ask.spreads[key])
 
 
 def _detection(ask: _Ask, attack: str) -> list[dict]:
@@ -87,7 +82,7 @@ def _detection(ask: _Ask, attack: str) -> list[dict]:
     for target in _targets(ask.results, attack):
         per_eps = []
         for eps in _eps(ask.results, attack, target):
-            ci = _rate(ask, _rows(ask.results, target=target, attack=attack, eps=eps), "tpr_at_fpr")
+            ci = _rate(ask, rows(ask.results, target=target, attack=attack, eps=eps), "tpr_at_fpr")
             per_eps.append({"eps": eps, "value": ci, **flagged_rule(ci, ask.cut)})
         out.append(answer_of(f"Does low p(x) flag {attack.upper()} adversarial examples against the {target}?", target, "flagged",
                            per_eps, lambda p: p["value"]["lo"], measure="detection rate"))
@@ -100,8 +95,8 @@ def _control(ask: _Ask, grid: str) -> list[dict]:
     for target in _targets(ask.results, "pgd"):
         per_eps = []
         for eps in _eps(ask.results, "pgd", target, grid):
-            adv = rate_ci(rate_counts(_rows(ask.results, target=target, attack="pgd", eps=eps, grid=grid), "tpr_at_fpr"))
-            noise = rate_ci(rate_counts(_rows(ask.results, target=target, attack="noise_linf", eps=eps, grid=grid), "tpr_all"))
+            adv = rate_ci(rate_counts(rows(ask.results, target=target, attack="pgd", eps=eps, grid=grid), "tpr_at_fpr"))
+            noise = rate_ci(rate_counts(rows(ask.results, target=target, attack="noise_linf", eps=eps, grid=grid), "tpr_all"))
             per_eps.append({"eps": eps, "value": adv, "control": noise, **control_rule(adv, noise)})
         if any(p["control"]["mean"] is not None for p in per_eps):
             out.append(answer_of(f"Does low p(x) flag PGD adversarial examples against the {target} more often than random perturbations "
@@ -115,7 +110,7 @@ def _adaptive(ask: _Ask) -> list[dict]:
     for target in _targets(ask.results, "adaptive_pgd"):
         per_eps = []
         for eps in _eps(ask.results, "adaptive_pgd", target):
-            ci = _rate(ask, _rows(ask.results, target=target, attack="adaptive_pgd", eps=eps, attacked_detector="nll"), "evasion_rate")
+            ci = _rate(ask, rows(ask.results, target=target, attack="adaptive_pgd", eps=eps, attacked_detector="nll"), "evasion_rate")
             per_eps.append({"eps": eps, "value": ci, **evasion_rule(ci, ask.cut)})
         out.append(answer_of(f"Does low p(x) still flag adversarial examples against the {target} when the attacker knows the detector?",
                            target, "evasion", per_eps, lambda p: -p["value"]["hi"], measure="evasion rate"))
@@ -124,20 +119,20 @@ def _adaptive(ask: _Ask) -> list[dict]:
 
 def _gap_ci(ask: _Ask, model: str, reference: str, eps: float) -> dict:
     """PGD accuracy of `model` minus `reference`'s: paired on the same images where scores.npz has them, else unpaired."""
-    rows_m, rows_r = (_rows(ask.results, target=t, attack="pgd", eps=eps) for t in (model, reference))
+    rows_m, rows_r = (rows(ask.results, target=t, attack="pgd", eps=eps) for t in (model, reference))
     pairs = paired_counts(ask.scores, rows_m, rows_r)
     return paired_diff_ci(pairs) if pairs else diff_ci(rate_counts(rows_m, "adv_acc"), rate_counts(rows_r, "adv_acc"))
 
 
 def _at_floor(ask: _Ask, model: str, reference: str, eps: float) -> bool:
     """Both models keep at most FLOOR of the images (or lose at most FLOOR): the budget cannot tell them apart."""
-    accs = [sum(r["adv_acc"] * r["n"] for r in rows) / sum(r["n"] for r in rows)
-            for rows in (_rows(ask.results, target=t, attack="pgd", eps=eps) for t in (model, reference)) if rows]
+    accs = [sum(r.adv_acc * r.n for r in rs) / sum(r.n for r in rs)
+            for rs in (rows(ask.results, target=t, attack="pgd", eps=eps) for t in (model, reference)) if rs]
     return len(accs) == 2 and (max(accs) <= FLOOR or min(accs) >= 1 - FLOOR)
 
 
 def _gap(ask: _Ask, model: str, reference: str, kind: str, question: str) -> dict | None:
-    if not _rows(ask.results, target=model, attack="pgd") or not _rows(ask.results, target=reference, attack="pgd"):
+    if not rows(ask.results, target=model, attack="pgd") or not rows(ask.results, target=reference, attack="pgd"):
         return None
     margin, yes_above = (0.0, True) if kind == "robust" else (ask.cut.shallow_margin, False)
     per_eps = []
@@ -165,10 +160,10 @@ def _robustness(ask: _Ask) -> list[dict]:
 
 
 def _fooling(ask: _Ask) -> list[dict]:
-    rows = ask.results.get("fooling", [])
+    searches = ask.results.get("fooling", [])
     out = []
-    for target in sorted({r["target"] for r in rows}):
-        sel = [r for r in rows if r["target"] == target and r.get("constrained", False) is False]
+    for target in sorted({r["target"] for r in searches}):
+        sel = [r for r in searches if r["target"] == target and r.get("constrained", False) is False]
         by_seed = {}
         for r in sel:
             k, n = by_seed.get(r["seed"], (0, 0))
@@ -182,14 +177,14 @@ def _fooling(ask: _Ask) -> list[dict]:
 
 
 def _ood(ask: _Ask) -> list[dict]:
-    rows = [r for r in ask.results.get("ood", []) if r["model"] == "flow"]
-    if not rows:
+    flow_rows = [r for r in ask.results.get("ood", []) if r["model"] == "flow"]
+    if not flow_rows:
         return []
 
     def share(name: str) -> dict:
-        return rate_ci([(round(r["higher_likelihood_than_test"] * r["n"]), r["n"]) for r in rows if r["set"] == name])
+        return rate_ci([(round(r["higher_likelihood_than_test"] * r["n"]), r["n"]) for r in flow_rows if r["set"] == name])
 
-    sets = sorted({r["set"] for r in rows} - {"max-likelihood"})
+    sets = sorted({r["set"] for r in flow_rows} - {"max-likelihood"})
     shares = {name: share(name) for name in sets}
     higher = [name for name in sets if shares[name]["lo"] >= ask.cut.higher_p]
     best = max(sets, key=lambda n: shares[n]["mean"])
@@ -201,7 +196,7 @@ def _ood(ask: _Ask) -> list[dict]:
             "criterion": "support", "answer": answer, "leaning": leaning, "per_eps": [], "eps": None,
             "value": shares[best], "measure": f"share more likely than the median test image ({best})", "sets": higher,
             "shares": {n: shares[n] for n in sets}}]
-    ml = [r for r in rows if r["set"] == "max-likelihood" and "typicality" in r.get("detectors", {})]
+    ml = [r for r in flow_rows if r["set"] == "max-likelihood" and "typicality" in r.get("detectors", {})]
     if ml:
         ci = rate_ci([(round(r["detectors"]["typicality"]["tpr_at_fpr"] * r["n"]), r["n"]) for r in ml])
         likelier = share("max-likelihood")
@@ -217,12 +212,12 @@ def _ood(ask: _Ask) -> list[dict]:
 
 def _targets(results: dict, attack: str) -> list[str]:
     names = results["config"]["models"]["names"]
-    present = {r["target"] for r in results["attacks"] if r["attack"] == attack}
+    present = {r.target for r in rows(results, attack=attack, grid=ANY)}
     return [t for t in names if t in present]
 
 
 def _eps(results: dict, attack: str, target: str, grid: str = "continuous") -> list[float]:
-    return sorted({r["eps"] for r in _rows(results, target=target, attack=attack, grid=grid) if r["eps"] > 0 and r["norm"] == "linf"})
+    return budgets(rows(results, target=target, attack=attack, grid=grid), linf=True, positive=True)
 
 
 def answers(results: dict, scores: dict | None = None, cutoffs: Cutoffs = CUTOFFS, spreads: dict | None = None) -> list[dict]:
