@@ -7,7 +7,8 @@ import pytest
 
 from fooled.config import load_config, override
 from fooled.study.stages import convergence_grid
-from fooled.study.stages.batching import budgets_of, plain_key
+from fooled.study.stages.batching import budgets_of
+from fooled.study.stages.plain import plain_key
 
 
 def _ctx(cfg):

@@ -14,8 +14,7 @@ from ...models import predict
 from ...models.baselines import LogisticRegression
 from ..context import SeedContext
 from .autoattack_check import autoattack_checks
-from .batching import pgd_settings
-from .plain import study_pgd
+from .plain import pgd_settings, study_pgd
 
 
 def _check(ctx, name, target, passed, detail) -> dict:

@@ -9,7 +9,8 @@ from ...attacks import stacked
 from ...detection import differentiable_score
 from ...detection.detectors import complexity_score
 from ..context import Made, SeedContext
-from .batching import batched_stages, images_and_seconds, per_image_budgets, plain_key
+from .batching import batched_stages, images_and_seconds, per_image_budgets
+from .plain import plain_key
 from .scoring import AttackedSet, scored_rows
 
 

@@ -11,21 +11,10 @@ from ...config import NORM_OF
 from ..context import SeedContext
 
 
-def pgd_settings(a) -> dict:
-    """The keyword arguments of `attacks.pgd_worst_case` set by the config (besides eps and norm); part of its stages' keys."""
-    return {"steps": a.steps, "step_size": a.step_size, "restarts": a.restarts, "losses": a.losses, "targets": a.targets,
-            "decay_steps": a.decay_steps, **({"decay_restarts": a.decay_restarts} if a.decay_restarts > 1 else {})}
-
-
 def budgets_of(ctx: SeedContext, name: str) -> list[float]:
     """The budgets at which the study runs attack `name` (linf or L2), in the order of one batch."""
     a = ctx.cfg.attacks
     return sorted(a.l2_eps if NORM_OF[name] == "l2" else a.eps)
-
-
-def plain_key(ctx: SeedContext, target: str, name: str, eps: float) -> dict:
-    batch = {} if name == "fgsm" else {"batch": budgets_of(ctx, name)}  # PGD runs every budget in one batch
-    return {"model": ctx.keys[target], "attack": name, "eps": eps, **pgd_settings(ctx.cfg.attacks), **batch}
 
 
 def batched_stages(ctx: SeedContext, budgets: list[float], stage_of: Callable[[float], tuple[str, dict]],

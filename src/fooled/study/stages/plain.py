@@ -11,8 +11,19 @@ from ... import attacks
 from ...attacks import stacked
 from ...config import NORM_OF
 from ..context import Made, SeedContext
-from .batching import batched_stages, budgets_of, images_and_seconds, per_image_budgets, pgd_settings, plain_key
+from .batching import batched_stages, budgets_of, images_and_seconds, per_image_budgets
 from .scoring import AttackedSet, scored_rows
+
+
+def pgd_settings(a) -> dict:
+    """The keyword arguments of `attacks.pgd_worst_case` set by the config (besides eps and norm); part of its stages' keys."""
+    return {"steps": a.steps, "step_size": a.step_size, "restarts": a.restarts, "losses": a.losses, "targets": a.targets,
+            "decay_steps": a.decay_steps, **({"decay_restarts": a.decay_restarts} if a.decay_restarts > 1 else {})}
+
+
+def plain_key(ctx: SeedContext, target: str, name: str, eps: float) -> dict:
+    batch = {} if name == "fgsm" else {"batch": budgets_of(ctx, name)}  # PGD runs every budget in one batch
+    return {"model": ctx.keys[target], "attack": name, "eps": eps, **pgd_settings(ctx.cfg.attacks), **batch}
 
 
 def study_pgd(ctx: SeedContext, model, x, y, *, eps: float, norm: str, generator, **override) -> torch.Tensor:
