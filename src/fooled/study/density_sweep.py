@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..attacks import grid_aware_attack, pgd
+from ..attacks import attack_success, grid_aware_attack, pgd
 from ..attacks.controls import round_to_grid
 from ..attacks.matched import grid_sign_noise
 from ..detection.metrics import calibrate_threshold
@@ -70,9 +70,8 @@ def _flags(density: Density, x: torch.Tensor, threshold: float) -> np.ndarray:
     return (-density.log_prob(x)).double().numpy() > threshold
 
 
-@torch.no_grad()
 def _wrong(model, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    return (model(x).argmax(1) != y).numpy()
+    return attack_success(model, x, y).cpu().numpy()
 
 
 def sweep_rows(cnn, densities: list[Density], splits, committee, attack: SweepAttack, *, n: int, seed: int, log) -> list[dict]:
