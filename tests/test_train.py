@@ -39,3 +39,19 @@ def test_training_is_deterministic(digits):
         fit(model, digits.train, digits.val, TrainConfig(epochs=2), seed=0)
         outs.append(model.log_prob(digits.test.x[:8]))
     assert torch.equal(outs[0], outs[1])
+
+
+def test_learning_curve_has_a_point_per_epoch_with_accuracy_and_bits_per_dim(digits):
+    from fooled.config import FlowConfig
+
+    model = build_model("flow", digits.info, ModelsConfig(flow=FlowConfig(blocks=1, hidden=16)), seed=0)
+    result = fit(model, digits.train, digits.val, TrainConfig(epochs=3, patience=5, curve_images=100), seed=0)
+    assert [p["epoch"] for p in result.curve] == [0, 1, 2]
+    assert [p["val_loss"] for p in result.curve] == result.val_losses
+    first, last = result.curve[0], result.curve[-1]
+    assert last["train_bpd"] < first["train_bpd"] and last["val_bpd"] < first["val_bpd"]  # a flow learning digits
+    assert all(0 <= p[k] <= 1 for p in result.curve for k in ("train_acc", "val_acc"))
+    cnn = build_model("cnn", digits.info, ModelsConfig(), seed=0)
+    point = fit(cnn, digits.train, digits.val, TrainConfig(epochs=1, curve_images=100), seed=0).curve[0]
+    assert "val_acc" in point and "val_bpd" not in point  # no density, no bits/dim
+    assert not fit(cnn, digits.train, digits.val, TrainConfig(epochs=1, curve_images=0), seed=0).curve

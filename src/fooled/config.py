@@ -16,7 +16,7 @@ from .data import dataset_info
 from .models.baselines import GaussianConfig, LogisticRegressionConfig
 from .models.cnn import AdversarialCNNConfig, CNNConfig
 from .models.flow import FlowConfig
-from .models.glow import GlowConfig
+from .models.glow import HEADS as GLOW_HEADS, GlowConfig
 from .models.hybrid import HybridConfig
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
@@ -49,6 +49,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     patience: int = 10  # epochs without a better validation loss before stopping
+    curve_images: int = 512  # learning curves: accuracy (and bits/dim) per epoch on this many train and validation images
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,8 @@ def _check_models(cfg: StudyConfig) -> None:
     need(min(g.scales, g.blocks_per_scale, g.hidden_channels) >= 1, "models.glow.scales, blocks_per_scale and hidden_channels must be >= 1")
     need(g.mean_norm >= 0 and g.scale_bound > 0, "models.glow.mean_norm must be >= 0 and scale_bound > 0")
     need(0 < g.alpha < 0.5, "models.glow.alpha must lie in (0, 0.5)")
+    need(g.head in GLOW_HEADS, f"models.glow.head must be one of {', '.join(GLOW_HEADS)}, got {g.head!r}")
+    need(g.lam >= 0 and g.head_hidden >= 1, "models.glow.lam must be >= 0 and head_hidden >= 1")
     if cfg.models.flow.kind == "glow":
         _, h, w = dataset_info(cfg.data.name).shape
         need(h % 2**g.scales == 0 and w % 2**g.scales == 0,

@@ -139,9 +139,10 @@ class ModelRow(Record):
     chosen: Mapping[str, Any] | None = None  # a density baseline's hyper-parameters, chosen on validation
     n_params: int | None = None
     test_bpd: float | None = None
+    curve: tuple[Mapping[str, float], ...] | None = None  # per epoch: losses, accuracy and bits/dim on train and validation
 
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"test_acc", "train_seconds", "epochs", "best_epoch", "best_val_loss", "base",
-                                                     "chosen", "n_params", "test_bpd"})
+                                                     "chosen", "n_params", "test_bpd", "curve"})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,7 +19,7 @@ from .attacks import pgd
 from .config import StudyConfig, TrainConfig, config_hash, to_dict
 from .data import Split, Splits, batches
 from .errors import CheckpointError
-from .models import build_model, fit_base
+from .models import bpd_from_log_prob, build_model, fit_base, is_density_model
 from .rundir import atomic_write_bytes
 
 
@@ -30,6 +30,7 @@ class TrainResult:
     best_val_loss: float
     seconds: float
     val_losses: list[float] = field(default_factory=list)
+    curve: list[dict] = field(default_factory=list)  # per epoch: losses, and accuracy and bits/dim on train and validation
 
 
 def batch_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -42,6 +43,24 @@ def batch_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generat
     if budget is not None:
         x = pgd(model, x, y, generator=generator, **budget)
     return model.training_loss(x, y)
+
+
+@torch.no_grad()
+def curve_point(model: torch.nn.Module, split: Split, n: int, prefix: str) -> dict:
+    """Accuracy on the first n images of a split, and for a density model their mean bits/dim (mid-bin), from one
+    pass: {prefix_acc, prefix_bpd}. The model is scored in eval mode and left in the mode it had."""
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        x, y = split.x[:n].to(device), split.y[:n].to(device)
+        if not is_density_model(model):
+            return {f"{prefix}_acc": float((model(x).argmax(1) == y).float().mean())}
+        joint = model.log_joint(x)
+        bpd = bpd_from_log_prob(torch.logsumexp(joint, 1), model.dim, model.levels)
+        return {f"{prefix}_acc": float((joint.argmax(1) == y).float().mean()), f"{prefix}_bpd": float(bpd.mean())}
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -77,15 +96,21 @@ def fit(model: torch.nn.Module, train: Split, val: Split, cfg: TrainConfig, *, s
         best, best_state, best_epoch = evaluate_loss(model, val, seed=seed), copy.deepcopy(model.state_dict()), -1
     bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False)
     epoch = 0
+    curve = []
     for epoch in bar:
         model.train()
+        total = 0.0
         for x, y in batches(train, cfg.batch_size, shuffle=True, generator=generator):
             loss = batch_loss(model, x.to(device), y.to(device), generator)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            total += loss.item() * len(x)
         val_loss = evaluate_loss(model, val, seed=seed)
         losses.append(val_loss)
+        if cfg.curve_images:
+            curve.append({"epoch": epoch, "train_loss": total / len(train), "val_loss": val_loss,
+                          **curve_point(model, train, cfg.curve_images, "train"), **curve_point(model, val, cfg.curve_images, "val")})
         bar.set_postfix(val_loss=f"{val_loss:.4f}")
         if val_loss < best - 1e-5:
             best, best_state, best_epoch, stale = val_loss, copy.deepcopy(model.state_dict()), epoch, 0
@@ -96,7 +121,7 @@ def fit(model: torch.nn.Module, train: Split, val: Split, cfg: TrainConfig, *, s
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return TrainResult(epoch + 1, best_epoch, best, time.perf_counter() - start, losses)
+    return TrainResult(epoch + 1, best_epoch, best, time.perf_counter() - start, losses, curve)
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -164,7 +189,8 @@ def train_or_load(cfg: StudyConfig, name: str, splits: Splits, seed: int, run_di
         result = fit(model, splits.train, splits.val, cfg.train, seed=seed, desc=f"{name} seed {seed}", progress=progress,
                      keep_initial=base is not None)
         meta = {"train_seconds": time.perf_counter() - start, "epochs": result.epochs, "best_epoch": result.best_epoch,
-                "best_val_loss": result.best_val_loss, **({"base": base} if base is not None else {})}
+                "best_val_loss": result.best_val_loss, **({"base": base} if base is not None else {}),
+                **({"curve": result.curve} if result.curve else {})}
     meta["n_params"] = sum(p.numel() for p in model.parameters())
     save_checkpoint(path, model, key, meta)
     log(f"  {name}: trained in {meta['train_seconds']:.1f} s ({meta['epochs']} epochs, best {meta['best_epoch']})")

@@ -5,7 +5,7 @@ import normflows as nf
 import pytest
 import torch
 
-from fooled.models.glow import GlowClassifier, GlowConfig
+from fooled.models.glow import GlowClassifier, GlowConfig, GlowHybrid, build_glow
 from model_helpers import assert_trains_and_samples
 
 TINY = GlowConfig(scales=2, blocks_per_scale=1, hidden_channels=8)
@@ -134,3 +134,32 @@ def test_training_loss_decreases_and_samples_are_images():
     assert_trains_and_samples(glow, x, (x.mean((1, 2, 3)) > 0.5).long(), steps=30)
     bpd = glow.dequantised_bpd(x[:8], torch.Generator().manual_seed(0))
     assert bpd.shape == (8,) and torch.isfinite(bpd).all()
+
+
+@pytest.mark.parametrize("head", ["linear", "mlp"])
+def test_glow_hybrid_is_a_density_with_a_softmax_head_on_its_latent(head):
+    cfg = dataclasses.replace(TINY, head=head, head_hidden=16, lam=4.0)
+    glow = build_glow((1, 8, 8), 3, 256, cfg, seed=0).eval()
+    assert isinstance(glow, GlowHybrid) and (head == "linear") == isinstance(glow.head, torch.nn.Linear)
+    x = _images(5, (1, 8, 8))
+    lj, lp = glow.log_joint(x), glow.log_prob(x)
+    z, log_det = glow.encode(x)
+    # log p(x, k) = log p(x) + log p(k|x): Bayes' rule holds, and the density does not depend on the head
+    assert torch.allclose(torch.logsumexp(lj, 1), lp, atol=1e-4)
+    assert torch.allclose(lp, glow.base.log_prob(z) + log_det + glow.log_dy_dx, atol=1e-4)
+    assert torch.allclose(glow(x), torch.log_softmax(glow.head(z), 1), atol=1e-5)
+    assert torch.allclose(glow.decode(z), x, atol=1e-4)
+    with torch.no_grad():  # a head that only sees z cannot change p(x)
+        for p in glow.head.parameters():
+            p.add_(1.0)
+    assert torch.allclose(glow.log_prob(x), lp)
+
+
+def test_glow_hybrid_trains_and_samples_and_the_head_is_chosen_by_config():
+    torch.manual_seed(0)
+    glow = build_glow((1, 8, 8), 2, 17, dataclasses.replace(TINY, hidden_channels=16, head="linear", lam=8.0), seed=0)
+    x = _images(64, (1, 8, 8), levels=17)
+    assert_trains_and_samples(glow, x, (x.mean((1, 2, 3)) > 0.5).long(), steps=30)
+    assert isinstance(build_glow((1, 8, 8), 2, 17, TINY), GlowClassifier)
+    with pytest.raises(ValueError, match="glow head must be one of"):
+        build_glow((1, 8, 8), 2, 17, dataclasses.replace(TINY, head="svm"))

@@ -29,11 +29,23 @@ def flow_description(m: dict) -> str:
 
 
 def base_description(m: dict) -> str:
-    """The flow's base density in words."""
+    """The flow's base density (and classifier head) in words."""
+    head = m["glow"].get("head", "gaussians") if m["flow"].get("kind") == "glow" else "gaussians"
+    if head != "gaussians":
+        layer = "a linear" if head == "linear" else f"a one-hidden-layer ({m['glow']['head_hidden']} units)"
+        return (f"one diagonal Gaussian in latent space for p(x), and {layer} softmax classifier on the latent for p(y|x): the hybrid "
+                f"(DIGLM, Nalisnick et al. 2019), trained on -log p(x) - {m['glow']['lam']:g} log p(y|x), so that log p(x, y) = "
+                "log p(x) + log p(y|x)")
     if m["flow"].get("kind") != "glow" and m["flow"].get("base") == "gaussian":
         return ("one full-covariance Gaussian per class in latent space, started at the Gaussian classifier fitted in closed form "
                 "(couplings at the identity; the start competes in early stopping)")
     return f"one Gaussian per class in latent space (class means of norm {_flow_params(m)['mean_norm']})"
+
+
+def _objective(m: dict) -> str:
+    if m["flow"].get("kind") == "glow" and m["glow"].get("head", "gaussians") != "gaussians":
+        return ""
+    return ", trained by maximum likelihood on (x, y); p(y|x) by Bayes' rule"
 
 
 def methods(results) -> list[str]:
@@ -42,8 +54,7 @@ def methods(results) -> list[str]:
     return [
         f"- **Data**: {info['name']} ({'x'.join(map(str, info['shape']))}, {info['levels']} grey levels), stratified train/validation/test "
         f"splits per seed. Validation is used for early stopping and for every threshold; test only for reporting.",
-        f"- **Models**: {', '.join(results['models'])}. The flow is {flow_description(m)} with {base_description(m)}, trained by maximum likelihood on (x, y); "
-        f"p(y|x) by Bayes' rule. Adam, lr {cfg['train']['lr']}, batch {cfg['train']['batch_size']}, early stopping (patience "
+        f"- **Models**: {', '.join(results['models'])}. The flow is {flow_description(m)} with {base_description(m)}{_objective(m)}. Adam, lr {cfg['train']['lr']}, batch {cfg['train']['batch_size']}, early stopping (patience "
         f"{cfg['train']['patience']}). Bits/dim: uniform dequantisation over the grey levels; scores use mid-bin dequantisation, "
         f"so they are deterministic.",
         f"- **Attacks** (white-box, on {a['max_examples'] or 'all'} test images): FGSM and PGD in linf at eps "

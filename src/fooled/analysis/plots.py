@@ -17,6 +17,7 @@ from ..detection import roc  # noqa: E402
 from ..records import ANY, budgets, middle_budget, rows  # noqa: E402
 from ..rundir import Key, lookup, read_json, read_npz, select  # noqa: E402
 from .ablation import threshold_table  # noqa: E402
+from .curves import learning_curves  # noqa: E402
 from .grids import example_grid, fooling_grid, ood_grid, samples_grid  # noqa: E402
 from .headline import headline  # noqa: E402
 from .style import MODEL_COLORS, _bpd, model_order, save_figure, shown_eps, shown_targets, t_interval  # noqa: E402
@@ -126,6 +127,8 @@ def _figure_jobs(results: dict, examples: dict) -> list:
     ]
     if results.get("transfer"):
         jobs.append(lambda r, s, e, o: transfer_heatmap(r, o))
+    if any(row.get("curve") for rs in results["models"].values() for row in rs):
+        jobs.append(lambda r, s, e, o: learning_curves(r, o))
     if select(examples, set="adaptive_pgd"):
         jobs.append(lambda r, s, e, o: [headline(r, s, e, shown_targets(r)[0], o)])
     if results.get("convergence"):

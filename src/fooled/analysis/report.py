@@ -15,6 +15,7 @@ from ..config import from_dict, trained_hash
 from ..errors import FooledError
 from ..records import VerdictCell, audit_checks, model_rows, rows as attack_rows_where, verdict_cells
 from ..rundir import atomic_write_text, read_json, read_npz
+from .curves import stopping_text
 from .methods import methods, who_scores
 from .stats import rate_ci
 from .answer_tables import answer_tables
@@ -127,6 +128,9 @@ def render(results: dict, tradeoff: dict | None = None, links: list[str] = (), s
         [name, ci_text(rows, "test_acc", pct=True) if rows[0].test_acc is not None else "-",
          ci_text(rows, "test_bpd") if rows[0].test_bpd is not None else "-", f"{rows[0].n_params or 0:,}",
          f"{sum(r.train_seconds or 0 for r in rows) / len(rows):.1f}"] for name, rows in model_rows(results).items()]))
+    if any(r.curve for rs in model_rows(results).values() for r in rs):
+        out += ["", stopping_text(results), ""] + _figure("learning_curves", "Learning curves: accuracy and bits/dim per epoch on "
+                                                         f"{results['config']['train'].get('curve_images', 512)} train and validation images")
     out += [""] + (_figure("samples", "Samples x ~ p(x | y) of each generative classifier, one column per class") if samples else [])
     out += ["What classification costs in bits/dim:", ""]
     out += describe(tradeoff) if tradeoff else ["Run `fooled tradeoff` with this config and `fooled report RUN_DIR --tradeoff DIR`: "

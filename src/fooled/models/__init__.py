@@ -8,7 +8,7 @@ from ..data import DatasetInfo
 from .cnn import CNN, AdversarialCNN, AdversarialCNNConfig, CNNConfig
 from .baselines import GaussianClassifier, GaussianConfig, LogisticRegression, LogisticRegressionConfig
 from .flow import FlowClassifier, FlowConfig, bits_per_dim, bpd_from_log_prob
-from .glow import GlowClassifier, GlowConfig
+from .glow import GlowClassifier, GlowConfig, GlowHybrid, build_glow
 from .gaussian_start import fit_base
 from .hybrid import HybridConfig, HybridFlow
 from ..errors import ModelError, suggest
@@ -25,7 +25,7 @@ def build_model(name: str, info: DatasetInfo, models_cfg, seed: int) -> torch.nn
         return AdversarialCNN(info.shape, info.num_classes, models_cfg.cnn_adv)
     if name == "flow":
         if models_cfg.flow.kind == "glow":
-            return GlowClassifier(info.shape, info.num_classes, info.levels, models_cfg.glow, seed=seed)
+            return build_glow(info.shape, info.num_classes, info.levels, models_cfg.glow, seed=seed)
         return FlowClassifier(info.shape, info.num_classes, info.levels, models_cfg.flow, seed=seed)
     if name == "hybrid":
         c = models_cfg.hybrid
@@ -69,5 +69,5 @@ def mean_bpd(model: torch.nn.Module, x: torch.Tensor, seed: int, batch_size: int
     return float(torch.cat([model.dequantised_bpd(xb.to(device), g).cpu() for xb in x.split(batch_size)]).mean())
 
 
-__all__ = ["CNN", "CNNConfig", "AdversarialCNN", "AdversarialCNNConfig", "FlowClassifier", "FlowConfig", "GlowClassifier", "GlowConfig", "HybridFlow", "HybridConfig",
+__all__ = ["CNN", "CNNConfig", "AdversarialCNN", "AdversarialCNNConfig", "FlowClassifier", "FlowConfig", "GlowClassifier", "GlowConfig", "GlowHybrid", "HybridFlow", "HybridConfig",
            "LogisticRegression", "LogisticRegressionConfig", "GaussianClassifier", "GaussianConfig", "MODEL_NAMES", "build_model", "fit_base", "is_density_model", "needs_latent_means", "predict", "accuracy", "mean_bpd", "bits_per_dim", "bpd_from_log_prob"]

@@ -27,8 +27,11 @@ import normflows as nf
 import torch
 from torch import nn
 
-from .flow import BoundedScale, ClassConditionalGaussian, GenerativeClassifier, from_logit, to_logit
+from .flow import BoundedScale, ClassConditionalGaussian, DequantisedDensity, GenerativeClassifier, from_logit, to_logit
+from .hybrid import SoftmaxHead
 from ..errors import ModelError
+
+HEADS = ("gaussians", "linear", "mlp")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,10 @@ class GlowConfig:
     scale_bound: float = 2.0  # |log-scale| <= this in every coupling (finite scores and gradients everywhere)
     alpha: float = 1e-3  # logit transform squeezes y into [alpha, 1 - alpha]
     learn_scale: bool = True  # per-class diagonal latent scale learned; else unit variance
+    head: str = "gaussians"  # "gaussians": class-conditional Gaussian base (FlowGMM); "linear": DIGLM (one Gaussian base,
+                             # linear softmax on z); "mlp": the same with one hidden layer of `head_hidden` units
+    lam: float = 64.0  # heads "linear" and "mlp": weight of log p(y|x) against log p(x) (mean_norm is then unused)
+    head_hidden: int = 256  # head "mlp": hidden units
 
 
 def _glow_block(channels: int, hidden: int, bound: float) -> nf.flows.GlowBlock:
@@ -78,12 +85,13 @@ class _CoarseMeanGaussian(ClassConditionalGaussian):
         self.means = torch.cat([torch.zeros(num_classes, dim - coarse_dim), coarse], dim=1)
 
 
-class GlowClassifier(GenerativeClassifier):
-    """Multiscale Glow on images with a class-conditional Gaussian base: log p(x), log p(x, y), p(y|x)."""
+class GlowBody(DequantisedDensity):
+    """The multiscale Glow's invertible part: `encode(x, noise)` to the concatenated latents and `decode(z)` back;
+    a subclass adds the base density and the classifier head."""
 
-    def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: GlowConfig = GlowConfig(), seed: int = 0):
+    def __init__(self, shape: tuple[int, int, int], levels: int, cfg: GlowConfig, seed: int = 0):
         super().__init__()
-        self.shape, self.num_classes, self.levels, self.cfg = tuple(shape), num_classes, levels, cfg
+        self.shape, self.levels, self.cfg = tuple(shape), levels, cfg
         self.dim = math.prod(self.shape)
         c, h, w = self.shape
         if levels < 2:
@@ -102,7 +110,6 @@ class GlowClassifier(GenerativeClassifier):
                 self.scale_layers, self.latent_shapes = _multiscale(self.shape, cfg)
         finally:
             torch.random.set_rng_state(g_state)
-        self.base = _CoarseMeanGaussian(self.dim, math.prod(self.latent_shapes[-1]), num_classes, cfg.mean_norm, cfg.learn_scale, seed)
 
     def encode(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Images -> latent z (N, D), all scales concatenated, and log|dz/dy| (N,) of y = (x (L-1) + u) / L, u = noise or 1/2."""
@@ -131,4 +138,28 @@ class GlowClassifier(GenerativeClassifier):
         return from_logit(out.flatten(1), self.levels, self.cfg.alpha).view(-1, *self.shape)
 
 
-__all__ = ["GlowConfig", "GlowClassifier"]
+class GlowClassifier(GenerativeClassifier, GlowBody):
+    """Multiscale Glow on images with a class-conditional Gaussian base (FlowGMM): log p(x), log p(x, y), p(y|x)."""
+
+    def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: GlowConfig = GlowConfig(), seed: int = 0):
+        super().__init__(shape, levels, cfg, seed)
+        self.num_classes = num_classes
+        self.base = _CoarseMeanGaussian(self.dim, math.prod(self.latent_shapes[-1]), num_classes, cfg.mean_norm, cfg.learn_scale, seed)
+
+
+class GlowHybrid(SoftmaxHead, GlowBody):
+    """Multiscale Glow for p(x) with a softmax classifier on its latent (DIGLM, Nalisnick et al. 2019; `cfg.head`)."""
+
+    def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: GlowConfig = GlowConfig(), seed: int = 0):
+        super().__init__(shape, levels, cfg, seed)
+        self.init_head(num_classes, cfg.lam, cfg.learn_scale, seed, hidden=cfg.head_hidden if cfg.head == "mlp" else 0)
+
+
+def build_glow(shape: tuple[int, int, int], num_classes: int, levels: int, cfg: GlowConfig, seed: int = 0) -> GlowBody:
+    """The Glow of `cfg.head`: a FlowGMM (`GlowClassifier`) or a DIGLM (`GlowHybrid`)."""
+    if cfg.head not in HEADS:
+        raise ModelError(f"glow head must be one of {HEADS}, got {cfg.head!r}")
+    return (GlowClassifier if cfg.head == "gaussians" else GlowHybrid)(shape, num_classes, levels, cfg, seed=seed)
+
+
+__all__ = ["GlowConfig", "GlowBody", "GlowClassifier", "GlowHybrid", "build_glow", "HEADS"]

@@ -5,6 +5,7 @@ here the base density is one diagonal Gaussian for all classes, and p(y|x) = sof
 the latent of x. Training minimises (-log p(x) - lam * log p(y|x)) / D: lam trades bits/dim for accuracy
 the way `mean_norm` does for the FlowGMM. `log_joint(x) = log p(x) + log p(y|x)`, so its logsumexp is
 `log_prob(x)` and the whole interface (log_prob, log_joint, logits) matches `FlowClassifier`.
+`SoftmaxHead` is that head alone: `glow.GlowHybrid` puts it on the multiscale Glow.
 """
 
 from __future__ import annotations
@@ -40,21 +41,25 @@ class DiagonalGaussian(nn.Module):
         return -0.5 * diff.pow(2).sum(1) - self.log_scale.sum() - 0.5 * z.shape[1] * math.log(2 * math.pi)
 
 
-class HybridFlow(FlowBody):
-    """Flow density p(x) with a linear softmax classifier on the latent z (DIGLM)."""
+class SoftmaxHead:
+    """The DIGLM head for a flow body (`encode`, `decode`, `dim`): one diagonal Gaussian base for p(z) and a softmax
+    classifier on z, linear (DIGLM) or with one hidden ReLU layer, trained on (-log p(x) - lam * log p(y|x)) / D.
+    A body subclass calls `init_head`."""
 
-    def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: FlowConfig, lam: float, seed: int = 0):
+    def init_head(self, num_classes: int, lam: float, learn_scale: bool, seed: int, hidden: int = 0) -> None:
         if not lam >= 0:
             raise ModelError(f"lam (weight of log p(y|x) in the loss) must be >= 0, got {lam!r}")
-        super().__init__(shape, levels, cfg, seed)
         self.num_classes, self.lam = num_classes, float(lam)
-        self.base = DiagonalGaussian(self.dim, cfg.learn_scale)
+        self.base = DiagonalGaussian(self.dim, learn_scale)
         g = torch.Generator().manual_seed(seed)
-        self.head = nn.Linear(self.dim, num_classes)
+        widths = [self.dim, hidden, num_classes] if hidden else [self.dim, num_classes]
+        layers = [nn.Linear(a, b) for a, b in zip(widths, widths[1:])]
         with torch.no_grad():  # seeded here so the head does not depend on the caller's global RNG
-            bound = 1 / math.sqrt(self.dim)
-            self.head.weight.uniform_(-bound, bound, generator=g)
-            self.head.bias.zero_()
+            for layer in layers:
+                bound = 1 / math.sqrt(layer.in_features)
+                layer.weight.uniform_(-bound, bound, generator=g)
+                layer.bias.zero_()
+        self.head = layers[0] if len(layers) == 1 else nn.Sequential(layers[0], nn.ReLU(), layers[1])
 
     def _density_and_logits(self, x: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(log p(y) of the dequantised y, class logits), both from one pass through the flow."""
@@ -100,3 +105,11 @@ class HybridFlow(FlowBody):
         """(-log p(x) - lam * log p(y|x)) / D, averaged over the batch; uniform dequantisation in train mode."""
         log_p, logits = self._density_and_logits(x, self._train_noise(x))
         return (-log_p.mean() + self.lam * F.cross_entropy(logits, y)) / self.dim
+
+
+class HybridFlow(SoftmaxHead, FlowBody):
+    """Flow density p(x) (the RealNVP body of `FlowClassifier`) with a linear softmax classifier on the latent z (DIGLM)."""
+
+    def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: FlowConfig, lam: float, seed: int = 0):
+        super().__init__(shape, levels, cfg, seed)
+        self.init_head(num_classes, lam, cfg.learn_scale, seed)
