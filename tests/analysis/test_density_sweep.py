@@ -46,3 +46,16 @@ def test_no_more_when_the_best_and_worst_densities_do_the_same():
                          _row("GMM", 2.2, pgd=40, noise=39, valid=12)])
     assert s["answer"] == "flags no more" and s["spearman_bpd"]["gap"] is None  # a constant gap has no rank correlation
     assert "**A better density flags no more**" in describe_sweep(s)[0]
+
+
+def test_flows_along_a_knob_are_judged_among_themselves_not_with_the_other_densities():
+    knob = [{**_row(f"flow mean_norm={v}", bpd, pgd=40, noise=39, valid=valid), "knob": "models.flow.mean_norm", "value": v}
+            for v, bpd, valid in ((0, 2.10, 30), (6, 2.15, 20), (12, 2.30, 5))]
+    s = summarise_sweep([_row("KDE", 2.4, pgd=40, noise=39, valid=12), _row("flow x", 2.1, pgd=40, noise=39, valid=12)] + knob)
+    assert [d["density"] for d in s["densities"]] == ["flow x", "KDE"] and s["answer"] == "flags no more"
+    part = s["knobs"]["models.flow.mean_norm"]
+    assert (part["best"], part["worst"]) == ("flow mean_norm=0", "flow mean_norm=12")
+    assert part["evasion_difference"]["mean"] == pytest.approx(-25 / 40) and part["answer"] == "flags no more"  # the best lets more through
+    text = describe_sweep(s)
+    assert any(line.startswith("Along the trade-off knob `models.flow.mean_norm`") and "flags no more" in line for line in text)
+    assert sum(line.startswith("| flow mean_norm=") for line in text) == 3

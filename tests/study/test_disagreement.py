@@ -63,10 +63,12 @@ def test_spreads_ignore_a_shift_shared_by_every_model(shift, seed):
     assert (va["answer"], va["wider"]) == (vb["answer"], vb["wider"])
 
 
-def test_tiny_run_scores_every_common_input_under_every_flow(tmp_path):
+def test_tiny_run_scores_every_common_input_under_every_flow(tmp_path, monkeypatch):
     from fooled.config import StudyConfig, quick
+    from fooled.study import tradeoff
     from fooled.study.disagreement import DisagreementConfig, run_disagreement
 
+    monkeypatch.setattr(tradeoff, "KNOBS", {"flow": ("models.flow.mean_norm", (0.0, 6.0)), "hybrid": ("models.hybrid.lam", (0.0, 8.0))})
     cfg = quick(StudyConfig())
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=2, patience=1),
                               attacks=dataclasses.replace(cfg.attacks, steps=3), fooling=dataclasses.replace(cfg.fooling, steps=3))
@@ -83,15 +85,19 @@ def test_tiny_run_scores_every_common_input_under_every_flow(tmp_path):
     assert (tmp_path / "figures" / "disagreement.png").stat().st_size > 10_000
     report = (tmp_path / "report.md").read_text()
     assert "Models agree on the data" in report and "**A better density" in report
-    # the 4 flows, the CNN, the Gaussian classifier, the study's flow and the oracle's robust CNN
-    assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 8
+    # the 4 flows, the CNN, the Gaussian classifier, the study's flow, the oracle's robust CNN and the 4 knob flows
+    assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 12
     sweep = json.loads((tmp_path / "density_sweep.json").read_text())
     names = [r["density"] for r in sweep["rows"]]
-    assert names[:4] == ["KDE", "GMM", "Gaussian", "study flow"] and len(names) == 8
+    assert names[:4] == ["KDE", "GMM", "Gaussian", "study flow"] and len(names) == 12
+    assert names[8:] == ["flow mean_norm=0", "flow mean_norm=6", "hybrid lam=0", "hybrid lam=8"]
+    assert [r.get("knob") for r in sweep["rows"][7:9]] == [None, "models.flow.mean_norm"]
+    assert set(sweep["summary"]["knobs"]) == {"models.flow.mean_norm", "models.hybrid.lam"}
+    assert "Along the trade-off knob `models.hybrid.lam`" in report
     for r in sweep["rows"]:
         correct, evaded, valid = (np.array(r[k]) for k in ("correct", "evaded", "valid"))
         assert len(correct) == 6 and not (valid & ~evaded).any() and not (evaded & ~correct).any()
         assert np.isfinite(r["test_bpd"]) and np.isfinite(r["threshold"])
-    assert [d["test_bpd"] for d in sweep["summary"]["densities"]] == sorted(r["test_bpd"] for r in sweep["rows"])
+    assert [d["test_bpd"] for d in sweep["summary"]["densities"]] == sorted(r["test_bpd"] for r in sweep["rows"] if not r.get("knob"))
     assert sweep["summary"]["answer"] in ("flags more", "flags no more")
     assert (tmp_path / "figures" / "density_sweep.png").stat().st_size > 10_000

@@ -63,7 +63,20 @@ def _spearman(a: list, b: list) -> float | None:
 
 
 def summarise_sweep(rows: list[dict]) -> dict:
-    """Every density's numbers (ordered by test bits/dim), the best-against-worst comparison and the verdict."""
+    """Every density's numbers (ordered by test bits/dim), the best-against-worst comparison and the verdict, over the
+    densities trained as they are; the flows trained along a trade-off knob (rows with a `knob`) are summarised the same
+    way, each knob on its own, under "knobs"."""
+    knobs = {}
+    for r in rows:
+        if r.get("knob"):
+            knobs.setdefault(r["knob"], []).append(r)
+    out = _summarise([r for r in rows if not r.get("knob")])
+    if knobs:
+        out["knobs"] = {k: _summarise(rs) for k, rs in knobs.items() if len(rs) > 1}
+    return out
+
+
+def _summarise(rows: list[dict]) -> dict:
     rows = sorted(rows, key=lambda r: r["test_bpd"])
     numbers = [density_numbers(r) for r in rows]
     best, worst = rows[0], rows[-1]
@@ -96,13 +109,21 @@ def verdict_line(summary: dict) -> str:
             f"knows the density, worst minus best, {_pts(summary['evasion_difference'])} points{corr}.")
 
 
+def _table(densities: list[dict]) -> list[str]:
+    lines = ["| density | test bits/dim | PGD flagged % | matched noise flagged % | gap, points | valid aware evasion % |",
+             "|---|---|---|---|---|---|"]
+    return lines + [f"| {n['density']} | {n['test_bpd']:.3f} | {_pct(n['pgd_flagged'])} | {_pct(n['noise_flagged'])} | "
+                    f"{_pts(n['gap'])} | {_pct(n['valid_evasion'])} |" for n in densities]
+
+
 def describe_sweep(summary: dict) -> list[str]:
-    """Markdown: the verdict line and one table row per density, best first."""
-    head = "| density | test bits/dim | PGD flagged % | matched noise flagged % | gap, points | valid aware evasion % |"
-    lines = [verdict_line(summary), "", head, "|---|---|---|---|---|---|"]
-    for n in summary["densities"]:
-        lines.append(f"| {n['density']} | {n['test_bpd']:.3f} | {_pct(n['pgd_flagged'])} | {_pct(n['noise_flagged'])} | "
-                     f"{_pts(n['gap'])} | {_pct(n['valid_evasion'])} |")
+    """Markdown: the verdict line and one table row per density, best first; then the same along each trade-off knob."""
+    lines = [verdict_line(summary), ""] + _table(summary["densities"])
+    for knob, part in (summary.get("knobs") or {}).items():
+        lines += ["", f"Along the trade-off knob `{knob}` (each value a flow trained on the same split; fewer bits/dim is "
+                  "bought with less accuracy, see the trade-off study): " + verdict_line(part).replace("**A better density",
+                                                                                                      "**A better density along this knob", 1), ""]
+        lines += _table(part["densities"])
     return lines
 
 
@@ -110,9 +131,10 @@ def draw_sweep(summary: dict, out_dir: str | Path) -> list[Path]:
     """Three panels against test bits/dim: PGD flagged, gap over matched noise, valid detector-aware evasion."""
     from .style import plt, save_figure, sns
 
+    every = summary["densities"] + [n for part in (summary.get("knobs") or {}).values() for n in part["densities"]]
     frame = pd.DataFrame([{"density": n["density"], "family": n["family"], "bpd": n["test_bpd"], "panel": panel,
                            "value": 100 * n[key]["mean"], "lo": 100 * n[key]["lo"], "hi": 100 * n[key]["hi"]}
-                          for n in summary["densities"] for key, panel in
+                          for n in every for key, panel in
                           (("pgd_flagged", "plain PGD flagged, %"), ("gap", "gap over matched noise, points"),
                            ("valid_evasion", "valid detector-aware evasion, %")) if n[key]["mean"] is not None])
     panels = frame["panel"].unique().tolist()

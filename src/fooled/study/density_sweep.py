@@ -38,6 +38,8 @@ class Density:
     family: str  # what the figure colours by: "KDE", "GMM", "Gaussian", "flow 4x64", ..., "study flow"
     log_prob: Callable[[torch.Tensor], torch.Tensor]
     test_bpd: float  # mean bits/dim of the test images (uniform dequantisation where the model has it, else mid-bin)
+    knob: str | None = None  # a trade-off knob's config key, for the flows trained along it (`knob_densities`)
+    value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,31 @@ def baseline_densities(splits, seed: int) -> list[Density]:
     return out
 
 
-def model_density(name: str, family: str, model, test_x: torch.Tensor, seed: int) -> Density:
+def model_density(name: str, family: str, model, test_x: torch.Tensor, seed: int, **knob) -> Density:
     """A torch density model (flow, Gaussian classifier) as a detector; its test bits/dim under uniform dequantisation."""
     bpd = float(model.dequantised_bpd(test_x, torch.Generator().manual_seed(seed)).mean())
-    return Density(name, family, model.log_prob, bpd)
+    return Density(name, family, model.log_prob, bpd, **knob)
+
+
+KNOB_FAMILIES = {"flow": "FlowGMM, mean_norm", "hybrid": "DIGLM, lam"}
+
+
+def knob_densities(cfg, splits, run_dir, log) -> list[Density]:
+    """The class-conditional heads along their trade-off knobs (`study.tradeoff.KNOBS`: the FlowGMM's mean_norm with its
+    diagonal base, the DIGLM's lam), each trained on `splits` (checkpoints in run_dir), as densities."""
+    from ..config import override
+    from ..train import train_or_load
+    from .tradeoff import KNOBS, for_flow_kind
+
+    seed, out = cfg.seeds[0], []
+    for name, (key, values) in KNOBS.items():
+        key = for_flow_kind(cfg, key)
+        head = ["models.flow.base='diagonal'"] if key == "models.flow.mean_norm" else []
+        for value in values:
+            model, _ = train_or_load(override(cfg, [f"{key}={value!r}", *head]), name, splits, seed, run_dir, torch.device("cpu"), log, False)
+            out.append(model_density(f"{name} {key.rsplit('.', 1)[-1]}={value:g}", KNOB_FAMILIES[name], model.eval(), splits.test.x, seed,
+                                     knob=key, value=float(value)))
+    return out
 
 
 @torch.no_grad()
@@ -93,7 +116,8 @@ def sweep_rows(cnn, densities: list[Density], splits, committee, attack: SweepAt
                                     steps=attack.aware_steps, lambdas=attack.lambdas, generator=g)
         evaded = correct & _wrong(cnn, x_aware, y) & ~_flags(d, x_aware, threshold)
         kept = (oracle_labels(committee, x_aware) == y).numpy()
-        rows.append({"density": d.name, "family": d.family, "test_bpd": d.test_bpd, "threshold": threshold,
+        rows.append({"density": d.name, "family": d.family, **({"knob": d.knob, "value": d.value} if d.knob else {}),
+                     "test_bpd": d.test_bpd, "threshold": threshold,
                      "correct": correct.tolist(), "fooled": fooled.tolist(), "pgd_flagged": _flags(d, x_pgd, threshold).tolist(),
                      "noise_flagged": _flags(d, x_noise, threshold).tolist(), "evaded": evaded.tolist(),
                      "valid": (evaded & kept).tolist()})
@@ -102,4 +126,4 @@ def sweep_rows(cnn, densities: list[Density], splits, committee, attack: SweepAt
     return rows
 
 
-__all__ = ["Density", "SweepAttack", "baseline_densities", "model_density", "sweep_rows"]
+__all__ = ["Density", "SweepAttack", "baseline_densities", "knob_densities", "model_density", "sweep_rows"]

@@ -34,7 +34,7 @@ from ..models import bpd_from_log_prob
 from ..models.flow import FlowClassifier
 from ..rundir import atomic_write_text, prepare_run_dir, write_json
 from ..train import checkpoint_path, fit, load_checkpoint, save_checkpoint, train_or_load
-from .density_sweep import SweepAttack, baseline_densities, model_density, sweep_rows
+from .density_sweep import SweepAttack, baseline_densities, knob_densities, model_density, sweep_rows
 from .stages.honest_oracle import fit_oracle, hold_out_for_oracle
 
 
@@ -48,6 +48,7 @@ class DisagreementConfig:
     fooling: int = 20  # fooling images, targets cycling through the classes
     ood_n: int = 100  # images per OOD set
     sweep: bool = True  # also the density-quality sweep (`study.density_sweep`) on the same split and images
+    knobs: bool = True  # the sweep also trains each head along its trade-off knob (mean_norm, lam) and scores those flows
 
 
 def _flow_config(cfg: StudyConfig, size: tuple[int, int]):
@@ -142,6 +143,8 @@ def density_sweep_section(cfg: StudyConfig, dcfg: DisagreementConfig, splits, cn
         model, _ = train_or_load(cfg, name, splits, seed, run_dir, torch.device("cpu"), log, False)
         densities.append(model_density(family if name == "gaussian" else "study flow", family, model, splits.test.x, seed))
     densities += [model_density(f"flow {size} seed {s}", f"flow {size}", flow, splits.test.x, seed) for (size, s), flow in flows.items()]
+    if dcfg.knobs:
+        densities += knob_densities(cfg, splits, run_dir, log)
     attack = SweepAttack(eps=dcfg.eps, pgd_steps=cfg.attacks.steps, aware_steps=dcfg.aware_steps,
                          lambdas=tuple(cfg.attacks.aware_lambdas), fpr=cfg.detect.fpr)
     rows = sweep_rows(cnn, densities, splits, committee, attack, n=dcfg.attacked, seed=seed, log=log)
