@@ -55,3 +55,16 @@ def test_learning_curve_has_a_point_per_epoch_with_accuracy_and_bits_per_dim(dig
     point = fit(cnn, digits.train, digits.val, TrainConfig(epochs=1, curve_images=100), seed=0).curve[0]
     assert "val_acc" in point and "val_bpd" not in point  # no density, no bits/dim
     assert not fit(cnn, digits.train, digits.val, TrainConfig(epochs=1, curve_images=0), seed=0).curve
+
+
+def test_monitoring_keys_leave_the_trained_models_cache_keys_alone():
+    import dataclasses
+
+    from fooled.config import StudyConfig, trained_hash
+    from fooled.train import model_key
+
+    cfg = StudyConfig()
+    watched = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, curve_images=0))
+    other = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=cfg.train.lr / 2))
+    assert model_key(watched, "flow", 0) == model_key(cfg, "flow", 0) != model_key(other, "flow", 0)
+    assert trained_hash(watched) == trained_hash(cfg) != trained_hash(other)

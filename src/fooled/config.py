@@ -379,6 +379,14 @@ def to_dict(cfg) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+MONITORING = ("curve_images",)  # [train] keys that only watch training: no trained weight depends on them
+
+
+def training_dict(train: TrainConfig) -> dict:
+    """[train] as the cache keys of trained models see it: without the keys that only monitor training."""
+    return {k: v for k, v in to_dict(train).items() if k not in MONITORING}
+
+
 def config_hash(part) -> str:
     """Stable short hash of a config or any part of it."""
     blob = json.dumps(to_dict(part) if dataclasses.is_dataclass(part) else part, sort_keys=True)
@@ -388,7 +396,7 @@ def config_hash(part) -> str:
 def trained_hash(cfg: StudyConfig) -> str:
     """The hash of what a run's trained models depend on (data, models, training, seeds), not its attacks or audit: a
     trade-off run belongs to a study whose trained_hash it shares."""
-    return config_hash({k: to_dict(cfg)[k] for k in ("data", "models", "train", "seeds")})
+    return config_hash({**{k: to_dict(cfg)[k] for k in ("data", "models", "seeds")}, "train": training_dict(cfg.train)})
 
 
 def quick(cfg: StudyConfig) -> StudyConfig:

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .attacks import pgd
-from .config import StudyConfig, TrainConfig, config_hash, to_dict
+from .config import StudyConfig, TrainConfig, config_hash, to_dict, training_dict
 from .data import Split, Splits, batches
 from .errors import CheckpointError
 from .models import bpd_from_log_prob, build_model, fit_base, is_density_model
@@ -158,7 +158,7 @@ def model_key(cfg: StudyConfig, name: str, seed: int) -> str:
     arch = to_dict(getattr(cfg.models, name))
     if name == "flow" and cfg.models.flow.kind == "glow":
         arch["glow"] = to_dict(cfg.models.glow)
-    return config_hash({"model": name, "arch": arch, "train": to_dict(cfg.train), "data": to_dict(cfg.data), "seed": seed})
+    return config_hash({"model": name, "arch": arch, "train": training_dict(cfg.train), "data": to_dict(cfg.data), "seed": seed})
 
 
 def checkpoint_path(run_dir: Path, name: str, seed: int, key: str) -> Path:

@@ -37,15 +37,21 @@ def learning_curves(results: dict, out: Path) -> list[Path]:
     return save_figure(g.figure, out, "learning_curves")
 
 
+def stopped_early(epochs: int, best_epoch: int, cap: int, patience: int) -> bool:
+    """True when early stopping ended the training: before the cap, or at it with `patience` epochs past the best
+    (it would have stopped there too); False when the cap cut a model that was still improving."""
+    return epochs < cap or epochs - (best_epoch + 1) >= patience
+
+
 def stopping_text(results: dict) -> str:
-    """One sentence per run: which models stopped early and which hit the epoch cap."""
-    cap = results["config"]["train"]["epochs"]
+    """One sentence per run: which models stopped early and which the epoch cap cut while they still improved."""
+    cap, patience = results["config"]["train"]["epochs"], results["config"]["train"]["patience"]
     early, capped = [], []
     for name, rows in model_rows(results).items():
         trained = [r for r in rows if r.curve]
         if trained:
-            (capped if any(r.epochs >= cap for r in trained) else early).append(
-                f"{name} ({', '.join(f'{r.epochs} epochs, best {r.best_epoch + 1}' for r in trained)})")
-    parts = ([f"stopped early (patience {results['config']['train']['patience']}): " + "; ".join(early)] if early else []) + \
-        ([f"reached the cap of {cap} epochs: " + "; ".join(capped)] if capped else [])
+            stopped = all(stopped_early(r.epochs, r.best_epoch, cap, patience) for r in trained)
+            (early if stopped else capped).append(f"{name} ({', '.join(f'{r.epochs} epochs, best {r.best_epoch + 1}' for r in trained)})")
+    parts = ([f"stopped by early stopping (patience {patience}): " + "; ".join(early)] if early else []) + \
+        ([f"was cut by the cap of {cap} epochs while still improving on validation: " + "; ".join(capped)] if capped else [])
     return "Training " + " and ".join(parts) + "." if parts else ""

@@ -26,7 +26,7 @@ import torch
 from ..analysis.density_sweep import describe_sweep, draw_sweep, summarise_sweep
 from ..analysis.disagreement import describe, draw_disagreement, summarise
 from ..attacks import detector_aware_pgd, fooling_gradient, pgd
-from ..config import StudyConfig, config_hash, to_dict
+from ..config import StudyConfig, config_hash, to_dict, training_dict
 from ..data import load
 from ..detection.metrics import calibrate_threshold
 from ..detection.ood import ood_sets
@@ -58,7 +58,7 @@ def _flow_config(cfg: StudyConfig, size: tuple[int, int]):
 def trained_flow(cfg: StudyConfig, splits, size, seed: int, run_dir: Path, log) -> FlowClassifier:
     """A diagonal-base flow of this size and initialisation seed, trained on `splits` (checkpointed in run_dir)."""
     fcfg = _flow_config(cfg, size)
-    key = config_hash({"flow": dataclasses.asdict(fcfg), "train": to_dict(cfg.train), "data": to_dict(cfg.data),
+    key = config_hash({"flow": dataclasses.asdict(fcfg), "train": training_dict(cfg.train), "data": to_dict(cfg.data),
                        "split": cfg.seeds[0], "seed": seed, "oracle_held_out": True})
     path = checkpoint_path(run_dir, f"flow{size[0]}x{size[1]}", seed, key)
     flow = FlowClassifier(splits.info.shape, splits.info.num_classes, splits.info.levels, fcfg, seed=seed)

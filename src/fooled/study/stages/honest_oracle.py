@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...config import StudyConfig, config_hash, to_dict
+from ...config import StudyConfig, config_hash, to_dict, training_dict
 from ...data import Split, Splits
 from ...errors import CheckpointError, ConfigError
 from ...models import build_model
@@ -46,7 +46,7 @@ def hold_out_for_oracle(splits: Splits, fraction: float, seed: int) -> tuple[Spl
 
 def robust_member(cfg: StudyConfig, splits: Splits, oracle: Split, seed: int, run_dir: Path, device) -> torch.nn.Module:
     """The adversarially trained CNN of the committee, trained on the oracle split (early stopping on validation); cached."""
-    key = config_hash({"oracle_member": ROBUST_MEMBER, "arch": to_dict(cfg.models.cnn_adv), "train": to_dict(cfg.train),
+    key = config_hash({"oracle_member": ROBUST_MEMBER, "arch": to_dict(cfg.models.cnn_adv), "train": training_dict(cfg.train),
                        "data": to_dict(cfg.data), "seed": seed})
     path = checkpoint_path(run_dir, f"oracle_{ROBUST_MEMBER}", seed, key)
     model = build_model(ROBUST_MEMBER, splits.info, cfg.models, seed).to(device)
