@@ -101,3 +101,12 @@ def test_tiny_run_scores_every_common_input_under_every_flow(tmp_path, monkeypat
     assert [d["test_bpd"] for d in sweep["summary"]["densities"]] == sorted(r["test_bpd"] for r in sweep["rows"] if not r.get("knob"))
     assert sweep["summary"]["answer"] in ("flags more", "flags no more")
     assert (tmp_path / "figures" / "density_sweep.png").stat().st_size > 10_000
+
+
+def test_sizes_parse_and_a_bad_one_is_named():
+    from fooled.errors import ConfigError
+    from fooled.study.disagreement import parse_sizes
+
+    assert parse_sizes("6x128, 4x64") == ((6, 128), (4, 64))
+    with pytest.raises(ConfigError, match="'4x' is not BLOCKSxHIDDEN"):
+        parse_sizes("6x128,4x")

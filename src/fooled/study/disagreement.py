@@ -28,6 +28,7 @@ from ..analysis.disagreement import describe, draw_disagreement, summarise
 from ..attacks import detector_aware_pgd, fooling_gradient, pgd
 from ..config import StudyConfig, config_hash, to_dict, training_dict
 from ..data import load
+from ..errors import ConfigError
 from ..detection.metrics import calibrate_threshold
 from ..detection.ood import ood_sets
 from ..models import bpd_from_log_prob
@@ -161,6 +162,17 @@ def density_sweep_section(cfg: StudyConfig, dcfg: DisagreementConfig, splits, cn
             "Intervals: 95%, over images.", ""] + describe_sweep(summary) + ["", "![density sweep](figures/density_sweep.png)", ""]
 
 
+def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """'6x128,4x64' -> ((6, 128), (4, 64)); a ConfigError naming the bad part otherwise."""
+    sizes = []
+    for part in text.split(","):
+        blocks, _, hidden = part.strip().partition("x")
+        if not (blocks.isdigit() and hidden.isdigit() and int(blocks) > 0 and int(hidden) > 0):
+            raise ConfigError(f"--sizes: '{part.strip()}' is not BLOCKSxHIDDEN with positive integers, e.g. 6x128")
+        sizes.append((int(blocks), int(hidden)))
+    return tuple(sizes)
+
+
 def run_from_args(args) -> int:
     """`fooled disagree [CONFIG] [--out DIR] [--set KEY=VALUE ...] [--quiet]`: run, then print the table and the verdict."""
     from ..config import load_config, override
@@ -168,7 +180,10 @@ def run_from_args(args) -> int:
 
     cfg = override(load_config(args.config), args.set)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-disagreement"
-    summary = run_disagreement(cfg, out, log=silent if args.quiet else stderr_log)
+    dcfg = DisagreementConfig(sweep=not getattr(args, "no_sweep", False), knobs=not getattr(args, "no_knobs", False))
+    if getattr(args, "sizes", None):
+        dcfg = dataclasses.replace(dcfg, sizes=parse_sizes(args.sizes))
+    summary = run_disagreement(cfg, out, dcfg=dcfg, log=silent if args.quiet else stderr_log)
     print("\n".join(describe(summary)))
     print(f"report: {out / 'report.md'}")
     return 0
