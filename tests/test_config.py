@@ -16,7 +16,9 @@ def test_default_experiment_file_is_the_built_in_default():
 def test_the_published_digits_study_trains_the_default_models_and_attacks_them_harder():
     default, full = StudyConfig(), load_config(ROOT / "experiments" / "digits_full.toml")
     assert trained_hash(full) == trained_hash(default) and config_hash(full) != config_hash(default)  # one trade-off run serves both
-    assert full.attacks.max_examples > default.attacks.max_examples and full.attacks.steps > default.attacks.steps
+    a, b = default.attacks, full.attacks
+    assert b.max_examples > a.max_examples and b.expensive_examples > a.expensive_examples and b.adaptive_steps > a.adaptive_steps
+    assert b.steps >= a.steps and set(a.losses) < set(b.losses)
     assert trained_hash(dataclasses.replace(default, seeds=(0,))) != trained_hash(default)
 
 
