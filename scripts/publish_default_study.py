@@ -61,7 +61,7 @@ def main(root: Path = Path(".")) -> None:
         tradeoff_dir = None
     density = _density_report(root, results)
     if density:
-        picked = [line for line in density if line.startswith(("- Models agree", "**A better"))]
+        picked = [line for line in density if line.startswith(("- Models agree", "**A better", "Along the trade-off knob"))]
         text = _block(text, "density", [line if line.startswith("-") else "\n" + line for line in picked])
     (root / "README.md").write_text(text)
     report = write_report(run, tradeoff_dir).read_text()
