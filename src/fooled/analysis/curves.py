@@ -8,7 +8,7 @@ import pandas as pd
 import seaborn as sns
 
 from ..records import model_rows
-from .style import MODEL_COLORS, model_order, save_figure, t_interval
+from .style import MODEL_COLORS, model_order, save_figure
 
 
 def curve_table(results: dict) -> pd.DataFrame:
@@ -29,11 +29,11 @@ def learning_curves(results: dict, out: Path) -> list[Path]:
     df = curve_table(results)
     long = df.melt(id_vars=["model", "seed", "epoch", "split"], value_vars=["accuracy", "bits/dim"], var_name="metric").dropna()
     g = sns.relplot(long, x="epoch", y="value", hue="model", hue_order=model_order(long["model"].unique()), palette=MODEL_COLORS,
-                    style="split", style_order=["validation", "train"], col="metric", kind="line", errorbar=t_interval,
-                    facet_kws={"sharey": False}, height=3.2, aspect=1.15)
+                    style="split", style_order=["validation", "train"], col="metric", kind="line", units="seed", estimator=None,
+                    facet_kws={"sharey": False}, height=3.2, aspect=1.15, linewidth=1.2)
     g.set_titles("{col_name}")
     g.set_axis_labels("epoch", "")
-    g.figure.suptitle("Learning curves (mean over seeds; each model's kept weights are its best validation-loss epoch)", y=1.03, fontsize=10)
+    g.figure.suptitle("Learning curves, one line per seed (each model keeps the weights of its best validation-loss epoch)", y=1.03, fontsize=10)
     return save_figure(g.figure, out, "learning_curves")
 
 
