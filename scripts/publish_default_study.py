@@ -1,14 +1,17 @@
 """Publish the default runs in the repository, so README's numbers are computed, never typed.
 
     fooled tradeoff && fooled disagree && fooled study experiments/digits_full.toml && python scripts/publish_default_study.py
-    fooled study experiments/fashion_mnist_cpu.toml --set data.root=DIR && python scripts/publish_default_study.py fashion
+    fooled study experiments/fashion_mnist_cpu.toml --set data.root=DIR \
+        && fooled disagree experiments/fashion_mnist_cpu.toml --set data.root=DIR --sizes 4x128 --no-sweep \
+        && python scripts/publish_default_study.py fashion
 
 Fills README.md's generated blocks from runs/digits_full/results.json (the verdict and model table; the published
 study, experiments/digits_full.toml) and runs/digits-tradeoff/tradeoff.json (what classification costs in bits/dim, for
 the same trained models: the default study's and the published one's differ only in their attacks), copies the study's report to
 REPORT.md and its figures, with the trade-off figure, to figures/, and appends the density-quality sweep and the
 seeds' disagreement of runs/digits-disagreement (`fooled disagree`) to REPORT.md and README.md. With `fashion`: the CPU Fashion-MNIST study's
-report and PNG figures (runs/fashion_mnist_cpu) to figures/fashion_mnist/, its report's links made local.
+report and PNG figures (runs/fashion_mnist_cpu) to figures/fashion_mnist/, its report's links made local, with the
+seeds' disagreement of runs/fashion_mnist_cpu-disagreement appended where it exists.
 """
 
 from __future__ import annotations
@@ -79,19 +82,19 @@ def main(root: Path = Path(".")) -> None:
     print(f"README.md, REPORT.md and {len(figures)} files in figures/ updated")
 
 
-def _density_report(root: Path, results: dict) -> list[str]:
+def _density_report(root: Path, results: dict, density: Path = DENSITY) -> list[str]:
     """The `fooled disagree` report of the published study's data, as a REPORT.md section (headings one level down,
     figure links into figures/); [] where it is missing or was made for another dataset."""
-    path = root / DENSITY / "report.md"
+    path = root / density / "report.md"
     if not path.exists():
-        print(f"{DENSITY} is missing: REPORT.md and README.md go without the density sweep and the seeds' disagreement")
+        print(f"{density} is missing: the report goes without the density sweep and the seeds' disagreement")
         return []
-    dataset = read_json(root / DENSITY / "disagreement.json").get("dataset", results["dataset"]["name"])
+    dataset = read_json(root / density / "disagreement.json").get("dataset", results["dataset"]["name"])
     if dataset != results["dataset"]["name"]:
-        print(f"{DENSITY} was made on {dataset}, not {results['dataset']['name']}: left out")
+        print(f"{density} was made on {dataset}, not {results['dataset']['name']}: left out")
         return []
     lines = ["## Density quality and the maximum-likelihood argument (`fooled disagree`)", "",
-             "Made by `fooled disagree` (the default config's data, its own split and models: see its first lines), "
+             "Made by `fooled disagree` (this config's data, its own split and models: see its first lines), "
              "not by the study above."]
     for line in path.read_text().splitlines():
         lines.append("### " + line.lstrip("#").strip() if line.startswith("#") else line)
@@ -109,14 +112,20 @@ def publish_fashion(root: Path = Path("."), name: str = "fashion_mnist_cpu", to:
     out.mkdir(parents=True, exist_ok=True)
     report = write_report(run).read_text().replace("](figures/", "](")
     results = read_json(run / "results.json")  # with the verdict write_report just computed
+    density_dir = Path("runs") / f"{name}-disagreement"
+    density = _density_report(root, results, density_dir)
+    if density:
+        report = report.rstrip("\n") + "\n\n" + "\n".join(density).replace("](figures/", "](") + "\n"
     block = [f"Its answer ({len(results['config']['seeds'])} seeds, {results['seconds'] / 60:.0f} minutes cold on "
              f"{results['device']}): " + " ".join(plain_answer(results)), ""] + _model_rows(results) + [""]
+    block += [line for line in density if line.startswith("- Models agree")] + ([""] if density else [])
     block += _paper_side_by_side(results) + [f"Report and figures: [{to}/REPORT.md]({to}/REPORT.md)."]
     (root / "README.md").write_text(_block((root / "README.md").read_text(), "fashion", block))
     for table in ("attacks.csv", "detectors.csv"):
         shutil.copy(run / table, out / table)
     (out / "REPORT.md").write_text(report)
     figures = sorted((run / "figures").glob("*.png"))
+    figures += sorted((root / density_dir / "figures").glob("*.png")) if density else []
     for path in figures:
         shutil.copy(path, out / path.name)
     print(f"{to}/REPORT.md and {len(figures)} figures updated")
