@@ -204,6 +204,48 @@ class VerdictCell(Record):
         return next((p for p in self.per_eps if p["eps"] == eps), None)
 
 
+@dataclass(frozen=True, kw_only=True)
+class CWRow(Record):
+    """Carlini-Wagner L2 against one model and seed (study/stages/cw.py): minimal adversarials and their detection."""
+
+    seed: int | None = None
+    target: str | None = None
+    attack: str | None = None
+    detector: str | None = None
+    n: int | None = None
+    success_rate: float | None = None
+    median_l2: float | None = None
+    auroc: float | None = None
+    tpr_at_fpr: float | None = None  # flagged / successful adversarials
+    mean_bpd: float | None = None
+    seconds: float | None = None
+
+    @property
+    def n_success(self) -> int:
+        return round(self.success_rate * self.n)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FoolingRow(Record):
+    """One fooling-image search (Nguyen et al. 2015) of one target class, model and seed (study/stages/fooling.py)."""
+
+    seed: int | None = None
+    target: str | None = None
+    method: str | None = None  # gradient or evolution
+    constrained: bool | None = None  # the search also keeps p(x) above the detector's threshold
+    n: int | None = None
+    success_rate: float | None = None
+    unflagged_success_rate: float | None = None
+
+
+def cw_rows(results: Mapping[str, Any], target: Any = ANY) -> list[CWRow]:
+    return [CWRow.from_dict(r) for r in results.get("cw") or [] if _is(r["target"], target)]
+
+
+def fooling_rows(results: Mapping[str, Any], target: Any = ANY) -> list[FoolingRow]:
+    return [FoolingRow.from_dict(r) for r in results.get("fooling") or [] if _is(r["target"], target)]
+
+
 def attack_rows(results: Mapping[str, Any]) -> list[AttackRow]:
     """Every attack row of a run."""
     return [AttackRow.from_dict(r) for r in results["attacks"]]

@@ -10,6 +10,7 @@ evasion the oracle still gives its original class) take the place of the single 
 
 from __future__ import annotations
 
+from ..records import VerdictCell, cw_rows, fooling_rows, verdict_cells
 from .rules import CUTOFFS, flagged_answer
 from .stats import rate_ci
 from .style import model_order
@@ -18,13 +19,10 @@ CHECKS = ("control", "aware", "cw", "likely_fooling")  # what can count against 
 EVASION_CRITERIA = ("valid_evasion", "combined", "evasion")  # the most demanding evasion answer present wins
 
 
-def find(results: dict, criterion: str, model: str | None = None, grid: str | None = None) -> dict | None:
+def find(results: dict, criterion: str, model: str | None = None, grid: str | None = None) -> VerdictCell | None:
     """The verdict's answer of `criterion` (for `model`, on `grid`); fooling images' answers are not plain detection."""
-    for a in results["verdict"]["answers"]:
-        if a["criterion"] == criterion and (model is None or a["model"] == model) and (grid is None or a.get("grid") == grid) \
-                and not a["question"].startswith("Are fooling images"):
-            return a
-    return None
+    return next((a for a in verdict_cells(results) if a.criterion == criterion and model in (None, a.model)
+                 and grid in (None, a.grid) and not a.is_fooling), None)
 
 
 def main_target(results: dict) -> str:
@@ -34,8 +32,7 @@ def main_target(results: dict) -> str:
 
 def cw_flagged(results: dict, target: str) -> dict | None:
     """Successful Carlini-Wagner L2 adversarials against `target` flagged by low p(x), pooled over seeds, with its interval."""
-    rows = [r for r in results.get("cw") or [] if r["target"] == target and r.get("tpr_at_fpr") is not None]
-    counts = [(round(r["tpr_at_fpr"] * round(r["success_rate"] * r["n"])), round(r["success_rate"] * r["n"])) for r in rows]
+    counts = [(round(r.tpr_at_fpr * r.n_success), r.n_success) for r in cw_rows(results, target) if r.tpr_at_fpr is not None]
     ci = rate_ci(sorted(counts)) if counts else None
     return ci if ci and ci["mean"] is not None else None
 
@@ -48,9 +45,9 @@ def likely_fooling(results: dict, target: str) -> float | None:
     if valid:
         n = sum(r["n"] for r in valid)
         return sum(r["n_valid"] for r in valid) / n if n else None
-    rows = [r for r in results.get("fooling") or [] if r["target"] == target and r.get("constrained")]
-    n = sum(r["n"] for r in rows)
-    return sum(r["unflagged_success_rate"] * r["n"] for r in rows) / n if n else None
+    rows = [r for r in fooling_rows(results, target) if r.constrained]
+    n = sum(r.n for r in rows)
+    return sum(r.unflagged_success_rate * r.n for r in rows) / n if n else None
 
 
 def evidence(results: dict, target: str) -> dict:
@@ -59,8 +56,8 @@ def evidence(results: dict, target: str) -> dict:
     aware = next((a for c in EVASION_CRITERIA if (a := find(results, c, target))), None)
     cw, fool = cw_flagged(results, target), likely_fooling(results, target)
     side = lambda good: None if good is None else "for" if good else "against"
-    return {"control": side(None if ctrl is None else ctrl["answer"] == "yes"),
-            "aware": side(None if aware is None else aware["answer"] == "yes"),
+    return {"control": side(None if ctrl is None else ctrl.answer == "yes"),
+            "aware": side(None if aware is None else aware.answer == "yes"),
             "cw": side(None if cw is None else flagged_answer(cw, CUTOFFS) == "yes"),
             "likely_fooling": side(None if fool is None else fool < CUTOFFS.evade_yes),
             "_control": ctrl, "_aware": aware, "_cw": cw, "_fool": fool}
@@ -72,15 +69,15 @@ def overall_answer(results: dict) -> str:
     plain = find(results, "flagged", target)
     if plain is None:
         return "n/a"
-    if plain["answer"] == "no":
+    if plain.answer == "no":
         return "no"
     ev = evidence(results, target)
     against = [k for k in CHECKS if ev[k] == "against"]
     weighed = [k for k in CHECKS if ev[k] is not None]
-    if plain["answer"] == "yes" and not against:
+    if plain.answer == "yes" and not against:
         return "yes"
-    if ev["control"] == "against" and ev["aware"] == "against" and ev["_control"]["answer"] == "no" \
-            and ev["_aware"]["answer"] == "no":
+    if ev["control"] == "against" and ev["aware"] == "against" and ev["_control"].answer == "no" \
+            and ev["_aware"].answer == "no":
         return "no"  # flagged no more often than noise, and evaded by an attacker who knows the detector
     return "mostly no" if weighed and len(against) >= max(2, len(weighed) - 1) else "partly"
 
@@ -89,8 +86,8 @@ def _pct(ci: dict) -> str:
     return f"{100 * ci['mean']:.0f}% [{100 * ci['lo']:.0f}, {100 * ci['hi']:.0f}]"
 
 
-def _worst_evasion(aware: dict) -> dict | None:
-    return max((p for p in aware["per_eps"] if p["value"]["mean"] is not None), key=lambda p: p["value"]["mean"], default=None)
+def _worst_evasion(aware: VerdictCell) -> dict | None:
+    return max((p for p in aware.per_eps if p["value"]["mean"] is not None), key=lambda p: p["value"]["mean"], default=None)
 
 
 def _reasons(ev: dict, target: str) -> list[str]:
@@ -98,15 +95,15 @@ def _reasons(ev: dict, target: str) -> list[str]:
     out = []
     ctrl, aware, cw, fool = ev["_control"], ev["_aware"], ev["_cw"], ev["_fool"]
     if ev["control"] == "against":
-        not_above = sum(p["answer"] != "yes" for p in ctrl["per_eps"])
-        out.append(f"it flags random noise of the same size about as often at {not_above} of {len(ctrl['per_eps'])} budgets")
+        not_above = sum(p["answer"] != "yes" for p in ctrl.per_eps)
+        out.append(f"it flags random noise of the same size about as often at {not_above} of {len(ctrl.per_eps)} budgets")
     if ev["cw"] == "against":
         out.append(f"it flags only {_pct(cw)} of the minimal Carlini-Wagner adversarials")
     if ev["aware"] == "against" and (worst := _worst_evasion(aware)):
         kind = {"valid_evasion": "valid evasions (the oracle keeps their class)",
                 "combined": "valid evasions of the combined defence (the oracle keeps their class)"}
         out.append(f"an attacker who knows the detector makes {_pct(worst['value'])} of the images it got right into "
-                   f"{kind.get(aware['criterion'], 'unflagged misclassifications')} at eps {worst['eps']:g}")
+                   f"{kind.get(aware.criterion, 'unflagged misclassifications')} at eps {worst['eps']:g}")
     if ev["likely_fooling"] == "against":
         out.append(f"a fooling-image search that keeps p(x) high succeeds in {100 * fool:.0f}% of its tries")  # valid ones, if known
     return out
@@ -119,7 +116,7 @@ def first_sentence(results: dict) -> str:
     if plain is None:
         return "The run has no plain attack on a classifier, so it cannot say whether low p(x) flags fooling inputs."
     head = {"yes": "Yes", "no": "No", "mostly no": "Mostly no", "partly": "Only partly"}[answer]
-    flags = f"low p(x) flags {_pct(plain['value'])} of the PGD examples that fool the {target} (eps {plain['eps']:g})"
+    flags = f"low p(x) flags {_pct(plain.value)} of the PGD examples that fool the {target} (eps {plain.eps:g})"
     reasons = _reasons(evidence(results, target), target)
     if answer == "yes":
         return (f"{head}: a model of p(x, y) notices the inputs that fool the {target} by their low p(x): {flags}, more often "
@@ -127,7 +124,7 @@ def first_sentence(results: dict) -> str:
     if not reasons:
         return f"{head}: {flags}." if answer != "no" else f"{head}: {flags}, so most fooling inputs go unnoticed."
     but = "; ".join(reasons[:-1]) + (" and " if len(reasons) > 1 else "") + reasons[-1]
-    if plain["answer"] == "no":
+    if plain.answer == "no":
         return f"{head}: {flags}, but {but}; so most fooling inputs go unnoticed."
     meaning = {"no": "it notices that an input was perturbed, not that it fools the classifier",
                "mostly no": "it notices that an input was perturbed, not that it fools the classifier",
