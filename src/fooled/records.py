@@ -238,6 +238,51 @@ class FoolingRow(Record):
     unflagged_success_rate: float | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class HonestRow(Record):
+    """A row of the one-threat-model stage (study/stages/honest.py), by `kind`: "matched_control" (PGD on the grid and its
+    matched controls, counted on the images it fooled), "evasion" (a detector-aware attack on or off the grid, with every
+    detector's valid evasions), "defence" (the combined defence's calibration) or "fooling" (density-aware fooling images
+    judged by the oracle)."""
+
+    seed: int | None = None
+    target: str | None = None
+    kind: str | None = None
+    attack: str | None = None
+    grid: str | None = None  # evasion: "on_grid" or "off_grid"
+    eps: float | None = None
+    detector: str | None = None
+    attacked: str | None = None  # evasion: the detector the attack knew ("combined": every member)
+    method: str | None = None  # fooling: gradient or evolution
+    n: int | None = None
+    n_correct: int | None = None
+    n_success: int | None = None
+    n_oracle_kept: int | None = None
+    n_unflagged: int | None = None
+    n_oracle_target: int | None = None
+    n_valid: int | None = None
+    flagged_attack: int | None = None
+    flagged_sign_noise: int | None = None
+    flagged_shuffled: int | None = None
+    flagged_background: int | None = None
+    detectors: Mapping[str, Mapping[str, Any]] | None = None  # evasion: per detector, n_evaded and n_valid
+    members: Any = None
+    thresholds: Any = None
+    member_rate: Any = None
+    val_fpr: float | None = None
+    test_fpr: float | None = None
+    seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:  # the stage writes only the keys of its kind
+        return {k: v for k, v in super().to_dict().items() if v is not None or k in self.extra}
+
+
+def honest_rows(results: Mapping[str, Any], **match: Any) -> list[HonestRow]:
+    """The one-threat-model rows whose keys equal every value given (`kind="evasion", grid="on_grid"`), by seed."""
+    picked = [r for r in results.get("honest") or [] if all(r.get(k) == v for k, v in match.items())]
+    return [HonestRow.from_dict(r) for r in sorted(picked, key=lambda r: r["seed"])]
+
+
 def cw_rows(results: Mapping[str, Any], target: Any = ANY) -> list[CWRow]:
     return [CWRow.from_dict(r) for r in results.get("cw") or [] if _is(r["target"], target)]
 

@@ -122,3 +122,25 @@ def test_verdict_cells_read_the_verdict():
     (read,) = verdict_cells({"verdict": {"answers": [cell]}})
     assert read.matched and read.grid == "rounded" and read.budget(0.1)["control"] == INTERVAL and read.budget(0.2) is None
     assert not read.is_fooling and read.to_dict() == cell
+
+
+def test_stage_rows_round_trip_keys_and_order_and_select_by_kind():
+    from fooled.records import CWRow, FoolingRow, HonestRow, cw_rows, fooling_rows, honest_rows
+
+    evasion = {"seed": 1, "target": "cnn", "kind": "evasion", "grid": "on_grid", "eps": 0.125, "attacked": "nll", "n": 16,
+               "n_correct": 15, "n_success": 12, "n_oracle_kept": 9, "detectors": {"nll": {"n_evaded": 7, "n_valid": 5}}, "seconds": 2.0}
+    control = {"seed": 0, "target": "cnn", "kind": "matched_control", "attack": "pgd", "grid": "rounded", "eps": 0.125,
+               "detector": "flow", "n": 12, "flagged_attack": 12, "flagged_sign_noise": 11, "flagged_shuffled": 12, "flagged_background": 3}
+    cw = {"seed": 0, "target": "cnn", "attack": "cw_l2", "detector": "flow", "n": 16, "success_rate": 0.75, "median_l2": 1.2,
+          "auroc": 0.8, "tpr_at_fpr": 0.5, "mean_bpd": 2.5, "seconds": 3.0}
+    fooling = {"seed": 0, "target": "cnn", "method": "gradient", "constrained": True, "class": 3, "n": 1, "success_rate": 1.0,
+               "unflagged_success_rate": 0.0, "mean_bpd": 9.0}
+    results = {"honest": [evasion, control], "cw": [cw], "fooling": [fooling]}
+    for cls, row in ((HonestRow, evasion), (HonestRow, control), (CWRow, cw)):
+        assert list(cls.from_dict(row).to_dict().items()) == list(row.items())  # only the keys the stage wrote, in its order
+    assert FoolingRow.from_dict(fooling).to_dict() == fooling  # "class" is no field name: kept in `extra`, written last
+    (got,) = honest_rows(results, kind="evasion", grid="on_grid")
+    assert got.detectors["nll"]["n_valid"] == 5 and got.flagged_attack is None
+    assert [r.kind for r in honest_rows(results, target="cnn")] == ["matched_control", "evasion"]  # by seed
+    assert cw_rows(results, "cnn")[0].n_success == 12 and not cw_rows(results, "flow")
+    assert fooling_rows(results)[0].extra == {"class": 3, "mean_bpd": 9.0}

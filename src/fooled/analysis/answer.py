@@ -10,7 +10,7 @@ evasion the oracle still gives its original class) take the place of the single 
 
 from __future__ import annotations
 
-from ..records import VerdictCell, cw_rows, fooling_rows, verdict_cells
+from ..records import VerdictCell, cw_rows, fooling_rows, honest_rows, verdict_cells
 from .rules import CUTOFFS, flagged_answer
 from .stats import rate_ci
 from .style import model_order
@@ -41,10 +41,10 @@ def likely_fooling(results: dict, target: str) -> float | None:
     """Share of the density-aware fooling searches against `target` that found a confident image the detector accepts and,
     where the run has the independent oracle's rows, that the oracle does not give the target class (else it is no fooling
     image: a committee that also calls it a 7 says it is a 7)."""
-    valid = [r for r in results.get("honest") or [] if r.get("kind") == "fooling" and r["target"] == target]
+    valid = honest_rows(results, kind="fooling", target=target)
     if valid:
-        n = sum(r["n"] for r in valid)
-        return sum(r["n_valid"] for r in valid) / n if n else None
+        n = sum(r.n for r in valid)
+        return sum(r.n_valid for r in valid) / n if n else None
     rows = [r for r in fooling_rows(results, target) if r.constrained]
     n = sum(r.n for r in rows)
     return sum(r.unflagged_success_rate * r.n for r in rows) / n if n else None

@@ -13,6 +13,7 @@ budget whose interval straddles a cut-off is borderline and a cell it could over
 
 from __future__ import annotations
 
+from ..records import HonestRow, honest_rows
 from .rules import CUTOFFS, Cutoffs, answer_of, control_rule, evasion_rule
 from .stats import rate_ci
 from .tables import fmt, md_table
@@ -21,19 +22,15 @@ KEPT = 0.5  # a budget counts while more than half of the attack's successful im
 CONTROLS = ("sign_noise", "shuffled")  # the controls PGD must beat; "background" (changed pixels that were 0) is shown beside
 
 
-def _rows(results: dict, **match) -> list[dict]:
-    return sorted([r for r in results.get("honest", []) if all(r.get(k) == v for k, v in match.items())], key=lambda r: r["seed"])
-
-
 def _targets(results: dict, **match) -> list[str]:
-    present = {r["target"] for r in _rows(results, **match)}
+    present = {r.target for r in honest_rows(results, **match)}
     return [t for t in results["config"]["models"]["names"] if t in present]
 
 
-def _control_per_eps(rs: list[dict], eps: float) -> dict:
+def _control_per_eps(rs: list[HonestRow], eps: float) -> dict:
     """One budget of the matched control: PGD's flag rate against both controls' (rules.control_rule: YES only if its
     interval lies above both, NO if its rate is not above one of them, else borderline)."""
-    ci = {k: rate_ci([(r[f"flagged_{k}"], r["n"]) for r in rs]) for k in ("attack",) + CONTROLS + ("background",)}
+    ci = {k: rate_ci([(getattr(r, f"flagged_{k}"), r.n) for r in rs]) for k in ("attack",) + CONTROLS + ("background",)}
     controls = [ci[k] for k in CONTROLS]
     strongest = max(controls, key=lambda c: -1 if c["mean"] is None else c["mean"])
     return {"eps": eps, "value": ci["attack"], "control": strongest, "controls": ci, **control_rule(ci["attack"], *controls)}
@@ -44,9 +41,9 @@ def matched_control(results: dict) -> list[dict]:
     out = []
     for target in _targets(results, kind="matched_control"):
         per_eps = []
-        for eps in sorted({r["eps"] for r in _rows(results, kind="matched_control", target=target) if r["eps"] > 0}):
-            rs = _rows(results, kind="matched_control", target=target, eps=eps)
-            if sum(r["n"] for r in rs):  # else PGD fooled no image at this budget: nothing to compare
+        for eps in sorted({r.eps for r in honest_rows(results, kind="matched_control", target=target) if r.eps > 0}):
+            rs = honest_rows(results, kind="matched_control", target=target, eps=eps)
+            if sum(r.n for r in rs):  # else PGD fooled no image at this budget: nothing to compare
                 per_eps.append(_control_per_eps(rs, eps))
         if per_eps:
             out.append(answer_of(f"Does low p(x) flag PGD adversarial examples against the {target}, on the grid, more often than the "
@@ -59,14 +56,14 @@ def matched_control(results: dict) -> list[dict]:
 
 def _valid_per_eps(results: dict, target: str, attacked: str, detector: str, cut: Cutoffs = CUTOFFS) -> list[dict]:
     per_eps = []
-    for eps in sorted({r["eps"] for r in _rows(results, kind="evasion", target=target, attacked=attacked, grid="on_grid")}):
-        rs = _rows(results, kind="evasion", target=target, attacked=attacked, grid="on_grid", eps=eps)
-        off = _rows(results, kind="evasion", target=target, attacked=attacked, grid="off_grid", eps=eps)
-        ci = rate_ci([(r["detectors"][detector]["n_valid"], r["n_correct"]) for r in rs])
-        kept = rate_ci([(r["n_oracle_kept"], r["n_success"]) for r in rs])
+    for eps in sorted({r.eps for r in honest_rows(results, kind="evasion", target=target, attacked=attacked, grid="on_grid")}):
+        rs = honest_rows(results, kind="evasion", target=target, attacked=attacked, grid="on_grid", eps=eps)
+        off = honest_rows(results, kind="evasion", target=target, attacked=attacked, grid="off_grid", eps=eps)
+        ci = rate_ci([(r.detectors[detector]["n_valid"], r.n_correct) for r in rs])
+        kept = rate_ci([(r.n_oracle_kept, r.n_success) for r in rs])
         per_eps.append({"eps": eps, "value": ci, **evasion_rule(ci, cut), "kept": kept,
-                        "evasion": rate_ci([(r["detectors"][detector]["n_evaded"], r["n_correct"]) for r in rs]),
-                        "off_grid": rate_ci([(r["detectors"][detector]["n_evaded"], r["n_correct"]) for r in off]) if off else None})
+                        "evasion": rate_ci([(r.detectors[detector]["n_evaded"], r.n_correct) for r in rs]),
+                        "off_grid": rate_ci([(r.detectors[detector]["n_evaded"], r.n_correct) for r in off]) if off else None})
     return per_eps
 
 
@@ -90,7 +87,7 @@ def combined_evasion(results: dict, cut: Cutoffs = CUTOFFS) -> list[dict]:
     """Per model attacked through the combined defence: its valid evasion (criterion 'combined')."""
     out = []
     for t in _targets(results, kind="evasion", attacked="combined"):
-        fpr = [r["val_fpr"] for r in _rows(results, kind="defence", target=t)]
+        fpr = [r.val_fpr for r in honest_rows(results, kind="defence", target=t)]
         out.append(_valid_answer(f"Does the combined defence (any of its detectors, {max(fpr, default=0):.1%} total validation FPR) "
                                  f"still flag adversarial examples against the {t} when the attacker knows every member?", t, "combined",
                                  _valid_per_eps(results, t, "combined", "combined", cut), val_fpr=fpr))
@@ -101,8 +98,8 @@ def defence_table(results: dict) -> list[str]:
     """Per model attacked through the combined defence: each detector alone and the defence, against the attack it faced."""
     out = []
     for t in _targets(results, kind="evasion", attacked="combined"):
-        eps_all = sorted({r["eps"] for r in _rows(results, kind="evasion", target=t, attacked="combined")})
-        dets = list(_rows(results, kind="evasion", target=t, attacked="combined")[0]["detectors"])
+        eps_all = sorted({r.eps for r in honest_rows(results, kind="evasion", target=t, attacked="combined")})
+        dets = list(honest_rows(results, kind="evasion", target=t, attacked="combined")[0].detectors)
         body = []
         for attacked, label in (("nll", "-log p(x)-aware"), ("combined", "aware of every member")):
             for d in dets if attacked == "combined" else ("nll", "combined"):
