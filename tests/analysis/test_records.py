@@ -125,7 +125,7 @@ def test_verdict_cells_read_the_verdict():
 
 
 def test_stage_rows_round_trip_keys_and_order_and_select_by_kind():
-    from fooled.records import CWRow, FoolingRow, HonestRow, cw_rows, fooling_rows, honest_rows
+    from fooled.stage_rows import CWRow, FoolingRow, HonestRow, cw_rows, fooling_rows, honest_rows
 
     evasion = {"seed": 1, "target": "cnn", "kind": "evasion", "grid": "on_grid", "eps": 0.125, "attacked": "nll", "n": 16,
                "n_correct": 15, "n_success": 12, "n_oracle_kept": 9, "detectors": {"nll": {"n_evaded": 7, "n_valid": 5}}, "seconds": 2.0}

@@ -10,7 +10,8 @@ evasion the oracle still gives its original class) take the place of the single 
 
 from __future__ import annotations
 
-from ..records import VerdictCell, cw_rows, fooling_rows, honest_rows, verdict_cells
+from ..records import VerdictCell, verdict_cells
+from ..stage_rows import cw_rows, fooling_rows, honest_rows
 from .rules import CUTOFFS, flagged_answer
 from .stats import rate_ci
 from .style import model_order

@@ -13,7 +13,7 @@ budget whose interval straddles a cut-off is borderline and a cell it could over
 
 from __future__ import annotations
 
-from ..records import HonestRow, honest_rows
+from ..stage_rows import HonestRow, honest_rows
 from .rules import CUTOFFS, Cutoffs, answer_of, control_rule, evasion_rule
 from .stats import rate_ci
 from .tables import fmt, md_table
