@@ -12,7 +12,8 @@ import pandas as pd
 
 from .. import detection as detect
 from ..errors import FooledError
-from ..rundir import Key, atomic_write_text, lookup, read_json, read_npz, row_key
+from ..records import attack_rows
+from ..rundir import Key, atomic_write_text, lookup, read_json, read_npz
 
 FPR_GRID = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 
@@ -29,18 +30,17 @@ def threshold_table(results: dict, scores: dict, fprs=FPR_GRID) -> pd.DataFrame:
     images for the random-perturbation controls) and the realised false-positive rate on clean test images."""
     fprs = _check_fprs(fprs)
     out = []
-    for r in results["attacks"]:
-        control = r["attack"].startswith("noise_")
-        counted = slice(None) if control else lookup(scores, row_key(r, "success")).astype(bool)
-        for det in r.get("detectors", {"nll": None}):
-            val = lookup(scores, Key(r["seed"], r["target"], "clean_val", column=det))
-            test = lookup(scores, Key(r["seed"], r["target"], "clean_test", column=det))
-            adv = lookup(scores, row_key(r, det))[counted]
+    for r in attack_rows(results):
+        counted = slice(None) if r.is_control else lookup(scores, r.key("success")).astype(bool)
+        for det in r.detectors or {"nll": None}:
+            val = lookup(scores, Key(r.seed, r.target, "clean_val", column=det))
+            test = lookup(scores, Key(r.seed, r.target, "clean_test", column=det))
+            adv = lookup(scores, r.key(det))[counted]
             for fpr in fprs:
                 thr = detect.calibrate_threshold(val, fpr)
                 out.append({
-                    "seed": r["seed"], "target": r["target"], "attack": r["attack"], "eps": r["eps"], "norm": r["norm"],
-                    "grid": r.get("grid", "continuous"), "attacked_detector": r.get("attacked_detector") or "-", "detector": det, "fpr": fpr, "threshold": thr,
+                    "seed": r.seed, "target": r.target, "attack": r.attack, "eps": r.eps, "norm": r.norm,
+                    "grid": r.grid or "continuous", "attacked_detector": r.attacked_detector or "-", "detector": det, "fpr": fpr, "threshold": thr,
                     "tpr": detect.tpr_at_threshold(adv, thr) if len(adv) else None, "test_fpr": float(detect.flagged(test, thr).mean()),
                 })
     return pd.DataFrame(out)
