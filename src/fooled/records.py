@@ -1,9 +1,10 @@
-"""Typed records of what a study writes to results.json: an attack row, a model row, an audit check and a verdict cell.
+"""Typed records of what a study writes to results.json: an attack row, a model row, an audit check and a verdict cell
+(with its budgets).
 
 Each record reads a row of results.json with `from_dict` and writes it back with `to_dict`. A key an older run did not
 write reads as None (or empty); a key this version does not know is kept in `extra`, so nothing is lost on the way
 through. The selectors below (`rows`, `budgets`, `middle_budget`, `shown_budgets`) are the one place where attack rows
-are filtered and budgets chosen.
+are filtered and budgets chosen; `model_names` gives the run's models in order.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Record:
 
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset()  # keys the study writes only when they have a value
+    NESTED: ClassVar[Mapping[str, type[Record]]] = {}  # keys whose value maps names to rows of a record type
 
     @classmethod
     def known(cls) -> tuple[str, ...]:
@@ -38,11 +40,12 @@ class Record:
                    extra={k: v for k, v in d.items() if k not in names})
 
     @classmethod
-    def _read(cls, key: str, value: Any) -> Any:  # a nested record's hook
-        return value
+    def _read(cls, key: str, value: Any) -> Any:
+        kind = cls.NESTED.get(key)
+        return value if kind is None or value is None else {name: kind.from_dict(v) for name, v in value.items()}
 
     def _write(self, key: str, value: Any) -> Any:
-        return value
+        return value if key not in self.NESTED or value is None else {name: v.to_dict() for name, v in value.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """The row as results.json holds it, keys in the order the study writes them."""
@@ -102,13 +105,7 @@ class AttackRow(Record):
     fooled_by: Mapping[str, int] | None = None  # the study's PGD: successful adversarials per loss that made them
 
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"fooled_by"})
-
-    @classmethod
-    def _read(cls, key, value):
-        return {d: DetectorRates.from_dict(v) for d, v in value.items()} if key == "detectors" and value is not None else value
-
-    def _write(self, key, value):
-        return {d: v.to_dict() for d, v in value.items()} if key == "detectors" else value
+    NESTED: ClassVar[Mapping[str, type[Record]]] = {"detectors": DetectorRates}
 
     def key(self, column: str = "nll") -> Key:
         """The Key of this row's per-image arrays in scores.npz (and examples.npz)."""
@@ -164,6 +161,20 @@ class AuditCheck(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BudgetAnswer(Record):
+    """One budget of a verdict cell (an entry of its `per_eps`): the interval there and the answer it gives."""
+
+    eps: float | None = None
+    value: Mapping[str, Any] = field(default_factory=dict)  # {mean, lo, hi, n, ...} as `stats.rate_ci` gives it
+    answer: str | None = None  # yes, no, partly, borderline or n/a
+    could: list[str] | None = None  # borderline: the answers the interval spans
+    leaning: str | None = None  # borderline: the answer of the point estimate
+    control: Mapping[str, Any] | None = None  # a control cell: the strongest control's interval
+
+    OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"could", "leaning", "control"})
+
+
+@dataclass(frozen=True, kw_only=True)
 class VerdictCell(Record):
     """One answer of the verdict: a question about one model, its answer over the budgets, and the numbers behind it.
     `value` and each budget's `value` are intervals {mean, lo, hi, n, ...} as `stats.rate_ci` gives them."""
@@ -202,6 +213,17 @@ class VerdictCell(Record):
     def budget(self, eps: float | None) -> Mapping[str, Any] | None:
         """The answer at budget `eps`, or None."""
         return next((p for p in self.per_eps if p["eps"] == eps), None)
+
+    @property
+    def per_budget(self) -> list[BudgetAnswer]:
+        """`per_eps` as typed records."""
+        return [BudgetAnswer.from_dict(p) for p in self.per_eps]
+
+
+def model_names(results: Mapping[str, Any], among: Iterable[str] | None = None) -> list[str]:
+    """The run's models in its config's order (only those in `among`, where given)."""
+    names, keep = results["config"]["models"]["names"], None if among is None else set(among)
+    return [n for n in names if keep is None or n in keep]
 
 
 def attack_rows(results: Mapping[str, Any]) -> list[AttackRow]:

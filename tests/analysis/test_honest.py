@@ -5,6 +5,7 @@ from fooled.analysis.honest import combined_evasion, defence_table, matched_cont
 from fooled.analysis.summary import verdict_table
 from fooled.analysis.rules import CUTOFFS
 from fooled.analysis.verdict import compute_verdict
+from record_factory import committee_row
 
 CUTS = CUTOFFS
 
@@ -63,9 +64,17 @@ def test_combined_defence_row_and_table_name_the_attack_each_detector_faced():
     assert a["criterion"] == "combined" and "5.0% total validation FPR" in a["question"]
     table = "\n".join(defence_table(results(rows)))
     assert "-log p(x)-aware on the grid" in table and "aware of every member on the grid" in table
-    committee = [{"seed": 0, "members": ["svc", "knn", "robust_cnn_adv"], "n_fit": 270, "self_agreement": 0.8, "majority_acc": 0.95,
-                  "test_acc": {"svc": 0.96, "knn": 0.94, "robust_cnn_adv": 0.8}}]
-    assert "agree with each other on 80%" in oracle_lines({"committee": committee})[0]
+
+
+def test_oracle_lines_average_the_committees_of_the_seeds_and_skip_rows_without_self_agreement():
+    made = [committee_row(0, agreement=0.8, majority=0.95), committee_row(1, agreement=0.6, majority=0.85,
+                                                                            acc={"svc": 0.9, "knn": 0.9, "robust_cnn_adv": 0.7})]
+    old = {k: v for k, v in committee_row(2, agreement=0.0).to_dict().items() if k != "self_agreement"}  # before it was kept
+    (line,) = oracle_lines({"committee": [r.to_dict() for r in made] + [old]})
+    assert "(svc, knn, robust_cnn_adv; the last adversarially trained" in line and "fitted on 270 training images" in line
+    assert "agree with each other on 70%" in line and "majority label is right on 90%" in line
+    assert "svc 93%, knn 92%, robust_cnn_adv 75%" in line
+    assert oracle_lines({"committee": [old]}) == [] and oracle_lines({}) == []
 
 
 def test_a_matched_control_whose_intervals_overlap_is_borderline_and_can_make_the_cell_unclear():

@@ -1,10 +1,14 @@
 """Typed records: any row the study writes reads back and writes out unchanged; the selectors and budget rules."""
 
+import json
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fooled.records import (ANY, AttackRow, AuditCheck, DetectorRates, ModelRow, VerdictCell, attack_rows, budgets,
-                            middle_budget, rows, shown_budgets, verdict_cells)
+from fooled.records import (ANY, AttackRow, AuditCheck, BudgetAnswer, DetectorRates, ModelRow, VerdictCell, attack_rows, budgets,
+                            middle_budget, model_names, rows, shown_budgets, verdict_cells)
+from fooled.stage_rows import committee_rows
+from record_factory import committee_row
 
 names = st.sampled_from(["cnn", "cnn_adv", "flow", "hybrid", "logreg", "gaussian"])
 maybe_float = st.none() | st.floats(allow_nan=False, allow_infinity=False)
@@ -125,7 +129,7 @@ def test_verdict_cells_read_the_verdict():
 
 
 def test_stage_rows_round_trip_keys_and_order_and_select_by_kind():
-    from fooled.stage_rows import CWRow, FoolingRow, HonestRow, cw_rows, fooling_rows, honest_rows
+    from fooled.stage_rows import CWRow, EvasionCounts, FoolingRow, HonestRow, cw_rows, fooling_rows, honest_rows
 
     evasion = {"seed": 1, "target": "cnn", "kind": "evasion", "grid": "on_grid", "eps": 0.125, "attacked": "nll", "n": 16,
                "n_correct": 15, "n_success": 12, "n_oracle_kept": 9, "detectors": {"nll": {"n_evaded": 7, "n_valid": 5}}, "seconds": 2.0}
@@ -140,7 +144,35 @@ def test_stage_rows_round_trip_keys_and_order_and_select_by_kind():
         assert list(cls.from_dict(row).to_dict().items()) == list(row.items())  # only the keys the stage wrote, in its order
     assert FoolingRow.from_dict(fooling).to_dict() == fooling  # "class" is no field name: kept in `extra`, written last
     (got,) = honest_rows(results, kind="evasion", grid="on_grid")
-    assert got.detectors["nll"]["n_valid"] == 5 and got.flagged_attack is None
+    assert got.detectors["nll"] == EvasionCounts(n_evaded=7, n_valid=5) and got.flagged_attack is None
     assert [r.kind for r in honest_rows(results, target="cnn")] == ["matched_control", "evasion"]  # by seed
     assert cw_rows(results, "cnn")[0].n_success == 12 and not cw_rows(results, "flow")
     assert fooling_rows(results)[0].extra == {"class": 3, "mean_bpd": 9.0}
+
+
+def test_a_verdict_cells_budgets_read_as_typed_answers():
+    borderline = {"eps": 0.2, "value": INTERVAL, "controls": {}, "answer": "borderline", "could": ["yes", "no"], "leaning": "yes"}
+    cell = VerdictCell(per_eps=[{"eps": 0.1, "value": INTERVAL, "answer": "yes", "control": INTERVAL}, borderline])
+    first, second = cell.per_budget
+    assert first == BudgetAnswer(eps=0.1, value=INTERVAL, answer="yes", control=INTERVAL) and first.could is None
+    assert second.could == ["yes", "no"] and second.leaning == "yes" and second.extra == {"controls": {}}
+    assert second.to_dict() == borderline and "control" not in second.to_dict()
+
+
+def test_committee_rows_read_back_through_json_in_the_stages_key_order():
+    made = [committee_row(0), committee_row(1, agreement=0.7, acc={"svc": 0.9, "robust_cnn_adv": 0.8})]
+    results = json.loads(json.dumps({"committee": [r.to_dict() for r in made]}))
+    assert committee_rows(results) == made and committee_rows(results)[1].members == ["svc", "robust_cnn_adv"]
+    assert list(results["committee"][0]) == ["seed", "members", "chosen", "robust_member", "n_fit", "test_acc", "self_agreement",
+                                             "majority_acc", "seconds"]  # as study/stages/honest_oracle.py writes it
+    assert committee_rows({}) == [] and committee_rows({"committee": None}) == []
+
+
+def test_nested_rows_may_be_absent():
+    assert AttackRow.from_dict({"detectors": None}).to_dict()["detectors"] is None
+
+
+def test_model_names_keep_the_configs_order():
+    results = {"config": {"models": {"names": ["cnn", "flow", "logreg"]}}}
+    assert model_names(results) == ["cnn", "flow", "logreg"]
+    assert model_names(results, among={"logreg", "cnn", "mlp"}) == ["cnn", "logreg"] and model_names(results, among=[]) == []

@@ -1,5 +1,6 @@
 """The plain answer and the verdict table say what the numbers say, and change when they change."""
 
+from fooled.analysis.answer import evidence
 from fooled.analysis.summary import plain_answer, verdict_table
 from fooled.analysis.verdict import compute_verdict
 from record_factory import attack_row, results_of
@@ -50,6 +51,15 @@ def test_first_sentence_reads_partly_or_mostly_no_as_the_checks_turn_against():
     assert one.startswith("Only partly: low p(x) flags 99% [") and "only 40% [" in one and "Carlini-Wagner" in one
     three = first(results(detected=99, evaded=150, noise=0.2, cw=0.4, likely=0.8))  # CW, the aware attack and likely images
     assert three.startswith("Mostly no:") and "succeeds in 80% of its tries" in three
+
+
+def test_evidence_says_which_checks_count_against_and_leaves_out_those_the_run_lacks():
+    ev = evidence(results(detected=99, evaded=2, noise=0.2, cw=0.4), "cnn")
+    assert ev.against() == ["cw"] and ev.cw["mean"] == 0.4
+    assert ev.sides == {"control": "for", "aware": "for", "cw": "against", "likely_fooling": None} and ev.fool is None
+    assert (ev.control_cell.criterion, ev.control_cell.grid) == ("control", "rounded") and ev.aware_cell.criterion == "evasion"
+    worse = evidence(results(detected=99, evaded=190, noise=1.0, likely=0.8), "cnn")
+    assert worse.against() == ["control", "aware", "likely_fooling"] and worse.sides["cw"] is None
 
 
 def test_sentences_carry_the_verdicts_numbers():

@@ -10,7 +10,9 @@ evasion the oracle still gives its original class) take the place of the single 
 
 from __future__ import annotations
 
-from ..records import VerdictCell, verdict_cells
+from dataclasses import dataclass
+
+from ..records import BudgetAnswer, VerdictCell, model_names, verdict_cells
 from ..stage_rows import cw_rows, fooling_rows, honest_rows
 from .rules import CUTOFFS, flagged_answer
 from .stats import rate_ci
@@ -27,7 +29,7 @@ def find(results: dict, criterion: str, model: str | None = None, grid: str | No
 
 
 def main_target(results: dict) -> str:
-    names = results["config"]["models"]["names"]
+    names = model_names(results)
     return next((m for m in model_order(names) if m.startswith("cnn")), names[0])
 
 
@@ -51,17 +53,34 @@ def likely_fooling(results: dict, target: str) -> float | None:
     return sum(r.unflagged_success_rate * r.n for r in rows) / n if n else None
 
 
-def evidence(results: dict, target: str) -> dict:
-    """What each check says about `target`: 'for', 'against' or None (not in the run)."""
+def _side(good: bool | None) -> str | None:
+    return None if good is None else "for" if good else "against"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What each check of CHECKS says about one target, and the numbers behind it (None: not in the run)."""
+
+    sides: dict[str, str | None]  # per check: 'for', 'against' or None
+    control_cell: VerdictCell | None  # the noise control (on the grid where the run has it)
+    aware_cell: VerdictCell | None  # the most demanding evasion answer (EVASION_CRITERIA)
+    cw: dict | None  # Carlini-Wagner adversarials flagged: an interval
+    fool: float | None  # the share of fooling searches that got a likely image through
+
+    def against(self) -> list[str]:
+        return [k for k in CHECKS if self.sides[k] == "against"]
+
+
+def evidence(results: dict, target: str) -> Evidence:
+    """What each check says about `target`."""
     ctrl = find(results, "control", target, "rounded") or find(results, "control", target)
     aware = next((a for c in EVASION_CRITERIA if (a := find(results, c, target))), None)
     cw, fool = cw_flagged(results, target), likely_fooling(results, target)
-    side = lambda good: None if good is None else "for" if good else "against"
-    return {"control": side(None if ctrl is None else ctrl.answer == "yes"),
-            "aware": side(None if aware is None else aware.answer == "yes"),
-            "cw": side(None if cw is None else flagged_answer(cw, CUTOFFS) == "yes"),
-            "likely_fooling": side(None if fool is None else fool < CUTOFFS.evade_yes),
-            "_control": ctrl, "_aware": aware, "_cw": cw, "_fool": fool}
+    sides = {"control": _side(None if ctrl is None else ctrl.answer == "yes"),
+             "aware": _side(None if aware is None else aware.answer == "yes"),
+             "cw": _side(None if cw is None else flagged_answer(cw, CUTOFFS) == "yes"),
+             "likely_fooling": _side(None if fool is None else fool < CUTOFFS.evade_yes)}
+    return Evidence(sides, ctrl, aware, cw, fool)
 
 
 def overall_answer(results: dict) -> str:
@@ -73,12 +92,10 @@ def overall_answer(results: dict) -> str:
     if plain.answer == "no":
         return "no"
     ev = evidence(results, target)
-    against = [k for k in CHECKS if ev[k] == "against"]
-    weighed = [k for k in CHECKS if ev[k] is not None]
+    against, weighed = ev.against(), [k for k in CHECKS if ev.sides[k] is not None]
     if plain.answer == "yes" and not against:
         return "yes"
-    if ev["control"] == "against" and ev["aware"] == "against" and ev["_control"].answer == "no" \
-            and ev["_aware"].answer == "no":
+    if {"control", "aware"} <= set(against) and ev.control_cell.answer == "no" and ev.aware_cell.answer == "no":
         return "no"  # flagged no more often than noise, and evaded by an attacker who knows the detector
     return "mostly no" if weighed and len(against) >= max(2, len(weighed) - 1) else "partly"
 
@@ -87,26 +104,26 @@ def _pct(ci: dict) -> str:
     return f"{100 * ci['mean']:.0f}% [{100 * ci['lo']:.0f}, {100 * ci['hi']:.0f}]"
 
 
-def _worst_evasion(aware: VerdictCell) -> dict | None:
-    return max((p for p in aware.per_eps if p["value"]["mean"] is not None), key=lambda p: p["value"]["mean"], default=None)
+def _worst_evasion(aware: VerdictCell) -> BudgetAnswer | None:
+    return max((p for p in aware.per_budget if p.value["mean"] is not None), key=lambda p: p.value["mean"], default=None)
 
 
-def _reasons(ev: dict, target: str) -> list[str]:
+def _reasons(ev: Evidence) -> list[str]:
     """The checks that count against a yes, each with its number."""
-    out = []
-    ctrl, aware, cw, fool = ev["_control"], ev["_aware"], ev["_cw"], ev["_fool"]
-    if ev["control"] == "against":
-        not_above = sum(p["answer"] != "yes" for p in ctrl.per_eps)
-        out.append(f"it flags random noise of the same size about as often at {not_above} of {len(ctrl.per_eps)} budgets")
-    if ev["cw"] == "against":
-        out.append(f"it flags only {_pct(cw)} of the minimal Carlini-Wagner adversarials")
-    if ev["aware"] == "against" and (worst := _worst_evasion(aware)):
+    out, against = [], ev.against()
+    if "control" in against:
+        budgets = ev.control_cell.per_budget
+        not_above = sum(p.answer != "yes" for p in budgets)
+        out.append(f"it flags random noise of the same size about as often at {not_above} of {len(budgets)} budgets")
+    if "cw" in against:
+        out.append(f"it flags only {_pct(ev.cw)} of the minimal Carlini-Wagner adversarials")
+    if "aware" in against and (worst := _worst_evasion(ev.aware_cell)):
         kind = {"valid_evasion": "valid evasions (the oracle keeps their class)",
                 "combined": "valid evasions of the combined defence (the oracle keeps their class)"}
-        out.append(f"an attacker who knows the detector makes {_pct(worst['value'])} of the images it got right into "
-                   f"{kind.get(aware.criterion, 'unflagged misclassifications')} at eps {worst['eps']:g}")
-    if ev["likely_fooling"] == "against":
-        out.append(f"a fooling-image search that keeps p(x) high succeeds in {100 * fool:.0f}% of its tries")  # valid ones, if known
+        out.append(f"an attacker who knows the detector makes {_pct(worst.value)} of the images it got right into "
+                   f"{kind.get(ev.aware_cell.criterion, 'unflagged misclassifications')} at eps {worst.eps:g}")
+    if "likely_fooling" in against:  # valid fooling images, where the run has the oracle's rows
+        out.append(f"a fooling-image search that keeps p(x) high succeeds in {100 * ev.fool:.0f}% of its tries")
     return out
 
 
@@ -118,7 +135,7 @@ def first_sentence(results: dict) -> str:
         return "The run has no plain attack on a classifier, so it cannot say whether low p(x) flags fooling inputs."
     head = {"yes": "Yes", "no": "No", "mostly no": "Mostly no", "partly": "Only partly"}[answer]
     flags = f"low p(x) flags {_pct(plain.value)} of the PGD examples that fool the {target} (eps {plain.eps:g})"
-    reasons = _reasons(evidence(results, target), target)
+    reasons = _reasons(evidence(results, target))
     if answer == "yes":
         return (f"{head}: a model of p(x, y) notices the inputs that fool the {target} by their low p(x): {flags}, more often "
                 "than random noise of the same size, and still when the attacker knows the detector.")

@@ -13,7 +13,8 @@ budget whose interval straddles a cut-off is borderline and a cell it could over
 
 from __future__ import annotations
 
-from ..stage_rows import HonestRow, honest_rows
+from ..records import model_names
+from ..stage_rows import HonestRow, committee_rows, honest_rows
 from .rules import CUTOFFS, Cutoffs, answer_of, control_rule, evasion_rule
 from .stats import rate_ci
 from .tables import fmt, md_table
@@ -23,8 +24,7 @@ CONTROLS = ("sign_noise", "shuffled")  # the controls PGD must beat; "background
 
 
 def _targets(results: dict, **match) -> list[str]:
-    present = {r.target for r in honest_rows(results, **match)}
-    return [t for t in results["config"]["models"]["names"] if t in present]
+    return model_names(results, among={r.target for r in honest_rows(results, **match)})
 
 
 def _control_per_eps(rs: list[HonestRow], eps: float) -> dict:
@@ -59,11 +59,11 @@ def _valid_per_eps(results: dict, target: str, attacked: str, detector: str, cut
     for eps in sorted({r.eps for r in honest_rows(results, kind="evasion", target=target, attacked=attacked, grid="on_grid")}):
         rs = honest_rows(results, kind="evasion", target=target, attacked=attacked, grid="on_grid", eps=eps)
         off = honest_rows(results, kind="evasion", target=target, attacked=attacked, grid="off_grid", eps=eps)
-        ci = rate_ci([(r.detectors[detector]["n_valid"], r.n_correct) for r in rs])
+        ci = rate_ci([(r.detectors[detector].n_valid, r.n_correct) for r in rs])
         kept = rate_ci([(r.n_oracle_kept, r.n_success) for r in rs])
         per_eps.append({"eps": eps, "value": ci, **evasion_rule(ci, cut), "kept": kept,
-                        "evasion": rate_ci([(r.detectors[detector]["n_evaded"], r.n_correct) for r in rs]),
-                        "off_grid": rate_ci([(r.detectors[detector]["n_evaded"], r.n_correct) for r in off]) if off else None})
+                        "evasion": rate_ci([(r.detectors[detector].n_evaded, r.n_correct) for r in rs]),
+                        "off_grid": rate_ci([(r.detectors[detector].n_evaded, r.n_correct) for r in off]) if off else None})
     return per_eps
 
 
@@ -113,14 +113,14 @@ def defence_table(results: dict) -> list[str]:
 
 def oracle_lines(results: dict) -> list[str]:
     """The committee that stands in for a human: its members, what it was fitted on, and its self-agreement."""
-    rows = [r for r in results.get("committee", []) if "self_agreement" in r]
+    rows = [r for r in committee_rows(results) if r.self_agreement is not None]  # older runs did not keep it
     if not rows:
         return []
-    agree = sum(r["self_agreement"] for r in rows) / len(rows)
-    acc = {m: sum(r["test_acc"][m] for r in rows) / len(rows) for m in rows[0]["test_acc"]}
-    majority = sum(r["majority_acc"] for r in rows) / len(rows)
-    return [f"The label oracle stands in for a human: a committee ({', '.join(rows[0]['members'])}; the last adversarially trained, "
-            f"its robust member) fitted on {rows[0]['n_fit']} training images held out before any model was trained, so neither "
+    agree = sum(r.self_agreement for r in rows) / len(rows)
+    acc = {m: sum(r.test_acc[m] for r in rows) / len(rows) for m in rows[0].test_acc}
+    majority = sum(r.majority_acc for r in rows) / len(rows)
+    return [f"The label oracle stands in for a human: a committee ({', '.join(rows[0].members)}; the last adversarially trained, "
+            f"its robust member) fitted on {rows[0].n_fit} training images held out before any model was trained, so neither "
             f"the models nor the attack's donors saw them. Its members agree with each other on {100 * agree:.0f}% of the clean "
             f"test images, and its majority label is right on {100 * majority:.0f}% (members: "
             + ", ".join(f"{m} {100 * a:.0f}%" for m, a in acc.items()) + ")."]

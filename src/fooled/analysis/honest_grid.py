@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from ..rundir import Key, select
+from ..rundir import lookup, select
 from .grids import _grid
 from .style import shown_targets
 
@@ -19,9 +20,9 @@ def oracle_grid(results: dict, examples: dict, out: Path) -> list[Path]:
                             key=lambda kv: (names.index(kv[0].model) if kv[0].model in names else 99, kv[0].eps)):
         if not len(imgs) or key.model not in names:
             continue
-        part = {c: examples[str(Key(seed, key.model, key.set, key.eps, c))] for c in ("labels", "pred", "oracle")}
+        labels, pred, oracle = (lookup(examples, replace(key, column=c), "examples.npz") for c in ("labels", "pred", "oracle"))
         caps = [f"{int(y)}->{int(p)}\noracle {'?' if o < 0 else int(o)}{' kept' if o == y else ''}"
-                for y, p, o in zip(part["labels"], part["pred"], part["oracle"])]
+                for y, p, o in zip(labels, pred, oracle)]
         rows.append((f"{key.model}\neps {key.eps:g}", imgs, caps))
     if not rows:
         return []

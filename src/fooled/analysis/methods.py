@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fooled.attacks.aware import INITIAL_STEP
 
+from ..records import attack_rows, model_names
+
 
 def multitarget_note(a: dict) -> str:
     if "multitarget" not in a["losses"]:
@@ -105,7 +107,7 @@ PIXEL_DENSITIES = {"gmm": "GMM", "kde": "KDE", "gaussian": "Gaussian classifier"
 
 def pixel_densities(results: dict) -> str:
     """The pixel-density baselines this run scored with, in words ('' where it had none)."""
-    present = {d for r in results["attacks"] for d in r.get("detectors", {})}
+    present = {d for r in attack_rows(results) for d in r.detectors}
     names = [word for name, word in PIXEL_DENSITIES.items() if name in present]
     return "" if not names else f", and the pixel densities of the {', '.join(names[:-1]) + ' and ' * (len(names) > 1) + names[-1]}"
 
@@ -126,7 +128,7 @@ DENSITY_MODELS = ("flow", "hybrid", "gaussian")  # classifiers that score their 
 
 def who_scores(results: dict) -> str:
     """Which of this run's classifiers the flow scores and which score themselves, in words."""
-    names = results["config"]["models"]["names"]
+    names = model_names(results)
     own, other = [n for n in names if n in DENSITY_MODELS], [n for n in names if n not in DENSITY_MODELS]
     words = []
     if other:

@@ -15,6 +15,7 @@ from ..config import from_dict, trained_hash
 from ..errors import FooledError
 from ..records import VerdictCell, audit_checks, model_rows, rows as attack_rows_where, verdict_cells
 from ..rundir import atomic_write_text, read_json, read_npz
+from ..stage_rows import committee_rows
 from .curves import stopping_text
 from .methods import methods, who_scores
 from .stats import rate_ci
@@ -197,7 +198,7 @@ def _fooling(results: dict) -> list[str]:
 def _oracle(results: dict) -> list[str]:
     if not results.get("oracle"):
         return []
-    members = ", ".join(results["committee"][0]["members"]) if results.get("committee") else "a committee"
+    members = ", ".join(committee_rows(results)[0].members) if results.get("committee") else "a committee"
     out = ["## What the attacks made", "", f"A committee that was never attacked ({members}; the attacked model itself left out) "
            "stands in for a human. For the successful -log p(x)-aware adversarials: does it still see the original class (a real "
            "adversarial example), the attacker's class (the image changed its meaning), or disagree? For the density-aware fooling "

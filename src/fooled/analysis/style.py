@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..models import bpd_from_log_prob  # noqa: E402
-from ..records import ANY, rows, shown_budgets  # noqa: E402
+from ..records import ANY, model_names, rows, shown_budgets  # noqa: E402
 from .stats import mean_ci  # noqa: E402
 
 MODEL_ORDER = ("cnn", "cnn_adv", "logreg", "flow", "hybrid", "gaussian")
@@ -53,7 +53,7 @@ def shown_eps(results: dict) -> list[float]:
 def shown_targets(results: dict) -> list[str]:
     """The attacked models the example figures show: the first one without a density of its own, and the detector that guards it."""
     detector_of = {r.target: r.detector for r in rows(results, grid=ANY)}
-    plain = [t for t in results["config"]["models"]["names"] if t in detector_of and detector_of[t] != t]
+    plain = [t for t in model_names(results) if t in detector_of and detector_of[t] != t]
     first = plain[0] if plain else next(iter(detector_of))
     return list(dict.fromkeys([first, detector_of[first]]))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..records import VerdictCell, verdict_cells
-from .answer import first_sentence
+from .answer import first_sentence, main_target
 from .style import model_order
 
 ROWS = [  # (criterion, grid or None, the row's label in the verdict table)
@@ -80,8 +80,7 @@ def plain_answer(results: dict) -> list[str]:
     noise control, the attacker who knows the detector, fooling images, shallow and generative models, and where
     likelihood fails. Each says what the numbers say; a sentence whose numbers are missing is left out."""
     answers = verdict_cells(results)
-    names = results["config"]["models"]["names"]
-    target = next((m for m in model_order(names) if m.startswith("cnn")), names[0])
+    target = main_target(results)
     said = [_detection(answers, target), _evasion(answers, target), _fooling(results, answers, target), _models(answers),
             _support(answers)]
     return [first_sentence(results)] + [s for s in said if s]

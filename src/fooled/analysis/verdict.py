@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..records import ANY, AttackRow, budgets, rows
+from ..records import ANY, AttackRow, budgets, model_names, rows
 from .per_image import paired_counts, threshold_spread, with_threshold
 from .rules import CUTOFFS, Cutoffs, answer_of, control_rule, evasion_rule, flagged_rule, gap_rule
 from .stats import diff_ci, paired_diff_ci, rate_ci
@@ -211,9 +211,7 @@ def _ood(ask: _Ask) -> list[dict]:
 
 
 def _targets(results: dict, attack: str) -> list[str]:
-    names = results["config"]["models"]["names"]
-    present = {r.target for r in rows(results, attack=attack, grid=ANY)}
-    return [t for t in names if t in present]
+    return model_names(results, among={r.target for r in rows(results, attack=attack, grid=ANY)})
 
 
 def _eps(results: dict, attack: str, target: str, grid: str = "continuous") -> list[float]:
