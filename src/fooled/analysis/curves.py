@@ -20,7 +20,7 @@ def curve_table(results: dict) -> pd.DataFrame:
                 for split, label in (("train", "train"), ("val", "validation")):
                     out.append({"model": name, "seed": row.seed, "epoch": point["epoch"] + 1, "split": label,
                                 "accuracy": point.get(f"{split}_acc"), "bits/dim": point.get(f"{split}_bpd"),
-                                "loss": point.get(f"{split}_loss"), "best": row.best_epoch is not None and point["epoch"] == row.best_epoch})
+                                "loss": point.get(f"{split}_loss")})
     return pd.DataFrame(out)
 
 

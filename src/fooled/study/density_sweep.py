@@ -73,16 +73,14 @@ KNOB_FAMILIES = {"flow": "FlowGMM, mean_norm", "hybrid": "DIGLM, lam"}
 def knob_densities(cfg, splits, run_dir, log) -> list[Density]:
     """The class-conditional heads along their trade-off knobs (`study.tradeoff.KNOBS`: the FlowGMM's mean_norm with its
     diagonal base, the DIGLM's lam), each trained on `splits` (checkpoints in run_dir), as densities."""
-    from ..config import override
     from ..train import train_or_load
-    from .tradeoff import KNOBS, for_flow_kind
+    from .tradeoff import KNOBS, for_flow_kind, knob_config
 
     seed, out = cfg.seeds[0], []
     for name, (key, values) in KNOBS.items():
         key = for_flow_kind(cfg, key)
-        head = ["models.flow.base='diagonal'"] if key == "models.flow.mean_norm" else []
         for value in values:
-            model, _ = train_or_load(override(cfg, [f"{key}={value!r}", *head]), name, splits, seed, run_dir, torch.device("cpu"), log, False)
+            model, _ = train_or_load(knob_config(cfg, key, value), name, splits, seed, run_dir, torch.device("cpu"), log, False)
             out.append(model_density(f"{name} {key.rsplit('.', 1)[-1]}={value:g}", KNOB_FAMILIES[name], model.eval(), splits.test.x, seed,
                                      knob=key, value=float(value)))
     return out

@@ -33,6 +33,14 @@ def for_flow_kind(cfg: StudyConfig, key: str) -> str:
     return key.replace("models.flow.", "models.glow.", 1) if cfg.models.flow.kind == "glow" else key
 
 
+def knob_config(cfg: StudyConfig, key: str, value: float) -> StudyConfig:
+    """The config with one knob set. mean_norm is the knob of the FlowGMM head, so its flow has that head's diagonal base
+    even where the study's starts at the Gaussian; so has the bound comparison (a flow that keeps its closed-form start
+    would show no cost by construction)."""
+    head = ["models.flow.base='diagonal'"] if key in ("models.flow.mean_norm", BOUND_KEY) else []
+    return override(cfg, [f"{key}={value!r}", *head])
+
+
 def _scores(model, split, seed: int) -> tuple[float, float]:
     """(accuracy, mean bits/dim under uniform dequantisation) of a trained density classifier on a split."""
     return float((predict(model, split.x) == split.y).float().mean()), mean_bpd(model, split.x, seed)
@@ -47,10 +55,7 @@ def tradeoff_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progr
                   val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction, limit=cfg.data.limit)
 
     def row(name: str, key: str, value: float) -> dict:
-        # mean_norm is the knob of the FlowGMM head, so its flow has that head's diagonal base even where the study's starts at
-        # the Gaussian; so has the bound comparison (a flow that keeps its closed-form start would show no cost by construction)
-        head = ["models.flow.base='diagonal'"] if key in ("models.flow.mean_norm", BOUND_KEY) else []
-        model, meta = train_or_load(override(cfg, [f"{key}={value!r}", *head]), name, splits, seed, run_dir, device, log, progress)
+        model, meta = train_or_load(knob_config(cfg, key, value), name, splits, seed, run_dir, device, log, progress)
         model.eval()
         (val_acc, val_bpd), (test_acc, test_bpd) = _scores(model, splits.val, seed), _scores(model, splits.test, seed)
         return {"seed": seed, "model": name, "knob": key, "value": float(value), "val_acc": val_acc, "val_bpd": val_bpd,
@@ -99,4 +104,4 @@ def _get(cfg, dotted: str):
     return node
 
 
-__all__ = ["KNOBS", "BOUND_KEY", "for_flow_kind", "tradeoff_seed", "run_tradeoff"]
+__all__ = ["KNOBS", "BOUND_KEY", "for_flow_kind", "knob_config", "tradeoff_seed", "run_tradeoff"]
