@@ -68,3 +68,7 @@ def test_fitted_defence_flags_five_percent_of_validation_and_its_score_says_so(f
     s = evaluate(scores, digits.test.x[:50])
     agree = cnn(digits.test.x[:50]).argmax(1) == flow.log_joint(digits.test.x[:50]).argmax(1)
     assert np.array_equal(s["label_agreement"] > 0, ~agree.numpy())  # > 0 iff the two labels differ
+    with torch.no_grad():  # the attack's one-pass scores are the members' own, bit for bit
+        together = scores.together(digits.test.x[:50])
+    one_by_one = evaluate(dict(scores), digits.test.x[:50])
+    assert all(np.array_equal(together[k].double().numpy(), one_by_one[k]) for k in MEMBERS)

@@ -38,6 +38,8 @@ def test_shapes_and_bayes_rule(shape):
     assert torch.allclose(lp, torch.logsumexp(lj, 1), atol=1e-4)
     assert torch.allclose(logits, torch.log_softmax(lj, 1), atol=1e-5)
     assert torch.isfinite(lj).all()
+    both = glow.log_prob_and_joint(x)  # one pass, the same numbers as the two calls
+    assert torch.equal(both[0], lp) and torch.equal(both[1], lj)
 
 
 def test_scores_are_deterministic_in_eval_mode():
@@ -149,6 +151,8 @@ def test_glow_hybrid_is_a_density_with_a_softmax_head_on_its_latent(head):
     assert torch.allclose(lp, glow.base.log_prob(z) + log_det + glow.log_dy_dx, atol=1e-4)
     assert torch.allclose(glow(x), torch.log_softmax(glow.head(z), 1), atol=1e-5)
     assert torch.allclose(glow.decode(z), x, atol=1e-4)
+    both = glow.log_prob_and_joint(x)  # one pass, the same numbers as the two calls
+    assert torch.equal(both[0], lp) and torch.equal(both[1], lj)
     with torch.no_grad():  # a head that only sees z cannot change p(x)
         for p in glow.head.parameters():
             p.add_(1.0)

@@ -29,44 +29,64 @@ MEMBERS = ("nll", "label_density", "label_agreement", "typicality", "max_softmax
 SEARCH_STEPS = 40  # bisection steps over the per-member rate q (a 2^-40 fraction of fpr: exact for any validation set)
 
 
-def member_scores(classifier: torch.nn.Module, density: torch.nn.Module, *, reference_nll_mean: float, levels: int) -> dict[str, Callable]:
-    """The members' torch scores x -> (N,) for `classifier` guarded by the flow `density` (a model with log_prob and log_joint)."""
-    for need in ("log_prob", "log_joint"):
+class Members(dict):
+    """member name -> torch score x -> (N,), and `together(x)`: every member's score of x from one pass through the
+    density and one through the classifier (what an attack on the whole defence descends), equal to the calls one by one."""
+
+    def __init__(self, scores: dict[str, Callable], together: Callable):
+        super().__init__(scores)
+        self._together = together
+
+    def together(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self._together(x)
+
+
+def member_scores(classifier: torch.nn.Module, density: torch.nn.Module, *, reference_nll_mean: float, levels: int) -> Members:
+    """The members' torch scores x -> (N,) for `classifier` guarded by the flow `density` (a model with log_prob,
+    log_joint and log_prob_and_joint)."""
+    for need in ("log_prob", "log_joint", "log_prob_and_joint"):
         if not hasattr(density, need):
             raise ConfigError(f"the combined defence needs a density model with {need}(x); {type(density).__name__} has none")
 
-    def labels(x):
-        return classifier(x).argmax(1)
+    def off_grid(x):
+        return (x - torch.round(x * (levels - 1)) / (levels - 1)).abs().flatten(1).amax(1)
 
-    def label_density(x):
-        joint = density.log_joint(x)
-        y = labels(x)
+    def label_scores(joint, logits):
+        """(label_density, label_agreement) of the log joint given the classifier's logits."""
+        y = logits.argmax(1)
         prior = log_class_prior(density, joint.shape[1]).to(joint)
-        return -(joint.gather(1, y[:, None]).squeeze(1) - prior[y])
+        at_label = joint.gather(1, y[:, None]).squeeze(1)
+        return -(at_label - prior[y]), joint.amax(1) - at_label
 
-    def label_agreement(x):
-        joint = density.log_joint(x)
-        return joint.amax(1) - joint.gather(1, labels(x)[:, None]).squeeze(1)
+    def together(x):
+        log_p, joint = density.log_prob_and_joint(x)
+        logits = classifier(x)
+        label_density, label_agreement = label_scores(joint, logits)
+        return {"nll": -log_p, "label_density": label_density, "label_agreement": label_agreement,
+                "typicality": (-log_p - reference_nll_mean).abs(), "max_softmax": -logits.softmax(1).amax(1), "off_grid": off_grid(x)}
 
-    return {
+    return Members({
         "nll": lambda x: -density.log_prob(x),
-        "label_density": label_density,
-        "label_agreement": label_agreement,
+        "label_density": lambda x: label_scores(density.log_joint(x), classifier(x))[0],
+        "label_agreement": lambda x: label_scores(density.log_joint(x), classifier(x))[1],
         "typicality": lambda x: (-density.log_prob(x) - reference_nll_mean).abs(),
         "max_softmax": lambda x: -classifier(x).softmax(1).amax(1),
-        "off_grid": lambda x: (x - torch.round(x * (levels - 1)) / (levels - 1)).abs().flatten(1).amax(1),
-    }
+        "off_grid": off_grid,
+    }, together)
 
 
 def evaluate(scores: dict[str, Callable], x: torch.Tensor, batch_size: int = 512) -> dict[str, np.ndarray]:
     """Every member's scores of images x, as float64 numpy arrays (no gradients)."""
     device = x.device
-    out = {}
+    if isinstance(scores, Members):
+        def each(b):
+            return scores.together(b)
+    else:
+        def each(b):
+            return {name: fn(b) for name, fn in scores.items()}
     with torch.no_grad():
-        for name, fn in scores.items():
-            parts = [fn(x[i:i + batch_size].to(device)).double().cpu() for i in range(0, len(x), batch_size)]
-            out[name] = torch.cat(parts).numpy() if parts else np.zeros(0)
-    return out
+        parts = [each(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
+    return {name: torch.cat([p[name].double().cpu() for p in parts]).numpy() if parts else np.zeros(0) for name in scores}
 
 
 def union_flags(scores: dict[str, np.ndarray], thresholds: dict[str, float]) -> np.ndarray:
@@ -121,7 +141,8 @@ class CombinedDefence:
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """max over members of (score - threshold) / scale: differentiable almost everywhere, > 0 iff flagged."""
-        parts = [(fn(x) - self.thresholds[k]) / self.scales[k] for k, fn in self.scores.items()]
+        each = self.scores.together(x) if isinstance(self.scores, Members) else {k: fn(x) for k, fn in self.scores.items()}
+        parts = [(each[k] - self.thresholds[k]) / self.scales[k] for k in self.scores]
         return torch.stack(parts).amax(0)
 
     def member_flags(self, x: torch.Tensor) -> dict[str, np.ndarray]:

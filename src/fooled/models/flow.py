@@ -232,6 +232,11 @@ class GenerativeClassifier(DequantisedDensity):
         """log p(x) = logsumexp_k log p(x, k): (N, C, H, W) -> (N,), nats, deterministic."""
         return torch.logsumexp(self.log_joint(x), dim=1)
 
+    def log_prob_and_joint(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log_prob(x), log_joint(x)) from one pass through the flow, equal to the two calls."""
+        joint = self.log_joint(x)
+        return torch.logsumexp(joint, dim=1), joint
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits log p(y|x) by Bayes' rule."""
         return torch.log_softmax(self.log_joint(x), dim=1)

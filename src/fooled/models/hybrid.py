@@ -72,9 +72,14 @@ class SoftmaxHead:
     # --- public interface ----------------------------------------------------------------------
     def log_joint(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x) + log p(y=k|x) for all classes: (N, C, H, W) -> (N, K), nats."""
+        return self.log_prob_and_joint(x)[1]
+
+    def log_prob_and_joint(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log_prob(x), log_joint(x)) from one pass through the flow, equal to the two calls."""
         self.check_input(x)
         log_p, logits = self._density_and_logits(x, None)
-        return (log_p + self.log_dy_dx)[:, None] + torch.log_softmax(logits, dim=1)
+        log_p = log_p + self.log_dy_dx
+        return log_p, log_p[:, None] + torch.log_softmax(logits, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits log p(y|x) (normalised) from the linear head on the latent."""
