@@ -139,7 +139,7 @@ def seed_context(cfg: StudyConfig, seed: int, rt: Runtime, splits: Splits, model
 def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) -> dict:
     """One seed: train (or load) the models, attack them, score everything; returns this seed's records. Each stage gets
     what the earlier ones made, explicitly: plain PGD's adversarials (`advs`), the detector-aware and fooling stages."""
-    a = cfg.attacks
+    a, seed_start = cfg.attacks, time.perf_counter()
     splits = load(cfg.data.name, seed=seed, root=cfg.data.root, download=cfg.data.download,
                   val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction, limit=cfg.data.limit)
     splits, oracle_split = hold_out_for_oracle(splits, cfg.data.oracle_fraction, seed)  # no model or attack sees the oracle's images
@@ -161,6 +161,7 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
         made.examples.update(samples(models, splits.info.num_classes, seed))
     records = Records(made)
     timed = Timer(seed, log)
+    log(f"  seed {seed}: data, models, thresholds and samples ready after {time.perf_counter() - seed_start:.1f} s")
 
     plain, advs = plain_attacks(ctx)
     records.keep("attacks", plain)
@@ -177,8 +178,10 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
         out, fooling = timed("fooling images", lambda: fooling_images(ctx))
         records.keep("fooling", out)
     if a.adaptive:
+        oracle_start = time.perf_counter()
         committee, committee_row = fit_oracle(cfg, replace(splits, val=_at_most(splits.val, COMMITTEE_TRAIN // 4, seed)),
                                               _at_most(oracle_split, COMMITTEE_TRAIN, seed), seed, run_dir, device)
+        log(f"  seed {seed}: label oracle's committee fitted in {time.perf_counter() - oracle_start:.1f} s")
         records.lists["committee"].append(committee_row)
         records.keep("oracle", timed("label oracle", lambda: label_oracle(ctx, committee, aware, fooling)))
         records.keep("honest", timed("one threat model (grid, combined defence, valid evasion, matched controls)",
@@ -189,6 +192,7 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
         checks, curves = timed("audit", lambda: audit_all(ctx, records.lists, advs, aware), "checks")
         records.keep("audit", checks)
         records.lists["convergence"] = curves
+    log(f"  seed {seed}: done in {time.perf_counter() - seed_start:.1f} s")
     return {"models": model_rows, **records.lists, "scores": made.scores, "examples": made.examples}
 
 
@@ -306,14 +310,17 @@ def _run(cfg: StudyConfig, run_dir: Path, dev: torch.device, log, progress: bool
             results[key] += records[key]
         all_scores.update(records["scores"])
         all_examples.update(records["examples"])
+    seeds_done = time.perf_counter() - start
     results["verdict"] = compute_verdict(results, all_scores)  # per-image scores: paired gaps, the threshold's variance
     results["seconds"] = time.perf_counter() - start
     write_npz(run_dir / "scores.npz", all_scores)
     write_npz(run_dir / "examples.npz", all_examples)
     write_json(run_dir / "results.json", _finite(results))
     if figures:
+        drawing = time.perf_counter()
         draw_all(run_dir)
         write_report(run_dir)
+        log(f"verdict, figures and report in {time.perf_counter() - drawing + results['seconds'] - seeds_done:.1f} s")
     return results
 
 
