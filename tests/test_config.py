@@ -114,3 +114,12 @@ def test_bad_cnn_adv_config_is_one_clear_line(raw, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")) as info:
         from_dict(raw)
     assert "\n" not in str(info.value)
+
+
+def test_a_runs_config_reads_typed_and_one_this_version_cannot_read_says_to_rerun():
+    from fooled.config import run_config, to_dict
+
+    cfg = run_config({"config": to_dict(quick(load_config("experiments/digits.toml")))})
+    assert cfg.attacks.expensive_examples >= 1 and cfg.seeds == (0,)
+    with pytest.raises(ConfigError, match=r"this run's config does not read .*attacks\.stepz.*rerun the study"):
+        run_config({"config": {"attacks": {"stepz": 3}}})

@@ -9,8 +9,10 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
+from ._version import __version__
 from .errors import ConfigError, suggest
 from .data import dataset_info
 from .models.baselines import GaussianConfig, LogisticRegressionConfig
@@ -316,6 +318,15 @@ def from_dict(raw: dict) -> StudyConfig:
     cfg = _build(StudyConfig, raw)
     _check_range(cfg)
     return cfg
+
+
+def run_config(results: Mapping) -> StudyConfig:
+    """The typed config of a run from its results.json (keys and types checked; the range rules, which judge a config
+    before it runs, are not); a run whose config this version cannot read is named, with what to do."""
+    try:
+        return _build(StudyConfig, results["config"])
+    except ConfigError as e:
+        raise ConfigError(f"this run's config does not read in fooled {__version__} ({e}); rerun the study to report it") from None
 
 
 def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from .audit_prose import render
+from .errors import ConfigError
 from .rundir import Key, set_name
 
 R = TypeVar("R", bound="Record")
@@ -150,14 +152,19 @@ class AuditCheck(Record):
     check: str | None = None
     target: str | None = None
     passed: bool | None = None
-    detail: str | None = None  # the numbers in words
+    kind: str | None = None  # which check (`audit_prose.PROSE`): how its numbers read (runs written before: None)
     numbers: Mapping[str, Any] | None = None  # the numbers themselves (runs written before they were kept: None)
+    detail: str | None = None  # the numbers in words, as rendered when the check ran
 
-    OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"numbers"})
+    OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"kind", "numbers"})
+
+    def prose(self) -> str:
+        """The check's numbers in words, rendered from `numbers` (the stored `detail` for runs written before)."""
+        return render(self.kind, self.numbers) if self.kind and self.numbers is not None else self.detail
 
     def text(self) -> str:
-        """The check's detail, led by its seed."""
-        return f"seed {self.seed}: {self.detail}"
+        """The check's prose, led by its seed."""
+        return f"seed {self.seed}: {self.prose()}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,14 +257,17 @@ def _is(value: Any, wanted: Any) -> bool:
     return wanted is ANY or (value in wanted if isinstance(wanted, (tuple, set, frozenset)) else value == wanted)
 
 
-def rows(results: Mapping[str, Any], *, attack: Any = ANY, grid: Any = "continuous", target: Any = ANY, eps: Any = ANY,
-         seed: Any = ANY, norm: Any = ANY, detector: Any = ANY, attacked_detector: Any = ANY) -> list[AttackRow]:
-    """The attack rows that match every argument given: a value, or a tuple of accepted values (`attacked_detector=(None,
-    "nll")`: the plain attacks and those that knew -log p(x)). Rows as the attacks made them (grid "continuous") unless
-    `grid` says otherwise (ANY: both). `detector`: the target's own detector."""
-    match = {"attack": attack, "grid": grid, "target": target, "eps": eps, "seed": seed, "norm": norm, "detector": detector,
-             "attacked_detector": attacked_detector}
-    match = {k: v for k, v in match.items() if v is not ANY}
+ROW_FILTERS = ("attack", "target", "eps", "seed", "norm", "detector", "attacked_detector")
+
+
+def rows(results: Mapping[str, Any], *, grid: Any = "continuous", **match: Any) -> list[AttackRow]:
+    """The attack rows that match every filter given (`ROW_FILTERS`, each a value or a tuple of accepted values:
+    `attacked_detector=(None, "nll")`: the plain attacks and those that knew -log p(x)). Rows as the attacks made them
+    (grid "continuous") unless `grid` says otherwise (ANY: both). `detector`: the target's own detector."""
+    unknown = sorted(set(match) - set(ROW_FILTERS))
+    if unknown:
+        raise ConfigError(f"rows() has no filter {', '.join(unknown)}; filters: grid, {', '.join(ROW_FILTERS)}")
+    match = {k: v for k, v in {"grid": grid, **match}.items() if v is not ANY}
     # filtered on the dicts, then typed: a report selects hundreds of times from thousands of rows
     return [AttackRow.from_dict(r) for r in results["attacks"] if all(_is(r.get(k), v) for k, v in match.items())]
 

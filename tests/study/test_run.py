@@ -1,6 +1,5 @@
 import json
 import math
-import re
 
 import numpy as np
 import pytest
@@ -8,6 +7,7 @@ import torch
 
 import fooled
 from fooled.analysis.report import render
+from fooled.audit_prose import render as prose
 from fooled.rundir import Key, read_npz
 from fooled.study.stages import convergence_eps
 
@@ -60,15 +60,17 @@ def test_quick_study_writes_results(quick_run):
             assert evaded == sorted(evaded) and len(evaded) == len(results["config"]["attacks"]["eps"]), (key, seed, evaded)
     budget_checks = [r for r in results["audit"] if r["check"].startswith("detector-aware attack converged at every budget")]
     assert [r["target"] for r in budget_checks] == ["cnn"] * len(results["config"]["seeds"])
-    for r in budget_checks:
-        n, counts = int(r["detail"].split(" images")[0]), [int(c) for c in re.findall(r"(\d+) at eps", r["detail"])]
+    for r in budget_checks:  # the numbers behind the prose, and the prose rendered from them
+        assert r["kind"] == "aware_budgets" and r["detail"] == prose(r["kind"], r["numbers"])
+        n, counts = r["numbers"]["n"], [p["rescued"] for p in r["numbers"]["per_eps"]]
         tol = results["config"]["audit"]["aware_tolerance"]
         assert len(counts) == len(results["config"]["attacks"]["eps"]) and counts[0] == 0 and r["passed"] == (max(counts) < tol * n)
     assert set(converged) == set(models)
     for t in models:  # the check and the curve at the budget where PGD leaves about half the clean accuracy
         eps = convergence_eps(rows, t)
-        assert converged[t]["detail"].startswith(f"eps {eps:g}, ")
-        n, missed = map(int, re.search(r", (\d+) images: .*; (\d+) fooled only by the doubled attack", converged[t]["detail"]).groups())
+        numbers = converged[t]["numbers"]
+        assert numbers["eps"] == eps and converged[t]["detail"] == prose("doubling", numbers)
+        n, missed = numbers["n"], numbers["missed"]
         assert converged[t]["passed"] == (missed < 0.01 * n)  # the default tolerance
         assert {c["eps"] for c in results["convergence"] if c["target"] == t} == {eps}
     assert {r["set"] for r in results["ood"]} >= {"natural patches", "uniform noise", "constant", "inverted", "blurred", "max-likelihood"}

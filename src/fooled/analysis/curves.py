@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import seaborn as sns
 
+from ..config import run_config
 from ..records import model_rows
 from .style import MODEL_COLORS, model_order, save_figure
 
@@ -45,7 +46,7 @@ def stopped_early(epochs: int, best_epoch: int, cap: int, patience: int) -> bool
 
 def stopping_text(results: dict) -> str:
     """One sentence per run: which models stopped early and which the epoch cap cut while they still improved."""
-    cap, patience = results["config"]["train"]["epochs"], results["config"]["train"]["patience"]
+    cap, patience = run_config(results).train.epochs, run_config(results).train.patience
     early, capped = [], []
     for name, rows in model_rows(results).items():
         trained = [r for r in rows if r.curve]

@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..config import run_config
 from ..records import ANY, rows
 from ..rundir import Key, lookup, select
 from .style import _bpd, save_figure, shown_eps, shown_targets
@@ -14,7 +15,7 @@ from .style import _bpd, save_figure, shown_eps, shown_targets
 
 def example_grid(results: dict, examples: dict, scores: dict, out: Path) -> list[Path]:
     info = results["dataset"]
-    seed = results["config"]["seeds"][0]
+    seed = run_config(results).seeds[0]
     dim = int(np.prod(info["shape"]))
     clean = lookup(examples, Key(seed, "data", "clean_test", column="images"), "examples.npz")
     labels = lookup(examples, Key(seed, "data", "clean_test", column="labels"), "examples.npz")
@@ -61,9 +62,9 @@ def _grid(rows: list[tuple[str, np.ndarray, list[str]]], title: str, out: Path, 
 
 def fooling_grid(results: dict, examples: dict, scores: dict, out: Path) -> list[Path]:
     """Fooling images per model and method: target class, confidence and bits/dim."""
-    info, seed = results["dataset"], results["config"]["seeds"][0]
+    info, seed = results["dataset"], run_config(results).seeds[0]
     dim, K = int(np.prod(info["shape"])), info["num_classes"]
-    per = results["config"]["fooling"]["per_class"]
+    per = run_config(results).fooling.per_class
     rows = []
     for target in sorted({r["target"] for r in results["fooling"]}):
         for method in ("gradient", "evolution", "gradient_unflagged", "evolution_unflagged"):
@@ -78,7 +79,7 @@ def fooling_grid(results: dict, examples: dict, scores: dict, out: Path) -> list
 
 
 def ood_grid(results: dict, examples: dict, out: Path) -> list[Path]:
-    seed = results["config"]["seeds"][0]
+    seed = run_config(results).seeds[0]
     detector = rows(results, target=shown_targets(results)[0], grid=ANY)[0].detector
     strips = [(k.set.removeprefix("ood:"), v, [""] * len(v)) for k, v in select(examples, seed=seed, model=detector, column="images")
             if k.set.startswith("ood:")]
@@ -87,7 +88,7 @@ def ood_grid(results: dict, examples: dict, out: Path) -> list[Path]:
 
 def samples_grid(results: dict, examples: dict, out: Path) -> list[Path]:
     """Samples x ~ p(x|y) per class (columns) from each generative classifier (rows)."""
-    K, seed = results["dataset"]["num_classes"], results["config"]["seeds"][0]
+    K, seed = results["dataset"]["num_classes"], run_config(results).seeds[0]
     rows = []
     for key, imgs in sorted(select(examples, seed=seed, set="samples"), key=lambda kv: kv[0].model):
         name = key.model

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..config import run_config
 from ..models import bpd_from_log_prob
 from ..records import AttackRow, budgets, middle_budget, rows
 from ..rundir import Key, lookup
@@ -62,7 +63,7 @@ class _Shown:
 
 def headline(results: dict, scores: dict, examples: dict, target: str, out: Path) -> Path:
     """Draw figures/headline.png (and .pdf) for `target`; returns the PNG's path."""
-    seed = results["config"]["seeds"][0]
+    seed = run_config(results).seeds[0]
     eps_all = budgets(_rows(results, target, "pgd", "continuous"))
     eps = middle_budget(eps_all)
     shown = _Shown(results, scores, target, seed, eps, eps_all, _rows(results, target, "pgd", "continuous", seed=seed, eps=eps)[0])
@@ -140,7 +141,7 @@ def _flagged_panel(ax, shown: _Shown) -> None:
             e, m = [p[0] for p in pts], [p[1]["mean"] for p in pts]
             ax.errorbar(e, m, yerr=[[p[1]["mean"] - p[1]["lo"] for p in pts], [p[1]["hi"] - p[1]["mean"] for p in pts]],
                         marker="o", ms=4, capsize=3, color=COLORS[label], label=label)
-    ax.axhline(results["config"]["detect"]["fpr"], color="grey", lw=0.8, ls=":")
+    ax.axhline(run_config(results).detect.fpr, color="grey", lw=0.8, ls=":")
     ax.set(ylim=(-0.02, 1.02), xlabel="linf budget eps (pixel scale [0, 1])", ylabel="share flagged by low p(x)",
            title=f"(c) attacks on the {target}: flagged, of the successful adversarials")
     ax.title.set_fontsize(10)

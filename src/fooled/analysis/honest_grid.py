@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from ..config import run_config
 from ..rundir import lookup, select
 from .grids import _grid
 from .style import shown_targets
@@ -13,7 +14,7 @@ from .style import shown_targets
 def oracle_grid(results: dict, examples: dict, out: Path) -> list[Path]:
     """One row per shown model and budget: misclassified images that -log p(x) does not flag, captioned 'label -> prediction'
     and the oracle's label ('oracle 7 kept' when it still gives the original class, '?' when its members split)."""
-    seed = results["config"]["seeds"][0]
+    seed = run_config(results).seeds[0]
     names = shown_targets(results)  # the models of the examples figure: the CNN and the flow that guards it
     rows = []
     for key, imgs in sorted(select(examples, seed=seed, set="grid_aware_nll", column="images"),

@@ -4,80 +4,81 @@ from __future__ import annotations
 
 from fooled.attacks.aware import INITIAL_STEP
 
+from ..config import AttackConfig, ModelsConfig, run_config
 from ..records import attack_rows, model_names
 
 
-def multitarget_note(a: dict) -> str:
-    if "multitarget" not in a["losses"]:
+def multitarget_note(a: AttackConfig) -> str:
+    if "multitarget" not in a.losses:
         return ""
-    toward = "every other class" if a.get("targets") is None else f"the {a['targets']} wrong classes with the largest first-order reachable margin"
+    toward = "every other class" if a.targets is None else f"the {a.targets} wrong classes with the largest first-order reachable margin"
     return f" (multitarget: targeted margin PGD toward {toward}, after Gowal et al. 2019; exact on a linear model)"
 
 
-def _flow_params(m: dict) -> dict:
+def _flow_params(m: ModelsConfig):
     """The config table of the flow this run built: [models.glow] for a Glow, else [models.flow]."""
-    return m["glow"] if m["flow"].get("kind") == "glow" else m["flow"]
+    return m.glow if m.flow.kind == "glow" else m.flow
 
 
-def flow_description(m: dict) -> str:
+def flow_description(m: ModelsConfig) -> str:
     """The flow's architecture in words, from the run's config (`models` table)."""
     f = _flow_params(m)
-    if m["flow"].get("kind") == "glow":
+    if m.flow.kind == "glow":
         return (f"a multiscale Glow (normflows GlowBlocks: actnorm, invertible 1x1 convolution, affine coupling with a conv net; "
-                f"{f['scales']} scales x {f['blocks_per_scale']} blocks, {f['hidden_channels']} hidden channels, log-scales bounded by "
-                f"{f['scale_bound']})")
-    return (f"a RealNVP-style flow (normflows affine couplings with MLPs on the flattened image, {f['blocks']} blocks, hidden width "
-            f"{f['hidden']}, log-scales bounded by {f['scale_bound']}, {f['permutation']} permutations)")
+                f"{f.scales} scales x {f.blocks_per_scale} blocks, {f.hidden_channels} hidden channels, log-scales bounded by "
+                f"{f.scale_bound})")
+    return (f"a RealNVP-style flow (normflows affine couplings with MLPs on the flattened image, {f.blocks} blocks, hidden width "
+            f"{f.hidden}, log-scales bounded by {f.scale_bound}, {f.permutation} permutations)")
 
 
-def base_description(m: dict) -> str:
+def base_description(m: ModelsConfig) -> str:
     """The flow's base density (and classifier head) in words."""
-    head = m["glow"].get("head", "gaussians") if m["flow"].get("kind") == "glow" else "gaussians"
+    head = m.glow.head if m.flow.kind == "glow" else "gaussians"
     if head != "gaussians":
-        layer = "a linear" if head == "linear" else f"a one-hidden-layer ({m['glow']['head_hidden']} units)"
+        layer = "a linear" if head == "linear" else f"a one-hidden-layer ({m.glow.head_hidden} units)"
         return (f"one diagonal Gaussian in latent space for p(x), and {layer} softmax classifier on the latent for p(y|x): the hybrid "
-                f"(DIGLM, Nalisnick et al. 2019), trained on -log p(x) - {m['glow']['lam']:g} log p(y|x), so that log p(x, y) = "
+                f"(DIGLM, Nalisnick et al. 2019), trained on -log p(x) - {m.glow.lam:g} log p(y|x), so that log p(x, y) = "
                 "log p(x) + log p(y|x)")
-    if m["flow"].get("kind") != "glow" and m["flow"].get("base") == "gaussian":
+    if m.flow.kind != "glow" and m.flow.base == "gaussian":
         return ("one full-covariance Gaussian per class in latent space, started at the Gaussian classifier fitted in closed form "
                 "(couplings at the identity; the start competes in early stopping)")
-    return f"one Gaussian per class in latent space (class means of norm {_flow_params(m)['mean_norm']})"
+    return f"one Gaussian per class in latent space (class means of norm {_flow_params(m).mean_norm})"
 
 
-def _objective(m: dict) -> str:
-    if m["flow"].get("kind") == "glow" and m["glow"].get("head", "gaussians") != "gaussians":
+def _objective(m: ModelsConfig) -> str:
+    if m.flow.kind == "glow" and m.glow.head != "gaussians":
         return ""
     return ", trained by maximum likelihood on (x, y); p(y|x) by Bayes' rule"
 
 
 def methods(results) -> list[str]:
-    cfg, info = results["config"], results["dataset"]
-    a, f, m = cfg["attacks"], cfg["fooling"], cfg["models"]
+    cfg, info = run_config(results), results["dataset"]
+    a, f, m = cfg.attacks, cfg.fooling, cfg.models
     return [
         f"- **Data**: {info['name']} ({'x'.join(map(str, info['shape']))}, {info['levels']} grey levels), stratified train/validation/test "
         f"splits per seed. Validation is used for early stopping and for every threshold; test only for reporting.",
-        f"- **Models**: {', '.join(results['models'])}. The flow is {flow_description(m)} with {base_description(m)}{_objective(m)}. Adam, lr {cfg['train']['lr']}, batch {cfg['train']['batch_size']}, early stopping (patience "
-        f"{cfg['train']['patience']}). Bits/dim: uniform dequantisation over the grey levels; scores use mid-bin dequantisation, "
+        f"- **Models**: {', '.join(results['models'])}. The flow is {flow_description(m)} with {base_description(m)}{_objective(m)}. Adam, lr {cfg.train.lr}, batch {cfg.train.batch_size}, early stopping (patience "
+        f"{cfg.train.patience}). Bits/dim: uniform dequantisation over the grey levels; scores use mid-bin dequantisation, "
         f"so they are deterministic.",
-        f"- **Attacks** (white-box, on {a['max_examples'] or 'all'} test images): FGSM and PGD in linf at eps "
-        f"{', '.join(map(str, a['eps']))}, PGD in L2 at eps {', '.join(map(str, a['l2_eps']))}; PGD {a['steps']} steps, step "
-        f"{'2.5 eps / steps' if a['step_size'] is None else a['step_size']}, {a['restarts']} random start(s), worst case per image over "
-        f"the {', '.join(a['losses'])} losses{multitarget_note(a)}. Detector-aware attack, on the first {a['expensive_examples']} images, against each "
+        f"- **Attacks** (white-box, on {a.max_examples or 'all'} test images): FGSM and PGD in linf at eps "
+        f"{', '.join(map(str, a.eps))}, PGD in L2 at eps {', '.join(map(str, a.l2_eps))}; PGD {a.steps} steps, step "
+        f"{'2.5 eps / steps' if a.step_size is None else a.step_size}, {a.restarts} random start(s), worst case per image over "
+        f"the {', '.join(a.losses)} losses{multitarget_note(a)}. Detector-aware attack, on the first {a.expensive_examples} images, against each "
         f"detector: per image the best of the detector as an extra class (Carlini & Wagner 2017) and a Lagrangian PGD that lowers "
-        f"the score below the threshold while staying misclassified (initial weight{'s' if len(a.get('aware_lambdas', [1])) > 1 else ''} "
-        f"{', '.join(map(str, a.get('aware_lambdas', [1.0])))}, adapted per image; APGD step schedule from a first step of {INITIAL_STEP:g} eps), started from the PGD "
+        f"the score below the threshold while staying misclassified (initial weight{'s' if len(a.aware_lambdas) > 1 else ''} "
+        f"{', '.join(map(str, a.aware_lambdas))}, adapted per image; APGD step schedule from a first step of {INITIAL_STEP:g} eps), started from the PGD "
         f"adversarials, the detector-class result, "
-        f"{'the nearest training image of another class that the model gets right and the detector passes (one of ' + str(a['aware_donors']) + ')' if a.get('aware_donors') else 'a random point of the ball'}"
-        f" and, for a flow classifier, a latent-space attack; {a['adaptive_steps']} steps per run; each budget also takes a smaller "
+        f"{'the nearest training image of another class that the model gets right and the detector passes (one of ' + str(a.aware_donors) + ')' if a.aware_donors else 'a random point of the ball'}"
+        f" and, for a flow classifier, a latent-space attack; {a.adaptive_steps} steps per run; each budget also takes a smaller "
         f"budget's result where that one evades or ranks higher (it lies in the larger ball too). Carlini-Wagner L2 "
-        f"({a['cw_binary_steps']} x {a['cw_steps']} steps), the audit's extra attacks and the convergence curve use the first "
-        f"{a['expensive_examples']} test images (so the convergence check, doubled steps and restarts, allows no image that the study's "
+        f"({a.cw_binary_steps} x {a.cw_steps} steps), the audit's extra attacks and the convergence curve use the first "
+        f"{a.expensive_examples} test images (so the convergence check, doubled steps and restarts, allows no image that the study's "
         f"PGD left correct to be fooled by the doubled attack when one image is more than its tolerance); the convergence check and curve run per model at the budget where PGD "
         f"leaves about half the clean accuracy. Transfer: every model on every other model's PGD adversarials. Fooling images "
-        f"(Nguyen et al. 2015): {f['per_class']} per class, gradient ascent ({f['steps']} steps) and an evolutionary search "
-        f"({f['generations']} generations x {f['population']}), until p(target|x) >= {f['confidence']}.",
-        f"- **Detection**: {results['score']}. Threshold: the {1 - cfg['detect']['fpr']:.0%} quantile of clean validation scores "
-        f"(false-positive rate {cfg['detect']['fpr']:.0%}). Other detectors of the density: -log p(x | predicted class), typicality "
+        f"(Nguyen et al. 2015): {f.per_class} per class, gradient ascent ({f.steps} steps) and an evolutionary search "
+        f"({f.generations} generations x {f.population}), until p(target|x) >= {f.confidence}.",
+        f"- **Detection**: {results['score']}. Threshold: the {1 - cfg.detect.fpr:.0%} quantile of clean validation scores "
+        f"(false-positive rate {cfg.detect.fpr:.0%}). Other detectors of the density: -log p(x | predicted class), typicality "
         f"(|-log p(x) - mean over clean validation images|, Nalisnick et al. 2019), complexity-corrected -log2 p(x) - PNG length "
         f"(Serra et al. 2020). Baselines: the attacked classifier's max-softmax (Hendrycks & Gimpel 2017), Mahalanobis distance on "
         f"the CNN's penultimate features (Lee et al. 2018), kernel density of those features and MC-dropout variance (Feinman et al. "
@@ -94,7 +95,7 @@ def methods(results) -> list[str]:
         f"interval (its sample size divided by the seeds' overdispersion) and a two-level bootstrap (seeds, then images within "
         f"seeds); detection and evasion rates also carry the threshold's own variance (recalibrated on bootstrap resamples of "
         f"the validation scores); accuracy gaps are paired on the same images; other numbers are means over seeds with a "
-        f"Student t interval; all intervals are 95% and stay in range. {len(cfg['seeds'])} seed(s). Each answer is "
+        f"Student t interval; all intervals are 95% and stay in range. {len(cfg.seeds)} seed(s). Each answer is "
         f"decided per eps on the interval's bounds.",
         budget_line(results),
     ]
@@ -114,12 +115,13 @@ def pixel_densities(results: dict) -> str:
 
 def budget_line(results: dict) -> str:
     """What this run's sizes were chosen to fit: its own config, device and time, not the default study's."""
-    cfg, a = results["config"], results["config"]["attacks"]
+    cfg = run_config(results)
+    a = cfg.attacks
     minutes = results.get("seconds", 0) / 60
-    return (f"- **Budget**: the sizes above are what fits this study (`{cfg['name']}`, {len(cfg['seeds'])} seed(s), "
-            f"{minutes:.0f} minutes on {results.get('device', 'its device')}): it attacks {a['max_examples'] or 'all'} test images, runs "
-            f"the expensive attacks on {a['expensive_examples'] or 'all'}, and attacks the density's other detectors against the "
-            f"{', '.join(a.get('aware_targets', [])) or 'no model'} only; -log p(x) is attacked against every model. Each is one "
+    return (f"- **Budget**: the sizes above are what fits this study (`{cfg.name}`, {len(cfg.seeds)} seed(s), "
+            f"{minutes:.0f} minutes on {results.get('device', 'its device')}): it attacks {a.max_examples or 'all'} test images, runs "
+            f"the expensive attacks on {a.expensive_examples or 'all'}, and attacks the density's other detectors against the "
+            f"{', '.join(a.aware_targets) or 'no model'} only; -log p(x) is attacked against every model. Each is one "
             "`--set` away, e.g. `--set attacks.max_examples=360 --set attacks.expensive_examples=128`, for tighter intervals.")
 
 

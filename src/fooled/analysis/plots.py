@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ..config import run_config
 from ..detection import roc  # noqa: E402
 from ..records import ANY, budgets, middle_budget, rows  # noqa: E402
 from ..rundir import Key, lookup, read_json, read_npz, select  # noqa: E402
@@ -49,7 +50,7 @@ def accuracy_vs_eps(results: dict, out: Path) -> list[Path]:
 
 def detection(results: dict, scores: dict, out: Path) -> list[Path]:
     """ROC of -log p(x) against the successful PGD adversarials, per attacked model, on a log false-positive axis."""
-    seed = results["config"]["seeds"][0]
+    seed = run_config(results).seeds[0]
     pgd = [r for r in rows(results, seed=seed, attack="pgd") if r.eps > 0]
     targets = model_order({r.target for r in pgd})
     ncol = min(3, len(targets))
@@ -208,7 +209,7 @@ def convergence(results: dict, out: Path) -> list[Path]:
 def likelihood_failures(results: dict, scores: dict, out: Path) -> list[Path]:
     """Bits/dim under the flow of test data against OOD sets, adversarials, fooling and max-likelihood images."""
     info = results["dataset"]
-    seed = results["config"]["seeds"][0]
+    seed = run_config(results).seeds[0]
     dim = int(np.prod(info["shape"]))
     bpd = lambda s: _bpd(s, dim, info["levels"])  # noqa: E731
     target, eps = shown_targets(results)[0], shown_eps(results)[0]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..detection.ood_fashion import PAPER_REFERENCE
-from ..config import from_dict, trained_hash
+from ..config import run_config, trained_hash
 from ..errors import FooledError
 from ..records import VerdictCell, audit_checks, model_rows, rows as attack_rows_where, verdict_cells
 from ..rundir import atomic_write_text, read_json, read_npz
@@ -109,12 +109,12 @@ KEY_HEADER = ["target", "attack", "eps", "accuracy %", "successful", "AUROC", "f
 def render(results: dict, tradeoff: dict | None = None, links: list[str] = (), samples: bool = False) -> str:
     """The report; `tradeoff` is the summary of `fooled tradeoff` for the same config, if it was run; `samples`: the run
     drew samples of p(x|y) (figures/samples.png)."""
-    cfg, info = results["config"], results["dataset"]
-    seeds = len(cfg["seeds"])
+    cfg, info = run_config(results), results["dataset"]
+    seeds = len(cfg.seeds)
     sections = ["The answer", "Verdict", "Methods", "Models", "Plain attacks and the detector", "Every detector",
                 "Attacks that know the detector", "Fooling images", "What the attacks made", "Robustness", "Where likelihood fails",
                 "Gradient-masking audit", "Related work", "Limitations", "Reproduce"]
-    out = [f"# fooled: {cfg['name']} ({info['name']}, {seeds} seed{'s' if seeds > 1 else ''})", "",
+    out = [f"# fooled: {cfg.name} ({info['name']}, {seeds} seed{'s' if seeds > 1 else ''})", "",
            "Would a model of p(x, y) notice the inputs that fool a classifier of p(y|x), because their p(x) is low?", "",
            "**Contents:** " + " · ".join(f"[{s}](#{s.lower().replace(' ', '-')})" for s in sections), "", "## The answer", ""]
     out += [" ".join(plain_answer(results)), ""] + _figure("headline", "(a) a digit, its PGD and detector-aware versions; (b) how "
@@ -124,18 +124,7 @@ def render(results: dict, tradeoff: dict | None = None, links: list[str] = (), s
             f" dimensions on {info['levels']} grey levels; higher = less likely. Detection scores use the density of the image itself "
             "at its grid point (deterministic); the Models table's test bits/dim use uniform dequantisation (a bound on the discrete "
             f"likelihood), so the two differ slightly. {who_scores(results)}"] + methods(results)
-    out += ["", "## Models", "", "Test accuracy (%) and bits/dim; mean [95% interval over seeds].", ""]
-    out.append(md_table(["model", "test accuracy %", "test bits/dim", "parameters", "train seconds"], [
-        [name, ci_text(rows, "test_acc", pct=True) if rows[0].test_acc is not None else "-",
-         ci_text(rows, "test_bpd") if rows[0].test_bpd is not None else "-", f"{rows[0].n_params or 0:,}",
-         f"{sum(r.train_seconds or 0 for r in rows) / len(rows):.1f}"] for name, rows in model_rows(results).items()]))
-    if any(r.curve for rs in model_rows(results).values() for r in rs):
-        out += ["", stopping_text(results), ""] + _figure("learning_curves", "Learning curves: accuracy and bits/dim per epoch on "
-                                                         f"{results['config']['train'].get('curve_images', 512)} train and validation images")
-    out += [""] + (_figure("samples", "Samples x ~ p(x | y) of each generative classifier, one column per class") if samples else [])
-    out += ["What classification costs in bits/dim:", ""]
-    out += describe(tradeoff) if tradeoff else ["Run `fooled tradeoff` with this config and `fooled report RUN_DIR --tradeoff DIR`: "
-                                                 "it trains each head with and without its class term and says what it costs."]
+    out += _models(results, tradeoff, samples)
     out += ["", "## Plain attacks and the detector", "", "Flagged: the successful adversarials (images the model got right and the "
             "attack made wrong) that -log p(x) flags at its validation threshold; for the random sign noise, all perturbed images. "
             "Every set as made and rounded to the grey levels is in " + " and ".join(links) + ".", ""]
@@ -169,6 +158,23 @@ def render(results: dict, tradeoff: dict | None = None, links: list[str] = (), s
     out += ["", "## Reproduce", "", f"`fooled study` with this config (hash `{results['config_hash']}`); versions: "
             f"{', '.join(f'{k} {v}' for k, v in results['versions'].items())}; device {results['device']}; {results['seconds']:.0f} s.", ""]
     return "\n".join(out)
+
+
+def _models(results: dict, tradeoff: dict | None, samples: bool) -> list[str]:
+    """The Models section: accuracy and bits/dim, how training stopped, the samples and what classification costs."""
+    out = ["", "## Models", "", "Test accuracy (%) and bits/dim; mean [95% interval over seeds].", ""]
+    out.append(md_table(["model", "test accuracy %", "test bits/dim", "parameters", "train seconds"], [
+        [name, ci_text(rows, "test_acc", pct=True) if rows[0].test_acc is not None else "-",
+         ci_text(rows, "test_bpd") if rows[0].test_bpd is not None else "-", f"{rows[0].n_params or 0:,}",
+         f"{sum(r.train_seconds or 0 for r in rows) / len(rows):.1f}"] for name, rows in model_rows(results).items()]))
+    if any(r.curve for rs in model_rows(results).values() for r in rs):
+        out += ["", stopping_text(results), ""] + _figure("learning_curves", "Learning curves: accuracy and bits/dim per epoch on "
+                                                         f"{run_config(results).train.curve_images} train and validation images")
+    out += [""] + (_figure("samples", "Samples x ~ p(x | y) of each generative classifier, one column per class") if samples else [])
+    out += ["What classification costs in bits/dim:", ""]
+    out += describe(tradeoff) if tradeoff else ["Run `fooled tradeoff` with this config and `fooled report RUN_DIR --tradeoff DIR`: "
+                                                 "it trains each head with and without its class term and says what it costs."]
+    return out
 
 
 def _honest(results: dict) -> list[str]:
@@ -271,7 +277,7 @@ def write_report(run_dir: str | Path, tradeoff_dir: str | Path | None = None) ->
     results["verdict"] = compute_verdict(results, scores)  # from the rows, by the rules of this version
     tradeoff = read_json(Path(tradeoff_dir) / "tradeoff.json") if tradeoff_dir is not None else None
     if tradeoff and tradeoff.get("config_hash") != results["config_hash"] \
-            and tradeoff.get("trained_hash") != trained_hash(from_dict(results["config"])):
+            and tradeoff.get("trained_hash") != trained_hash(run_config(results)):
         raise FooledError(f"{tradeoff_dir} was made for config {tradeoff.get('config_hash')}, which trains other models than "
                           f"this run's {results['config_hash']}")
     samples = (run_dir / "figures" / "samples.png").exists()

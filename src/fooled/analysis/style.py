@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ..config import run_config
 from ..models import bpd_from_log_prob  # noqa: E402
 from ..records import ANY, model_names, rows, shown_budgets  # noqa: E402
 from .stats import mean_ci  # noqa: E402
@@ -47,7 +48,7 @@ def _bpd(neg_log_prob: np.ndarray, dim: int, levels: int) -> np.ndarray:
 
 def shown_eps(results: dict) -> list[float]:
     """The linf budgets the example and histogram figures show: the middle one of the run and the largest."""
-    return shown_budgets(results["config"]["attacks"]["eps"])
+    return shown_budgets(run_config(results).attacks.eps)
 
 
 def shown_targets(results: dict) -> list[str]:

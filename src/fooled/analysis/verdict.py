@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..config import run_config
 from ..records import ANY, AttackRow, budgets, model_names, rows
 from .per_image import paired_counts, threshold_spread, with_threshold
 from .rules import CUTOFFS, Cutoffs, answer_of, control_rule, evasion_rule, flagged_rule, gap_rule
@@ -66,7 +67,7 @@ class _Ask:
 
     @property
     def fpr(self) -> float:
-        return self.results["config"]["detect"]["fpr"]
+        return run_config(self.results).detect.fpr
 
 
 def _rate(ask: _Ask, selected: list[AttackRow], rate: str) -> dict:
@@ -246,5 +247,5 @@ def compute_verdict(results: dict, scores: dict | None = None) -> dict:
     `scores`: the run's scores.npz arrays, for paired gaps and the threshold's variance (None: from results.json alone)."""
     spreads: dict = {}
     runs = {d: answers(results, scores, CUTOFFS.shifted(d), spreads) for d in (-SHIFT, 0.0, SHIFT)}
-    return {"answers": runs[0.0], "criteria": CRITERIA, "fpr": results["config"]["detect"]["fpr"],
+    return {"answers": runs[0.0], "criteria": CRITERIA, "fpr": run_config(results).detect.fpr,
             "sensitivity": _moves(runs[-SHIFT], runs[0.0], runs[SHIFT]), "shift": SHIFT, "per_image": scores is not None}

@@ -127,18 +127,28 @@ def run_disagreement(cfg: StudyConfig, out_dir: str | Path, *, dcfg: Disagreemen
     report += ["", "![disagreement](figures/disagreement.png)", ""]
     if dcfg.sweep:
         committee, _ = fit_oracle(cfg, splits, oracle, seed, run_dir, torch.device("cpu"))
-        report += density_sweep_section(cfg, dcfg, splits, cnn, flows, committee, run_dir, log, figures=figures)
+        report += density_sweep_section(cfg, dcfg, SweepInputs(splits, cnn, flows, committee), run_dir, log, figures=figures)
     atomic_write_text(run_dir / "report.md", "\n".join(report))
     if figures:
         draw_disagreement(run_dir)
     return summary
 
 
-def density_sweep_section(cfg: StudyConfig, dcfg: DisagreementConfig, splits, cnn, flows: dict, committee, run_dir: Path,
-                          log, *, figures: bool) -> list[str]:
+@dataclass(frozen=True)
+class SweepInputs:
+    """What the disagreement run made that the sweep reuses: the split, its CNN, its flows and the label oracle."""
+
+    splits: object
+    cnn: torch.nn.Module
+    flows: dict
+    committee: object
+
+
+def density_sweep_section(cfg: StudyConfig, dcfg: DisagreementConfig, made: SweepInputs, run_dir: Path, log, *,
+                          figures: bool) -> list[str]:
     """Score the sweep's densities (baselines, Gaussian, every flow, the study's flow), write density_sweep.json and its
     figure; returns the report's section."""
-    seed = cfg.seeds[0]
+    seed, splits, flows = cfg.seeds[0], made.splits, made.flows
     densities = baseline_densities(splits, seed)
     for name, family in (("gaussian", "Gaussian"), ("flow", "study flow")):
         model, _ = train_or_load(cfg, name, splits, seed, run_dir, torch.device("cpu"), log, False)
@@ -148,7 +158,7 @@ def density_sweep_section(cfg: StudyConfig, dcfg: DisagreementConfig, splits, cn
         densities += knob_densities(cfg, splits, run_dir, log)
     attack = SweepAttack(eps=dcfg.eps, pgd_steps=cfg.attacks.steps, aware_steps=dcfg.aware_steps,
                          lambdas=tuple(cfg.attacks.aware_lambdas), fpr=cfg.detect.fpr)
-    rows = sweep_rows(cnn, densities, splits, committee, attack, n=dcfg.attacked, seed=seed, log=log)
+    rows = sweep_rows(made.cnn, densities, splits, made.committee, attack, n=dcfg.attacked, seed=seed, log=log)
     summary = summarise_sweep(rows)
     write_json(run_dir / "density_sweep.json", {"config_hash": config_hash(cfg), "attack": dataclasses.asdict(attack),
                                                  "rows": rows, "summary": summary})

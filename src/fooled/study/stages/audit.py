@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...audit_prose import check_row
 from ...attacks import linear_linf_robust
 from ...models import accuracy as _acc
 from ...models import predict
@@ -17,8 +18,8 @@ from .autoattack_check import autoattack_checks
 from .plain import pgd_settings, study_pgd
 
 
-def _check(ctx, name, target, passed, detail) -> dict:
-    return {"seed": ctx.seed, "check": name, "target": target, "passed": bool(passed), "detail": detail}
+def _check(ctx, name, target, passed, kind, **numbers) -> dict:
+    return check_row(ctx.seed, name, target, passed, kind, **numbers)
 
 
 STEPS_GRID = (1, 3, 10, 20, 40)  # the convergence curve's steps, with the study's own `attacks.steps` added
@@ -89,10 +90,10 @@ def _strength_checks(ctx: SeedContext, target: str, rows: list[dict], advs: dict
     sub, K = ctx.subset(a.expensive_examples), ctx.info.num_classes
     acc_large = _acc(model, _strong_images(ctx, sub, target, cfg.audit.large_eps, "large"), sub.y)
     checks = [_check(ctx, f"accuracy falls to chance at linf eps {cfg.audit.large_eps:g}", target, acc_large <= 1 / K + 1e-9,
-                     f"adversarial accuracy {acc_large:.3f}, chance {1 / K:.3f}")]
+                     "large_eps", eps=cfg.audit.large_eps, acc=acc_large, chance=1 / K)]
     acc_unbounded = _acc(model, _strong_images(ctx, sub, target, 1.0, "unbounded"), sub.y)
     checks.append(_check(ctx, "accuracy falls to 0 for an unbounded attack (linf eps 1)", target, acc_unbounded <= 0.01,
-                         f"adversarial accuracy {acc_unbounded:.3f}"))
+                         "unbounded", acc=acc_unbounded))
     conv_eps = convergence_eps(rows, target)
     if (target, "pgd", conv_eps) not in advs:
         return checks
@@ -104,10 +105,9 @@ def _strength_checks(ctx: SeedContext, target: str, rows: list[dict], advs: dict
     fooled_double, fooled_base = predict(model, double) != sub.y, predict(model, base) != sub.y
     missed = int((fooled_double & ~fooled_base).sum())
     checks.append(_check(ctx, "converged: doubling steps and restarts fools fewer than the tolerance of the images that PGD "
-                         "left correct", target, missed < cfg.audit.tolerance * n,
-                         f"eps {conv_eps:g}, {n} images: accuracy {1 - fooled_base.float().mean():.3f} with {a.steps} steps x "
-                         f"{a.restarts} restarts, {1 - fooled_double.float().mean():.3f} with {2 * a.steps} x {2 * a.restarts}; "
-                         f"{missed} fooled only by the doubled attack (tolerance {cfg.audit.tolerance:g})"))
+                         "left correct", target, missed < cfg.audit.tolerance * n, "doubling", eps=conv_eps, n=n,
+                         acc=1 - float(fooled_base.float().mean()), acc_double=1 - float(fooled_double.float().mean()),
+                         steps=a.steps, restarts=a.restarts, missed=missed, tolerance=cfg.audit.tolerance))
     return checks
 
 
@@ -131,28 +131,28 @@ def _reference_checks(ctx: SeedContext, target: str, plain: list[dict], transfer
                  for e in sorted(pgd)}
         checks.append(_check(ctx, "PGD reaches the exact robust accuracy of the linear model", target,
                              all(pgd[e] <= exact[e] + 0.5 / len(ctx.x) for e in exact),  # the same count of images
-                             "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f}, exact {exact[e]:.3f}" for e in exact)))
+                             "linear_exact", per_eps=[{"eps": e, "pgd": pgd[e], "exact": exact[e]} for e in exact]))
     fgsm = {r["eps"]: r["adv_acc"] for r in plain if r["attack"] == "fgsm"}
     common = sorted(set(pgd) & set(fgsm))
     if common:
         checks.append(_check(ctx, "iterative (PGD) beats single-step (FGSM)", target, all(pgd[e] <= fgsm[e] + 1e-9 for e in common),
-                             "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f} vs FGSM {fgsm[e]:.3f}" for e in common)))
+                             "fgsm", per_eps=[{"eps": e, "pgd": pgd[e], "fgsm": fgsm[e]} for e in common]))
     tr = [r for r in transfer_rows if r["target"] == target]
     if tr and pgd:
         worst = {e: min(r["adv_acc"] for r in tr if r["eps"] == e) for e in pgd if any(r["eps"] == e for r in tr)}
         checks.append(_check(ctx, "white-box PGD beats black-box transfer", target, all(pgd[e] <= worst[e] + 1e-9 for e in worst),
-                             "; ".join(f"eps {e:g}: PGD {pgd[e]:.3f} vs best transfer {worst[e]:.3f}" for e in sorted(worst))))
+                             "transfer", per_eps=[{"eps": e, "pgd": pgd[e], "transfer": worst[e]} for e in sorted(worst)]))
     fo = {m: np.mean([r["success_rate"] for r in fooling_rows if r["target"] == target and r["method"] == m])
           for m in ("gradient", "evolution") if any(r["target"] == target and r["method"] == m for r in fooling_rows)}
     if len(fo) == 2:
         checks.append(_check(ctx, "white-box fooling (gradient) beats black-box fooling (evolution)", target,
-                             fo["gradient"] >= fo["evolution"], f"success {fo['gradient']:.3f} vs {fo['evolution']:.3f}"))
+                             fo["gradient"] >= fo["evolution"], "fooling", gradient=float(fo["gradient"]), evolution=float(fo["evolution"])))
     noise = {r["eps"]: r["adv_acc"] for r in plain if r["attack"] == "noise_linf"}  # the study's random-perturbation control
     if pgd and noise:
         clean = _acc(model, ctx.x, ctx.y)
         budgets = sorted(set(pgd) & set(noise))
         checks.append(_check(ctx, "PGD does clearly better than random sign noise of the same linf norm (noise causes at most half "
                                   "of its accuracy drop, or PGD leaves at most half of the accuracy noise leaves)", target,
-                             all(pgd_beats_noise(clean, noise[e], pgd[e]) for e in budgets),
-                             "; ".join(f"eps {e:g}: noise {noise[e]:.3f} vs PGD {pgd[e]:.3f}" for e in budgets) + f" (clean {clean:.3f})"))
+                             all(pgd_beats_noise(clean, noise[e], pgd[e]) for e in budgets), "noise",
+                             per_eps=[{"eps": e, "noise": noise[e], "pgd": pgd[e]} for e in budgets], clean=clean))
     return checks

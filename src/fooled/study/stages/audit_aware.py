@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from sklearn.covariance import LedoitWolf
 
+from ...audit_prose import check_row
 from ...attacks import attack_success, linear_gaussian_l2_evadable, strongest_aware_attack
 from ...detection import calibrate_threshold
 from ...models import predict
@@ -21,8 +22,8 @@ from .second_opinions import second_opinion_checks
 UNBOUNDED_EVASION = 0.95  # an unbounded detector-aware attack (linf eps 1) must evade on at least this share of the images
 
 
-def _check(ctx, name, target, passed, detail) -> dict:
-    return {"seed": ctx.seed, "check": name, "target": target, "passed": bool(passed), "detail": detail}
+def _check(ctx, name, target, passed, kind, **numbers) -> dict:
+    return check_row(ctx.seed, name, target, passed, kind, **numbers)
 
 
 def _evaded(ctx: SeedContext, target: str, x_adv: torch.Tensor) -> np.ndarray:
@@ -53,18 +54,16 @@ def audit_aware(ctx: SeedContext, advs: dict, aware: dict, convergence_eps: dict
         double, _ = aware_attack(sub, target, "nll", eps, start, steps=2 * a.adaptive_steps, restarts=2 * a.restarts, label="aware-double")
         e_base, e_double = int(_evaded(sub, target, base).sum()), int(_evaded(sub, target, double).sum())
         checks.append(_check(ctx, "detector-aware attack converged: doubling steps and restarts raises evasion by less than the "
-                             "tolerance", target, e_double - e_base < tol * n,
-                             f"eps {eps:g}, {n} images: {e_base} evaded with {a.adaptive_steps} steps x {a.restarts} restarts, "
-                             f"{e_double} with {2 * a.adaptive_steps} x {2 * a.restarts} (tolerance {tol:g})"))
+                             "tolerance", target, e_double - e_base < tol * n, "aware_doubling", eps=eps, n=n, evaded=e_base,
+                             evaded_double=e_double, steps=a.adaptive_steps, restarts=a.restarts, tolerance=tol))
         rescued = {e: int(stage["rescued"].sum()) for e, stage in stages.items()}
         checks.append(_check(ctx, "detector-aware attack converged at every budget: a smaller budget's point adds evasion on fewer "
-                             "images than the tolerance", target, max(rescued.values()) < tol * n,
-                             f"{n} images, evading only through a smaller budget's point: "
-                             + ", ".join(f"{r} at eps {e:g}" for e, r in rescued.items()) + f" (tolerance {tol:g})"))
+                             "images than the tolerance", target, max(rescued.values()) < tol * n, "aware_budgets", n=n,
+                             per_eps=[{"eps": e, "rescued": r} for e, r in rescued.items()], tolerance=tol))
         unbounded, _ = aware_attack(sub, target, "nll", 1.0, sub.x, label="aware-unbounded")
         evaded, correct = int(_evaded(sub, target, unbounded).sum()), int((sub.clean_pred[target] == sub.y.numpy()).sum())
         checks.append(_check(ctx, f"an unbounded detector-aware attack (linf eps 1) evades on at least {UNBOUNDED_EVASION:.0%} of the "
-                             "images", target, evaded >= UNBOUNDED_EVASION * correct, f"{evaded} of {correct} correctly classified images"))
+                             "images", target, evaded >= UNBOUNDED_EVASION * correct, "aware_unbounded", evaded=evaded, correct=correct))
     linear = next((name for name, m in ctx.models.items() if isinstance(m, LogisticRegression)), None)
     n = ctx.cfg.audit.known_answer_images
     if linear is not None and n and len(ctx.x) >= 4 * n:  # the Gaussian and its threshold need clean images beside those attacked
@@ -99,5 +98,4 @@ def _known_answer(ctx: SeedContext, name: str, n: int, eps: float) -> dict:
     slack = max(1, round(ctx.cfg.audit.tolerance * n))
     passed = int(exact.sum()) - int(found.sum()) <= slack and not bool((found & ~exact).any())
     return _check(ctx, "the detector-aware attack reaches the exact answer of a linear classifier with a Gaussian detector (L2)",
-                  name, passed, f"L2 eps {eps:g}, {n} images: exact {int(exact.sum())} evadable, attack {int(found.sum())} "
-                  f"(allowed shortfall {slack}; never more than exact)")
+                  name, passed, "known_answer", eps=eps, n=n, exact=int(exact.sum()), found=int(found.sum()), slack=slack)

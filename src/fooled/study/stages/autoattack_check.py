@@ -12,6 +12,7 @@ import zlib
 
 import torch
 
+from ...audit_prose import check_row
 from ...attacks.reference import autoattack
 from ...models import predict
 from ..context import SeedContext
@@ -65,16 +66,14 @@ def autoattack_checks(ctx: SeedContext, advs: dict) -> list[dict]:
         budgets = [e for e in sorted(cfg.attacks.eps) if (target, "pgd", e) in advs]
         if not budgets:
             continue
-        ok, parts = True, []
+        ok, per_eps = True, []
         for eps in budgets:
             study = predict(model, advs[(target, "pgd", eps)][:n]) != sub.y
             only = autoattack_fooled(sub, target, eps, ~study)  # AutoAttack runs where the study's PGD left the image correct
             study_acc, both_acc = 1 - float(study.float().mean()), 1 - float((study | only).float().mean())
             ok &= study_acc - both_acc <= tol + 1e-9
-            parts.append(f"eps {eps:g}: study {study_acc:.3f}, with AutoAttack {both_acc:.3f} "
-                         f"({int(only.sum())} of the {int((~study).sum())} images the study left correct fooled by AutoAttack)")
-        checks.append({"seed": ctx.seed, "check": "second opinion: AutoAttack's robust accuracy is not lower than the "
-                       "study's PGD by more than the tolerance", "target": target, "passed": bool(ok),
-                       "detail": f"{autoattack_name(cfg, ctx.info.num_classes)}, first {n} images, tolerance {tol:g}: "
-                                 + "; ".join(parts)})
+            per_eps.append({"eps": eps, "study": study_acc, "both": both_acc, "only": int(only.sum()), "left": int((~study).sum())})
+        checks.append(check_row(ctx.seed, "second opinion: AutoAttack's robust accuracy is not lower than the study's PGD by more "
+                                "than the tolerance", target, ok, "autoattack", name=autoattack_name(cfg, ctx.info.num_classes),
+                                n=n, tolerance=tol, per_eps=per_eps))
     return checks

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...audit_prose import check_row
 from ...attacks.penalty import multitarget_penalty_pgd, penalty_aware_pgd
 from ...models import predict
 from ..context import SeedContext
@@ -91,9 +92,8 @@ def second_opinion_checks(ctx: SeedContext, aware: dict) -> list[dict]:
         mine = [r for r in rows if r["target"] == target and r["attacked_detector"] == name]
         n = mine[0]["n"]
         worst = max(r[o] for r in mine for o in OPINIONS)
-        detail = f"{n} images; evading with the study's attack, and only with each opinion (run where the study's did not): " + \
-            "; ".join(f"eps {r['eps']:g}: study {r['study']}, " + ", ".join(f"{o} +{r[o]}" for o in OPINIONS) for r in mine)
-        checks.append({"seed": ctx.seed, "check": f"second opinions: no penalty-method attack evades {name} on more images than "
-                       "the study's attack by more than the tolerance", "target": target,
-                       "passed": bool(worst <= tol * n), "detail": f"{detail} (tolerance {tol:g} of the images)"})
+        checks.append(check_row(ctx.seed, f"second opinions: no penalty-method attack evades {name} on more images than the "
+                                "study's attack by more than the tolerance", target, worst <= tol * n, "second_opinions", n=n,
+                                opinions=list(OPINIONS), tolerance=tol,
+                                per_eps=[{"eps": r["eps"], "study": r["study"], **{o: r[o] for o in OPINIONS}} for r in mine]))
     return checks
