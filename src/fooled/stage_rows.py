@@ -62,6 +62,52 @@ class CommitteeRow(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class OracleRow(Record):
+    """The label oracle's verdict on one attacked set (study/stages/oracle.py): of the successful images, how many it still
+    gives the original class, the attacker's class, or no majority."""
+
+    seed: int | None = None
+    target: str | None = None
+    set: str | None = None  # adaptive_pgd, or fooling_<method> (grown from noise: no original class)
+    eps: float | None = None
+    n: int | None = None
+    members: int | None = None  # committee members that voted (the attacked model left out)
+    original: int | None = None
+    original_rate: float | None = None
+    changed: int | None = None
+    changed_rate: float | None = None
+    disagree: int | None = None
+    disagree_rate: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetDetection(Record):
+    """One detector's AUROC against the clean test images, and its flag rate at its validation threshold, on one OOD set."""
+
+    auroc: float | None = None
+    tpr_at_fpr: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OODRow(Record):
+    """One out-of-distribution set under one density model (study/stages/likelihood.py): how likely it is against the
+    clean test images, and how every detector of that model does on it."""
+
+    set: str | None = None
+    n: int | None = None
+    mean_bpd: float | None = None
+    test_mean_bpd: float | None = None
+    frac_in_distribution: float | None = None  # not flagged at the validation threshold
+    auroc: float | None = None
+    higher_likelihood_than_test: float | None = None  # share above the median clean test image's log p(x)
+    seed: int | None = None
+    model: str | None = None
+    detectors: Mapping[str, SetDetection] | None = None
+
+    NESTED: ClassVar[Mapping[str, type[Record]]] = {"detectors": SetDetection}
+
+
+@dataclass(frozen=True, kw_only=True)
 class EvasionCounts(Record):
     """One detector's counts in an evasion row: images made wrong and unflagged, and of those the ones the oracle keeps."""
 
@@ -106,8 +152,15 @@ class HonestRow(Record):
 
     NESTED: ClassVar[Mapping[str, type[Record]]] = {"detectors": EvasionCounts}
 
-    def to_dict(self) -> dict[str, Any]:  # the stage writes only the keys of its kind
-        return {k: v for k, v in super().to_dict().items() if v is not None or k in self.extra}
+    # the key order the stage writes where it differs from the fields' (evasion rows put the attacked detector first)
+    KEY_ORDER: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "evasion": ("seed", "target", "kind", "attacked", "grid", "eps", "seconds", "n", "n_correct", "n_success", "n_oracle_kept",
+                    "detectors")}
+
+    def to_dict(self) -> dict[str, Any]:  # the stage writes only the keys of its kind, in its order
+        out = {k: v for k, v in super().to_dict().items() if v is not None or k in self.extra}
+        order = self.KEY_ORDER.get(self.kind, ())
+        return {**{k: out[k] for k in order if k in out}, **{k: v for k, v in out.items() if k not in order}}
 
 
 def honest_rows(results: Mapping[str, Any], **match: Any) -> list[HonestRow]:
@@ -124,9 +177,17 @@ def committee_rows(results: Mapping[str, Any]) -> list[CommitteeRow]:
     return [CommitteeRow.from_dict(r) for r in results.get("committee") or []]
 
 
+def oracle_rows(results: Mapping[str, Any]) -> list[OracleRow]:
+    return [OracleRow.from_dict(r) for r in results.get("oracle") or []]
+
+
+def ood_rows(results: Mapping[str, Any], model: Any = ANY, seed: Any = ANY) -> list[OODRow]:
+    return [OODRow.from_dict(r) for r in results.get("ood") or [] if _is(r.get("model", "flow"), model) and _is(r["seed"], seed)]
+
+
 def fooling_rows(results: Mapping[str, Any], target: Any = ANY) -> list[FoolingRow]:
     return [FoolingRow.from_dict(r) for r in results.get("fooling") or [] if _is(r["target"], target)]
 
 
-__all__ = ["CWRow", "CommitteeRow", "EvasionCounts", "FoolingRow", "HonestRow", "committee_rows", "cw_rows", "fooling_rows",
-           "honest_rows"]
+__all__ = ["CWRow", "CommitteeRow", "EvasionCounts", "FoolingRow", "HonestRow", "OODRow", "OracleRow", "SetDetection",
+           "committee_rows", "cw_rows", "fooling_rows", "honest_rows", "ood_rows", "oracle_rows"]

@@ -131,8 +131,8 @@ def test_verdict_cells_read_the_verdict():
 def test_stage_rows_round_trip_keys_and_order_and_select_by_kind():
     from fooled.stage_rows import CWRow, EvasionCounts, FoolingRow, HonestRow, cw_rows, fooling_rows, honest_rows
 
-    evasion = {"seed": 1, "target": "cnn", "kind": "evasion", "grid": "on_grid", "eps": 0.125, "attacked": "nll", "n": 16,
-               "n_correct": 15, "n_success": 12, "n_oracle_kept": 9, "detectors": {"nll": {"n_evaded": 7, "n_valid": 5}}, "seconds": 2.0}
+    evasion = {"seed": 1, "target": "cnn", "kind": "evasion", "attacked": "nll", "grid": "on_grid", "eps": 0.125, "seconds": 2.0,
+               "n": 16, "n_correct": 15, "n_success": 12, "n_oracle_kept": 9, "detectors": {"nll": {"n_evaded": 7, "n_valid": 5}}}
     control = {"seed": 0, "target": "cnn", "kind": "matched_control", "attack": "pgd", "grid": "rounded", "eps": 0.125,
                "detector": "flow", "n": 12, "flagged_attack": 12, "flagged_sign_noise": 11, "flagged_shuffled": 12, "flagged_background": 3}
     cw = {"seed": 0, "target": "cnn", "attack": "cw_l2", "detector": "flow", "n": 16, "success_rate": 0.75, "median_l2": 1.2,
@@ -176,3 +176,20 @@ def test_model_names_keep_the_configs_order():
     results = {"config": {"models": {"names": ["cnn", "flow", "logreg"]}}}
     assert model_names(results) == ["cnn", "flow", "logreg"]
     assert model_names(results, among={"logreg", "cnn", "mlp"}) == ["cnn", "logreg"] and model_names(results, among=[]) == []
+
+
+def test_ood_and_oracle_rows_round_trip_in_the_stages_key_order_and_select():
+    from fooled.stage_rows import OODRow, OracleRow, SetDetection, ood_rows, oracle_rows
+
+    ood = {"set": "constant", "n": 20, "mean_bpd": 0.4, "test_mean_bpd": 2.1, "frac_in_distribution": 1.0, "auroc": 0.1,
+           "higher_likelihood_than_test": 1.0, "seed": 1, "model": "flow", "detectors": {"nll": {"auroc": 0.1, "tpr_at_fpr": 0.0}}}
+    other = {**ood, "seed": 0, "model": "gaussian"}
+    oracle = {"seed": 0, "target": "cnn", "set": "adaptive_pgd", "eps": 0.125, "n": 9, "members": 3, "original": 6,
+              "original_rate": 6 / 9, "changed": 2, "changed_rate": 2 / 9, "disagree": 1, "disagree_rate": 1 / 9}
+    results = json.loads(json.dumps({"ood": [ood, other], "oracle": [oracle]}))
+    for cls, row in ((OODRow, ood), (OracleRow, oracle)):
+        assert list(cls.from_dict(row).to_dict().items()) == list(row.items())  # only the keys the stage wrote, in its order
+    (flow,) = ood_rows(results, model="flow")
+    assert flow.detectors["nll"] == SetDetection(auroc=0.1, tpr_at_fpr=0.0) and flow.higher_likelihood_than_test == 1.0
+    assert [r.model for r in ood_rows(results, seed=0)] == ["gaussian"] and ood_rows({}) == []
+    assert oracle_rows(results)[0].changed == 2 and oracle_rows({"oracle": None}) == []

@@ -17,6 +17,7 @@ from ..config import run_config
 from ..detection import roc  # noqa: E402
 from ..records import ANY, budgets, middle_budget, rows  # noqa: E402
 from ..rundir import Key, lookup, read_json, read_npz, select  # noqa: E402
+from ..stage_rows import ood_rows  # noqa: E402
 from .ablation import threshold_table  # noqa: E402
 from .curves import learning_curves  # noqa: E402
 from .grids import example_grid, fooling_grid, ood_grid, samples_grid  # noqa: E402
@@ -215,9 +216,8 @@ def likelihood_failures(results: dict, scores: dict, out: Path) -> list[Path]:
     target, eps = shown_targets(results)[0], shown_eps(results)[0]
     detector = rows(results, target=target, grid=ANY)[0].detector
     sets = {"clean test": lookup(scores, Key(seed, detector, "clean_test"))}
-    for r in results["ood"]:
-        if r["seed"] == seed and r["model"] == detector:
-            sets[r["set"]] = lookup(scores, Key(seed, detector, f"ood:{r['set']}"))
+    for r in ood_rows(results, model=detector, seed=seed):
+        sets[r.set] = lookup(scores, Key(seed, detector, f"ood:{r.set}"))
     sets[f"PGD on {target}, eps {eps:g}"] = scores.get(str(Key(seed, target, "pgd", eps)))
     sets[f"adaptive PGD on {target}, eps {eps:g}"] = scores.get(str(Key(seed, target, "adaptive_pgd", eps)))
     sets[f"fooling images ({target})"] = scores.get(str(Key(seed, target, "fooling_gradient")))

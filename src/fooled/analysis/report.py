@@ -5,6 +5,7 @@ Long tables go to CSV files beside the report (attacks.csv, detectors.csv), whic
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from ..config import run_config, trained_hash
 from ..errors import FooledError
 from ..records import VerdictCell, audit_checks, model_rows, rows as attack_rows_where, verdict_cells
 from ..rundir import atomic_write_text, read_json, read_npz
-from ..stage_rows import committee_rows
+from ..stage_rows import committee_rows, ood_rows, oracle_rows
 from .curves import stopping_text
 from .methods import methods, who_scores
 from .stats import rate_ci
@@ -210,9 +211,9 @@ def _oracle(results: dict) -> list[str]:
            "adversarial example), the attacker's class (the image changed its meaning), or disagree? For the density-aware fooling "
            "images (from noise, no original class): does it see the class the attacked model sees?", ""]
     out.append(md_table(["target", "set", "eps", "images", "original %", "attacker's class %", "disagree %"], [
-        [t, st, "-" if e is None else f"{e:g}", str(sum(r["n"] for r in rs))]
-        + [fmt(rate_ci([(r[v], r["n"]) for r in rs]), pct=True) for v in ("original", "changed", "disagree")]
-        for (t, st, e), rs in group(results["oracle"], "target", "set", "eps").items()]))
+        [t, st, "-" if e is None else f"{e:g}", str(sum(r.n for r in rs))]
+        + [fmt(rate_ci([(getattr(r, v), r.n) for r in rs]), pct=True) for v in ("original", "changed", "disagree")]
+        for (t, st, e), rs in group(oracle_rows(results), "target", "set", "eps").items()]))
     return out + [""]
 
 
@@ -225,7 +226,7 @@ def _ood(results: dict) -> list[str]:
     out += _figure("likelihood_failures", "Bits/dim of every set under the detector, against the threshold")
     out.append(md_table(["model", "set", "bits/dim", "test bits/dim", "in-distribution %", "higher p than test %", "AUROC"], [
         [m, s, ci_text(rs, "mean_bpd", digits=2), ci_text(rs, "test_mean_bpd", digits=2), ci_text(rs, "frac_in_distribution", True),
-         ci_text(rs, "higher_likelihood_than_test", True), ci_text(rs, "auroc")] for (m, s), rs in group(results["ood"], "model", "set").items()]))
+         ci_text(rs, "higher_likelihood_than_test", True), ci_text(rs, "auroc")] for (m, s), rs in group(ood_rows(results), "model", "set").items()]))
     return out + [""] + _paper_side_by_side(results) + _figure("ood_examples", "The out-of-distribution sets and the images of maximal likelihood")
 
 
@@ -234,10 +235,10 @@ def _paper_side_by_side(results: dict) -> list[str]:
     if results.get("dataset", {}).get("name") != "fashion-mnist":  # results hold the canonical name (data.dataset_info)
         return []
     ref, rows = PAPER_REFERENCE, []
-    flow = [r for r in results["ood"] if r.get("model", "flow") == "flow"]
+    flow = ood_rows(results, model="flow")
     for paper_set, ours in ref["ours"].items():
-        rs = [r for r in flow if r["set"] == ours] if ours != "test" else \
-             [{**r, "mean_bpd": r["test_mean_bpd"]} for r in flow if r["set"] == ref["ours"]["MNIST test"]]
+        rs = [r for r in flow if r.set == ours] if ours != "test" else \
+             [dataclasses.replace(r, mean_bpd=r.test_mean_bpd) for r in flow if r.set == ref["ours"]["MNIST test"]]
         if rs:
             rows.append([paper_set, f"{ref['bits_per_dim'][paper_set]:.1f}", ours, ci_text(rs, "mean_bpd", digits=2)])
     if not rows:
