@@ -101,6 +101,10 @@ def test_tiny_run_scores_every_common_input_under_every_flow(tmp_path, monkeypat
     assert [d["test_bpd"] for d in sweep["summary"]["densities"]] == sorted(r["test_bpd"] for r in sweep["rows"] if not r.get("knob"))
     assert sweep["summary"]["answer"] in ("flags more", "flags no more")
     assert (tmp_path / "figures" / "density_sweep.png").stat().st_size > 10_000
+    # without the scikit-learn baselines and the knob flows (28x28 data): the same models, from their checkpoints
+    run_disagreement(cfg, tmp_path, dcfg=dataclasses.replace(dcfg, baselines=False, knobs=False), log=lambda m: None)
+    names = [r["density"] for r in json.loads((tmp_path / "density_sweep.json").read_text())["rows"]]
+    assert names[:2] == ["Gaussian", "study flow"] and len(names) == 6 and "KDE and GMM are left out" in (tmp_path / "report.md").read_text()
 
 
 def test_sizes_parse_and_a_bad_one_is_named():
