@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--no-sweep", action="store_true", help="skip the density-quality sweep (its KDE and GMM are slow on 28x28 images)")
     d.add_argument("--no-knobs", action="store_true", help="sweep without the flows trained along the trade-off knobs")
     d.add_argument("--no-baselines", action="store_true", help="sweep without scikit-learn's KDE and GMM (minutes per fit on 28x28 images)")
+    d.add_argument("--baseline-images", type=int, metavar="N", help="fit the sweep's KDE and GMM on N random training images")
     y = sub.add_parser("toy", help="the question in a 2-D world: every density, boundary and attack drawn, exact search as the known answer")
     y.add_argument("--out", default="runs/toy", help="run directory (default: runs/toy)")
     y.add_argument("--quick", action="store_true", help="a smaller world for smoke tests (seconds)")

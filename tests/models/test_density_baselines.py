@@ -87,3 +87,20 @@ def test_kde_log_density_is_exact_where_score_samples_is_not():
     sq = ((far[:, None, :] - data[None]) ** 2).sum(-1)
     naive = logsumexp(-sq / (2 * 0.25), axis=1) - np.log(500) - 16 * np.log(2 * np.pi * 0.25)
     assert np.allclose(kde_log_density(kde, torch.from_numpy(far)).numpy(), naive, rtol=1e-10)
+
+
+def test_a_28x28_mixture_is_chosen_from_the_small_grid_and_the_sweep_fits_on_a_subset():
+    from fooled.models.density_baselines import COPIES, GMM_GRID_LARGE
+    from fooled.study.density_sweep import baseline_densities
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(48, 1, 28, 28, generator=g) * 255).round() / 255
+    gmm = fit_gmm(x[:40], x[40:], 256, seed=0)
+    assert (gmm.params["covariance_type"], gmm.params["n_components"]) in GMM_GRID_LARGE
+    assert np.isfinite(gmm.log_prob(x[40:])).all()
+    splits = load("digits", seed=0)
+    kde, gmm = baseline_densities(splits, 0, limit=200)
+    assert kde.name == "KDE" and np.isfinite(kde.test_bpd)
+    assert kde.log_prob(splits.test.x[:5]).shape == (5,)  # the kernels are the 200 images' dequantised copies
+    fitted_on = [c for c in kde.log_prob.__defaults__ if hasattr(c, "estimator")][0].estimator.tree_.data.shape[0]
+    assert fitted_on == 200 * COPIES

@@ -33,6 +33,8 @@ from ..errors import ModelError
 
 # (covariance_type, n_components) searched by fit_gmm; more full components overfit ~1000 images; diag lost everywhere
 GMM_GRID = tuple(("full", k) for k in (1, 2, 3, 5, 8)) + (("tied", 20), ("tied", 40))
+# above LARGE_DIM pixels (28x28 images) EM costs N k D^2 an iteration, minutes for the grid above: a smaller one
+LARGE_DIM, GMM_GRID_LARGE = 256, (("full", 1), ("full", 3), ("tied", 10))
 KDE_BANDWIDTHS = tuple(float(b) for b in np.round(np.geomspace(0.4, 1.6, 9), 3))  # in logit units
 ALPHA = 0.01  # logit squeeze, as the Gaussian classifier's (measured best for Gaussians on digits)
 COPIES = 4  # dequantised copies of each training image: more copies, less overfitting to one noise draw
@@ -85,12 +87,13 @@ class DensityBaseline:
 
 
 def fit_gmm(train_x, val_x, levels: int, seed: int = 0) -> DensityBaseline:
-    """GaussianMixture; covariance_type and n_components chosen from GMM_GRID on validation log-likelihood."""
+    """GaussianMixture; covariance_type and n_components chosen from GMM_GRID (GMM_GRID_LARGE above LARGE_DIM pixels) on
+    validation log-likelihood."""
     start = time.perf_counter()
     train, val = _features(train_x, val_x, levels, seed)
     best = None
     with threadpool_limits(1):  # BLAS threads fighting over 2 busy cores made EM 30x slower
-        for covariance, k in GMM_GRID:
+        for covariance, k in GMM_GRID if train.shape[1] <= LARGE_DIM else GMM_GRID_LARGE:
             if k > len(train) // 2:
                 continue
             gmm = GaussianMixture(k, covariance_type=covariance, reg_covar=1e-4, random_state=seed).fit(train)

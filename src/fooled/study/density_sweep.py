@@ -51,11 +51,17 @@ class SweepAttack:
     fpr: float  # of every threshold, on the clean validation images
 
 
-def baseline_densities(splits, seed: int) -> list[Density]:
-    """The KDE and the GMM (scikit-learn, hyper-parameters chosen on validation), scored in closed form."""
+def baseline_densities(splits, seed: int, limit: int | None = None) -> list[Density]:
+    """The KDE and the GMM (scikit-learn, hyper-parameters chosen on validation), scored in closed form; with `limit`,
+    fitted on a random `limit` of the training images and chosen on a quarter as many validation images."""
+    train, val = splits.train.x, splits.val.x
+    if limit is not None:
+        g = torch.Generator().manual_seed(seed)
+        train = train[torch.randperm(len(train), generator=g)[:limit]]
+        val = val[torch.randperm(len(val), generator=g)[:max(1, limit // 4)]]
     out = []
     for name, fit in (("KDE", fit_kde), ("GMM", fit_gmm)):
-        b = fit(splits.train.x, splits.val.x, splits.info.levels, seed)
+        b = fit(train, val, splits.info.levels, seed)
         out.append(Density(name, name, lambda x, b=b: b.torch_log_prob(x),
                            b.test_bpd(splits.test.x, torch.Generator().manual_seed(seed))))
     return out
