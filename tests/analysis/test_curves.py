@@ -20,10 +20,11 @@ def test_early_stopping_is_told_from_the_cap_cutting_a_model_that_still_improved
     assert stopped_early(epochs, best, cap=6, patience=2) is stopped
 
 
-def test_the_sentence_names_models_stopped_early_and_those_the_cap_cut():
+def test_the_sentence_says_per_seed_whether_early_stopping_or_the_cap_ended_training():
     text = stopping_text(_results())
-    assert "stopped by early stopping (patience 2): cnn (5 epochs, best 3, 6 epochs, best 4)" in text
-    assert "cut by the cap of 6 epochs while still improving on validation: flow" in text
+    assert text.startswith("How training ended (early stopping: 2 epochs without a better validation loss; the cap: 6 epochs): ")
+    assert ("cnn, seed 0 by early stopping after 5 epochs (best 3), seed 1 by early stopping after 6 epochs (best 4); flow, seed 0 "
+            "at the cap, still improving (best 6), seed 1 at the cap, still improving (best 5).") in text
     assert "gaussian" not in text  # fitted in closed form: no curve
 
 

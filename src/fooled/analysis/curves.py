@@ -45,14 +45,17 @@ def stopped_early(epochs: int, best_epoch: int, cap: int, patience: int) -> bool
 
 
 def stopping_text(results: dict) -> str:
-    """One sentence per run: which models stopped early and which the epoch cap cut while they still improved."""
+    """One sentence: per model and seed, whether early stopping ended its training or the epoch cap cut it while it was
+    still improving on validation."""
     cap, patience = run_config(results).train.epochs, run_config(results).train.patience
-    early, capped = [], []
+    parts = []
     for name, rows in model_rows(results).items():
-        trained = [r for r in rows if r.curve]
-        if trained:
-            stopped = all(stopped_early(r.epochs, r.best_epoch, cap, patience) for r in trained)
-            (early if stopped else capped).append(f"{name} ({', '.join(f'{r.epochs} epochs, best {r.best_epoch + 1}' for r in trained)})")
-    parts = ([f"stopped by early stopping (patience {patience}): " + "; ".join(early)] if early else []) + \
-        ([f"was cut by the cap of {cap} epochs while still improving on validation: " + "; ".join(capped)] if capped else [])
-    return "Training " + " and ".join(parts) + "." if parts else ""
+        ends = [f"seed {r.seed} " + (f"by early stopping after {r.epochs} epochs (best {r.best_epoch + 1})"
+                                     if stopped_early(r.epochs, r.best_epoch, cap, patience)
+                                     else f"at the cap, still improving (best {r.best_epoch + 1})") for r in rows if r.curve]
+        if ends:
+            parts.append(f"{name}, " + ", ".join(ends))
+    if not parts:
+        return ""
+    return (f"How training ended (early stopping: {patience} epochs without a better validation loss; the cap: {cap} "
+            "epochs): " + "; ".join(parts) + ".")
