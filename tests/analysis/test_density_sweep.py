@@ -59,3 +59,13 @@ def test_flows_along_a_knob_are_judged_among_themselves_not_with_the_other_densi
     text = describe_sweep(s)
     assert any(line.startswith("Along the trade-off knob `models.flow.mean_norm`") and "flags no more" in line for line in text)
     assert sum(line.startswith("| flow mean_norm=") for line in text) == 3
+
+
+def test_a_difference_only_the_worst_density_makes_is_no_trend():
+    # one broken baseline (it flags noise more than PGD) at the bottom; every other density the same: no trend in quality
+    rows = [_row("KDE", 5.7, pgd=20, noise=36, valid=20)] + [_row(f"flow {i}", 3.5 + 0.1 * i, pgd=38 + 2 * (i % 2), noise=40,
+                                                                   valid=20 + i % 2) for i in range(6)]
+    s = summarise_sweep(rows)
+    assert s["gap_difference"]["lo"] > 0 and abs(s["spearman_bpd"]["gap"]) < 0.5
+    assert s["answer"] == "flags no more" and s["endpoints_only"]
+    assert "the difference is the worst density's, not a trend in density quality" in describe_sweep(s)[0]
