@@ -2,7 +2,8 @@
 
     fooled tradeoff && fooled disagree && fooled study experiments/digits_full.toml && python scripts/publish_default_study.py
     fooled study experiments/fashion_mnist_cpu.toml --set data.root=DIR \
-        && fooled disagree experiments/fashion_mnist_cpu.toml --set data.root=DIR --sizes 4x128 --no-sweep \
+        && fooled disagree experiments/fashion_mnist_cpu.toml --set data.root=DIR \
+           --sizes 4x128,2x64 --no-knobs --baseline-images 3000 \
         && python scripts/publish_default_study.py fashion
 
 Fills README.md's generated blocks from runs/digits_full/results.json (the verdict and model table; the published
@@ -118,7 +119,7 @@ def publish_fashion(root: Path = Path("."), name: str = "fashion_mnist_cpu", to:
         report = report.rstrip("\n") + "\n\n" + "\n".join(density).replace("](figures/", "](") + "\n"
     block = [f"Its answer ({len(results['config']['seeds'])} seeds, {results['seconds'] / 60:.0f} minutes cold on "
              f"{results['device']}): " + " ".join(plain_answer(results)), ""] + _model_rows(results) + [""]
-    block += [line for line in density if line.startswith("- Models agree")] + ([""] if density else [])
+    block += [line for line in density if line.startswith(("- Models agree", "**A better density"))] + ([""] if density else [])
     block += _paper_side_by_side(results) + [f"Report and figures: [{to}/REPORT.md]({to}/REPORT.md)."]
     (root / "README.md").write_text(_block((root / "README.md").read_text(), "fashion", block))
     for table in ("attacks.csv", "detectors.csv"):
