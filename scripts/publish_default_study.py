@@ -119,7 +119,8 @@ def publish_fashion(root: Path = Path("."), name: str = "fashion_mnist_cpu", to:
         report = report.rstrip("\n") + "\n\n" + "\n".join(density).replace("](figures/", "](") + "\n"
     block = [f"Its answer ({len(results['config']['seeds'])} seeds, {results['seconds'] / 60:.0f} minutes cold on "
              f"{results['device']}): " + " ".join(plain_answer(results)), ""] + _model_rows(results) + [""]
-    block += [line for line in density if line.startswith(("- Models agree", "**A better density"))] + ([""] if density else [])
+    sweep = [line for line in density if line.startswith("**A better density")]
+    block += sweep + [""] * bool(sweep) + [line for line in density if line.startswith("- Models agree")] + ([""] if density else [])
     block += _paper_side_by_side(results) + [f"Report and figures: [{to}/REPORT.md]({to}/REPORT.md)."]
     (root / "README.md").write_text(_block((root / "README.md").read_text(), "fashion", block))
     for table in ("attacks.csv", "detectors.csv"):

@@ -23,11 +23,10 @@ def test_early_stopping_is_told_from_the_cap_cutting_a_model_that_still_improved
 def test_the_sentence_says_per_seed_whether_early_stopping_or_the_cap_ended_training():
     text = stopping_text(_results())
     assert text.startswith("How training ended (early stopping: 2 epochs without a better validation loss; the cap: 6 epochs): ")
-    assert ("cnn, early stopping for every seed (after 5, 6 epochs; best 3, 4); flow, the cap for every seed, still improving "
-            "(best 6, 5).") in text
+    assert "cnn, early stopping for every seed (after 5, 6 epochs; best 3, 4); flow, the cap for every seed (best 6, 5)." in text
     mixed = _results()
     mixed["models"]["flow"][1] = {**mixed["models"]["flow"][1], "epochs": 5, "best_epoch": 2}
-    assert "flow, seed 0 at the cap, still improving (best 6), seed 1 by early stopping after 5 epochs (best 3)." in stopping_text(mixed)
+    assert "flow, seed 0 at the cap (best 6), seed 1 by early stopping after 5 epochs (best 3)." in stopping_text(mixed)
     assert "gaussian" not in text  # fitted in closed form: no curve
 
 

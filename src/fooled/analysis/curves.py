@@ -46,7 +46,7 @@ def stopped_early(epochs: int, best_epoch: int, cap: int, patience: int) -> bool
 
 def stopping_text(results: dict) -> str:
     """One sentence: per model (per seed where they differ), whether early stopping ended its training or the epoch cap
-    cut it while it was still improving on validation."""
+    did, before `patience` epochs without a better validation loss (the model may still have been improving)."""
     cap, patience = run_config(results).train.epochs, run_config(results).train.patience
     parts = []
     for name, rows in model_rows(results).items():
@@ -57,10 +57,10 @@ def stopping_text(results: dict) -> str:
         if len(set(early)) == 1:  # every seed ended the same way
             best = ", ".join(str(r.best_epoch + 1) for r in trained)
             parts.append(f"{name}, early stopping for every seed (after {', '.join(str(r.epochs) for r in trained)} epochs; best "
-                         f"{best})" if early[0] else f"{name}, the cap for every seed, still improving (best {best})")
+                         f"{best})" if early[0] else f"{name}, the cap for every seed (best {best})")
         else:
             parts.append(f"{name}, " + ", ".join(f"seed {r.seed} " + (f"by early stopping after {r.epochs} epochs (best {r.best_epoch + 1})"
-                                                                       if e else f"at the cap, still improving (best {r.best_epoch + 1})")
+                                                                       if e else f"at the cap (best {r.best_epoch + 1})")
                                                  for r, e in zip(trained, early)))
     if not parts:
         return ""
