@@ -59,3 +59,26 @@ def test_a_crippled_study_attack_fails_the_check_and_the_detail_gives_both_numbe
     full_ctx = context(tmp_path / "full", steps=8)
     full = opinion_counts(full_ctx, {("cnn", "nll"): study_aware_stages(full_ctx, "cnn", "nll", advs)})
     assert max(r[o] for r in full for o in OPINIONS) < gap  # the study's own attack closes the gap
+
+
+def test_on_the_grid_a_crippled_study_set_fails_and_the_opinions_images_are_valid(world, tmp_path):
+    from fooled.attacks import penalty_aware_pgd, through_grid
+    from fooled.attacks.grid import on_grid
+    from fooled.study.stages.aware import aware_score
+    from fooled.study.stages.grid_opinions import grid_opinion_checks
+    from fooled.study.stages.honest import GridAttack, GridSet
+
+    context, _ = world
+    ctx = context(tmp_path / "grid", steps=8)
+    guard, levels = ctx.guards["cnn"], ctx.info.levels
+    attack = GridAttack("nll", aware_score(guard, "nll"), guard.threshold, 8, donors=False)
+    flags = lambda x: guard.score(x) > guard.threshold  # noqa: E731
+    crippled = GridSet(attack, {"crippled": True}, {e: ctx.x for e in ctx.cfg.attacks.eps}, flags)  # the clean images: no evasion
+    (check,) = grid_opinion_checks(ctx, {("cnn", "nll"): crippled})
+    numbers = check["numbers"]
+    assert check["check"].startswith("second opinions on the grid") and not check["passed"]
+    assert all(r["study"] == 0 for r in numbers["per_eps"]) and max(r[o] for r in numbers["per_eps"] for o in OPINIONS) > 0.05 * 24
+    # what the opinions run: penalty-method PGD through the rounding, on the grid and inside the budget
+    x_adv = through_grid(penalty_aware_pgd, ctx.models["cnn"], ctx.x, ctx.y, score=attack.score, threshold=attack.threshold,
+                         eps=0.125, levels=levels, steps=5)
+    assert bool(on_grid(x_adv, levels).all()) and float((x_adv - ctx.x).abs().max()) <= 0.125 + 1e-6

@@ -26,7 +26,7 @@ from fooled.attacks.fooling import (
 )
 from fooled.attacks.latent import latent_attack, latent_class_means
 from fooled.attacks.penalty import multitarget_penalty_pgd, penalty_aware_pgd
-from fooled.attacks.grid import grid_aware_attack
+from fooled.attacks.grid import grid_aware_attack, through_grid
 from fooled.attacks.gradient import attack_success, fgsm, multitarget_pgd, pgd, pgd_sweep, reachable_margins
 from fooled.attacks.losses import cross_entropy, get_loss, log_margin, margin
 from fooled.attacks.reference import autoattack
@@ -52,6 +52,7 @@ __all__ = [
     "fooling_gradient_unflagged",
     "get_loss",
     "grid_aware_attack",
+    "through_grid",
     "latent_attack",
     "latent_class_means",
     "linear_gaussian_l2_evadable",

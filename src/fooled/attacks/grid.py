@@ -62,16 +62,23 @@ def grid_aware_attack(model, x, y, *, score, threshold, eps, levels: int, starts
     """`strongest_aware_attack` (linf) whose model and score see the grid: misclassified and score <= threshold after
     rounding to `levels` grey levels. x must lie on the grid; eps is a number or one per image (N,). kwargs go to
     `strongest_aware_attack` (steps, lambdas, restarts, generator, ...). Returns images on the grid within eps of x."""
+    if kwargs.get("norm", "linf") != "linf":
+        raise ConfigError("grid_aware_attack attacks in linf only (its rounding keeps the linf ball)")
+    return through_grid(strongest_aware_attack, model, x, y, score=score, threshold=threshold, eps=eps, levels=levels,
+                        starts=list(starts), **kwargs)
+
+
+def through_grid(attack, model, x, y, *, score, threshold, eps, levels: int, **kwargs) -> torch.Tensor:
+    """Any linf detector-aware attack `attack(model, x, y, *, score, threshold, eps, **kwargs)` run through the rounding:
+    its model and score see `snap(x)` (BPDA, the identity gradient), its budget is rounded down to whole grey levels, and
+    its result is rounded into the ball. x must lie on the grid. Returns images on the grid within eps of x."""
     x = check_images(x)
     check_levels(levels)
     check_budget(eps, x)
-    if kwargs.get("norm", "linf") != "linf":
-        raise ConfigError("grid_aware_attack attacks in linf only (its rounding keeps the linf ball)")
     if not bool(on_grid(x, levels).all()):
-        raise ConfigError(f"grid_aware_attack: x must lie on the grid of {levels} grey levels (clean images of the data)")
+        raise ConfigError(f"an attack on the grid needs x on the grid of {levels} grey levels (clean images of the data)")
     inner = grid_budget(eps.to(x) if isinstance(eps, torch.Tensor) else eps, levels)
-    x_adv = strongest_aware_attack(_Snapped(model, levels), x, y, score=_Snapped(score, levels), threshold=threshold,
-                                   eps=inner, starts=list(starts), **kwargs)
+    x_adv = attack(_Snapped(model, levels), x, y, score=_Snapped(score, levels), threshold=threshold, eps=inner, **kwargs)
     return round_into_ball(x_adv, x, inner, levels)
 
 

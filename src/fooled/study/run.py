@@ -36,7 +36,7 @@ from .context import Made, SeedContext
 from .stages.honest import honest_study
 from .stages.honest_oracle import fit_oracle, hold_out_for_oracle
 from .stages import (adaptive_attacks, audit, audit_aware, carlini_wagner, controls, convergence_curve, convergence_eps,
-                     fooling_images, label_oracle, out_of_distribution, plain_attacks, transfer)
+                     fooling_images, grid_opinion_checks, label_oracle, out_of_distribution, plain_attacks, transfer)
 
 DETECTOR = "flow"  # the density model whose log p(x) scores inputs to classifiers without a density
 LISTS = ("attacks", "transfer", "cw", "fooling", "committee", "oracle", "honest", "ood", "audit", "convergence")  # per-seed records in results.json
@@ -168,7 +168,7 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
     records.keep("attacks", timed("random-perturbation controls", lambda: controls(ctx)))
     if a.transfer:
         records.keep("transfer", timed("transfer", lambda: transfer(ctx, advs)))
-    aware, fooling = {}, {}
+    aware, fooling, grid_sets = {}, {}, {}
     if a.adaptive:
         out, aware = timed("adaptive attacks", lambda: adaptive_attacks(ctx, advs))
         records.keep("attacks", out)
@@ -184,25 +184,27 @@ def run_seed(cfg: StudyConfig, seed: int, run_dir: Path, device, log, progress) 
         log(f"  seed {seed}: label oracle's committee fitted in {time.perf_counter() - oracle_start:.1f} s")
         records.lists["committee"].append(committee_row)
         records.keep("oracle", timed("label oracle", lambda: label_oracle(ctx, committee, aware, fooling)))
-        records.keep("honest", timed("one threat model (grid, combined defence, valid evasion, matched controls)",
-                                     lambda: honest_study(ctx, advs, aware, fooling, committee, splits.val.x)))
+        out, grid_sets = timed("one threat model (grid, combined defence, valid evasion, matched controls)",
+                               lambda: honest_study(ctx, advs, aware, fooling, committee, splits.val.x))
+        records.keep("honest", out)
     if cfg.ood.enabled:
         records.keep("ood", timed("likelihood failures", lambda: out_of_distribution(ctx, splits), "sets scored"))
     if cfg.audit.enabled:
-        checks, curves = timed("audit", lambda: audit_all(ctx, records.lists, advs, aware), "checks")
+        checks, curves = timed("audit", lambda: audit_all(ctx, records.lists, advs, aware, grid_sets), "checks")
         records.keep("audit", checks)
         records.lists["convergence"] = curves
     log(f"  seed {seed}: done in {time.perf_counter() - seed_start:.1f} s")
     return {"models": model_rows, **records.lists, "scores": made.scores, "examples": made.examples}
 
 
-def audit_all(ctx: SeedContext, lists: dict, advs: dict, aware: dict) -> tuple[Made, list]:
-    """The gradient-masking audit of every model, the detector-aware attack's own audit, and the convergence curves."""
+def audit_all(ctx: SeedContext, lists: dict, advs: dict, aware: dict, grid_sets: dict) -> tuple[Made, list]:
+    """The gradient-masking audit of every model, the detector-aware attacks' own audit (the continuous ones and, from
+    the one-threat-model stage, those on the grid: `grid_sets`), and the convergence curves."""
     rows = lists["attacks"]
     checks = audit(ctx, rows, advs, lists["transfer"], lists["fooling"])
     budgets = {t: e for t in ctx.models if (e := convergence_eps(rows, t)) is not None}
     if ctx.cfg.attacks.adaptive:
-        checks += audit_aware(ctx, advs, aware, budgets)
+        checks += audit_aware(ctx, advs, aware, budgets) + grid_opinion_checks(ctx, grid_sets)
     curves = [c for t, e in budgets.items() for c in convergence_curve(ctx, t, e)]
     return Made(rows=checks), curves
 

@@ -9,6 +9,7 @@ from .aware import adaptive_attacks
 from .controls import controls
 from .cw import carlini_wagner
 from .fooling import fooling_images
+from .grid_opinions import grid_opinion_checks
 from .likelihood import out_of_distribution
 from .oracle import label_oracle
 from .plain import plain_attacks
@@ -16,4 +17,4 @@ from .scoring import counts
 from .transfer import transfer
 
 __all__ = ["adaptive_attacks", "audit", "audit_aware", "carlini_wagner", "controls", "convergence_curve", "convergence_eps",
-           "convergence_grid", "counts", "fooling_images", "label_oracle", "out_of_distribution", "plain_attacks", "transfer"]
+           "convergence_grid", "counts", "fooling_images", "grid_opinion_checks", "label_oracle", "out_of_distribution", "plain_attacks", "transfer"]

@@ -51,6 +51,17 @@ def defence_of(ctx: SeedContext, target: str, val_x: torch.Tensor):
 
 
 @dataclass(frozen=True)
+class GridSet:
+    """One detector-aware attack's images on the grid, for the audit's second opinions: what it descended (`attack`),
+    the stage key it was cached under, its images per budget, and the flags of the detector it attacked."""
+
+    attack: "GridAttack"
+    key: dict
+    by_eps: dict
+    flags: Callable
+
+
+@dataclass(frozen=True)
 class GridAttack:
     """What a detector-aware attack on the grid descends: the detector `attacked` as (score, threshold), its steps, and
     whether the nearest likely training image of another class is one of its starts."""
@@ -115,9 +126,10 @@ def _detectors(ctx: SeedContext, target: str, found) -> dict:
     return out
 
 
-def evasion_rows(ctx: SeedContext, target: str, aware: dict, committee, val_x: torch.Tensor) -> Made:
-    """The detector-aware attacks of `target` on the grid, and the continuous one off it, as evasion rows (see module doc)."""
-    a, made = ctx.cfg.attacks, Made()
+def evasion_rows(ctx: SeedContext, target: str, aware: dict, committee, val_x: torch.Tensor) -> tuple[Made, dict]:
+    """The detector-aware attacks of `target` on the grid, and the continuous one off it, as evasion rows (see module doc);
+    and the on-grid sets, {(target, attacked): GridSet}, for the audit."""
+    a, made, grid_sets = ctx.cfg.attacks, Made(), {}
     sub = ctx.subset(a.expensive_examples)
     found = defence_of(ctx, target, val_x)
     detectors = _detectors(sub, target, found)
@@ -127,11 +139,14 @@ def evasion_rows(ctx: SeedContext, target: str, aware: dict, committee, val_x: t
     key = {"threshold": guard.threshold, "start_steps": a.adaptive_steps, "donors": len(ctx.donors[0]) if ctx.donors else 0}
     nll = GridAttack("nll", aware_score(guard, "nll"), guard.threshold, max(1, a.adaptive_steps // 2), donors=False)
     sets[("nll", "on_grid")] = _grid_stages(sub, target, {e: x for e, (x, _) in continuous.items()}, nll, key)
+    grid_sets[(target, "nll")] = GridSet(nll, key, {e: x for e, (x, _) in sets[("nll", "on_grid")].items()}, detectors["nll"])
     if found is not None and target in a.aware_targets:
         defence = found[0]
         key = {**key, "members": defence.thresholds, "scales": defence.scales}
         combined = GridAttack("combined", defence.score, 0.0, a.adaptive_steps, donors=True)
         sets[("combined", "on_grid")] = _grid_stages(sub, target, {e: x for e, (x, _) in sets[("nll", "on_grid")].items()}, combined, key)
+        grid_sets[(target, "combined")] = GridSet(combined, key, {e: x for e, (x, _) in sets[("combined", "on_grid")].items()},
+                                                  detectors["combined"])
         made.rows.append({"seed": ctx.seed, "target": target, "kind": "defence", "members": list(defence.thresholds),
                           "thresholds": defence.thresholds, "member_rate": defence.member_rate, "val_fpr": defence.val_fpr,
                           "test_fpr": float(defence.flags(ctx.x.to(ctx.device)).mean())})
@@ -142,7 +157,7 @@ def evasion_rows(ctx: SeedContext, target: str, aware: dict, committee, val_x: t
                               "seconds": seconds, **counts, "detectors": per})
             if ctx.first_seed and attacked == "nll" and grid == "on_grid":
                 made.examples.update(_examples(sub, target, eps, x_adv, committee, detectors["nll"]))
-    return made
+    return made, grid_sets
 
 
 def _examples(sub: SeedContext, target: str, eps: float, x_adv: torch.Tensor, committee, flags) -> dict:
@@ -187,12 +202,14 @@ def fooling_rows(ctx: SeedContext, fooling: dict, committee) -> Made:
     return made
 
 
-def honest_study(ctx: SeedContext, advs: dict, aware: dict, fooling: dict, committee, val_x: torch.Tensor) -> Made:
+def honest_study(ctx: SeedContext, advs: dict, aware: dict, fooling: dict, committee, val_x: torch.Tensor) -> tuple[Made, dict]:
     """Every row of this module for one seed, from plain PGD's adversarials (`advs`), the detector-aware stages (`aware`) and
-    the fooling searches (`fooling`)."""
-    made = matched_control_rows(ctx, advs)
+    the fooling searches (`fooling`); and the on-grid detector-aware sets, {(target, attacked): GridSet}, for the audit."""
+    made, grid_sets = matched_control_rows(ctx, advs), {}
     for target in ctx.models:
-        made += evasion_rows(ctx, target, aware, committee, val_x)
+        rows, sets = evasion_rows(ctx, target, aware, committee, val_x)
+        made += rows
+        grid_sets.update(sets)
     if fooling:
         made += fooling_rows(ctx, fooling, committee)
-    return made
+    return made, grid_sets
