@@ -137,7 +137,7 @@ def evasion_rows(ctx: SeedContext, target: str, aware: dict, committee, val_x: t
     continuous = {eps: images_and_seconds(stage) for eps, stage in aware[(target, "nll")].items()}  # the detector-aware stage's
     sets = {("nll", "off_grid"): continuous}
     key = {"threshold": guard.threshold, "start_steps": a.adaptive_steps, "donors": len(ctx.donors[0]) if ctx.donors else 0}
-    nll = GridAttack("nll", aware_score(guard, "nll"), guard.threshold, max(1, a.adaptive_steps // 2), donors=False)
+    nll = GridAttack("nll", aware_score(guard, "nll"), guard.threshold, a.adaptive_steps, donors=False)
     sets[("nll", "on_grid")] = _grid_stages(sub, target, {e: x for e, (x, _) in continuous.items()}, nll, key)
     grid_sets[(target, "nll")] = GridSet(nll, key, {e: x for e, (x, _) in sets[("nll", "on_grid")].items()}, detectors["nll"])
     if found is not None and target in a.aware_targets:
