@@ -157,7 +157,8 @@ def render(results: dict, tradeoff: dict | None = None, links: list[str] = (), s
     out += _ood(results) + _audit(results)
     out += ["## Related work", ""] + RELATED + ["", "## Limitations", ""] + LIMITATIONS
     out += ["", "## Reproduce", "", f"`fooled study` with this config (hash `{results['config_hash']}`); versions: "
-            f"{', '.join(f'{k} {v}' for k, v in results['versions'].items())}; device {results['device']}; {results['seconds']:.0f} s.", ""]
+            f"{', '.join(f'{k} {v}' for k, v in results['versions'].items())}; device {results['device']}; {results['seconds']:.0f} s "
+            "for this run (stages an earlier run in the same directory cached are loaded, not recomputed).", ""]
     return "\n".join(out)
 
 

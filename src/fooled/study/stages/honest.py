@@ -142,7 +142,7 @@ def evasion_rows(ctx: SeedContext, target: str, aware: dict, committee, val_x: t
     grid_sets[(target, "nll")] = GridSet(nll, key, {e: x for e, (x, _) in sets[("nll", "on_grid")].items()}, detectors["nll"])
     if found is not None and target in a.aware_targets:
         defence = found[0]
-        key = {**key, "members": defence.thresholds, "scales": defence.scales}
+        key = {**key, "members": defence.thresholds, "scales": defence.scales, "grid_start_steps": nll.steps}  # starts: the nll grid set
         combined = GridAttack("combined", defence.score, 0.0, a.adaptive_steps, donors=True)
         sets[("combined", "on_grid")] = _grid_stages(sub, target, {e: x for e, (x, _) in sets[("nll", "on_grid")].items()}, combined, key)
         grid_sets[(target, "combined")] = GridSet(combined, key, {e: x for e, (x, _) in sets[("combined", "on_grid")].items()},
