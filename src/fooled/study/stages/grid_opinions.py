@@ -36,8 +36,8 @@ def _opinion(sub: SeedContext, target: str, attacked: str, grid_set, opinion: st
     if not pairs:
         return out
     idx = torch.tensor([i for _, i in pairs])
-    key = {"model": sub.keys[target], "attacked": attacked, "opinion": opinion, "on": "grid", **settings, "pairs": pairs,
-           **grid_set.key}
+    key = {"model": sub.keys[target], "detector": sub.keys[sub.guards[target].name], "attacked": attacked, "opinion": opinion,
+           "on": "grid", **settings, "pairs": pairs, **grid_set.key}
 
     def compute() -> dict:
         x, y = sub.x[idx].to(sub.device), sub.y[idx].to(sub.device)
