@@ -47,7 +47,8 @@ def stopped_early(epochs: int, best_epoch: int, cap: int, patience: int) -> bool
 def stopping_text(results: dict) -> str:
     """One sentence: per model (per seed where they differ), whether early stopping ended its training or the epoch cap
     did, before `patience` epochs without a better validation loss (the model may still have been improving)."""
-    cap, patience = run_config(results).train.epochs, run_config(results).train.patience
+    train = run_config(results).train
+    cap, patience = train.epochs, train.patience
     parts = []
     for name, rows in model_rows(results).items():
         trained = [r for r in rows if r.curve]

@@ -75,17 +75,16 @@ def member_scores(classifier: torch.nn.Module, density: torch.nn.Module, *, refe
     }, together)
 
 
+def _each(scores: dict[str, Callable], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every member's torch score of x: in one pass per model for `Members`, else member by member."""
+    return scores.together(x) if isinstance(scores, Members) else {name: fn(x) for name, fn in scores.items()}
+
+
 def evaluate(scores: dict[str, Callable], x: torch.Tensor, batch_size: int = 512) -> dict[str, np.ndarray]:
     """Every member's scores of images x, as float64 numpy arrays (no gradients)."""
     device = x.device
-    if isinstance(scores, Members):
-        def each(b):
-            return scores.together(b)
-    else:
-        def each(b):
-            return {name: fn(b) for name, fn in scores.items()}
     with torch.no_grad():
-        parts = [each(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
+        parts = [_each(scores, x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
     return {name: torch.cat([p[name].double().cpu() for p in parts]).numpy() if parts else np.zeros(0) for name in scores}
 
 
@@ -141,7 +140,7 @@ class CombinedDefence:
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """max over members of (score - threshold) / scale: differentiable almost everywhere, > 0 iff flagged."""
-        each = self.scores.together(x) if isinstance(self.scores, Members) else {k: fn(x) for k, fn in self.scores.items()}
+        each = _each(self.scores, x)
         parts = [(each[k] - self.thresholds[k]) / self.scales[k] for k in self.scores]
         return torch.stack(parts).amax(0)
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ...audit_prose import check_row
+from ...attacks import through_grid
 from ...attacks.penalty import multitarget_penalty_pgd, penalty_aware_pgd
 from ...models import predict
 from ..context import SeedContext
@@ -28,43 +29,69 @@ OPINIONS = {
 }
 
 
+def flags_of(ctx: SeedContext, target: str, name: str):
+    """images -> which of them detector `name` of `target`'s guard flags (N,)."""
+    guard = ctx.guards[target]
+    return lambda x: ~(np.asarray(guard.score_all(x)[name]) <= guard.thresholds[name])
+
+
+def evades(ctx: SeedContext, target: str, flags, x_adv: torch.Tensor) -> np.ndarray:
+    """Images the model got right, x_adv makes wrong, and `flags` (images -> flagged (N,)) passes."""
+    wrong = predict(ctx.models[target], x_adv).numpy() != ctx.y.numpy()
+    return (ctx.clean_pred[target] == ctx.y.numpy()) & wrong & ~np.asarray(flags(x_adv), dtype=bool)
+
+
 def evaded(ctx: SeedContext, target: str, name: str, x_adv: torch.Tensor) -> np.ndarray:
     """Images the model got right, x_adv makes wrong, and detector `name` does not flag."""
-    guard = ctx.guards[target]
-    wrong = predict(ctx.models[target], x_adv).numpy() != ctx.y.numpy()
-    unflagged = np.asarray(guard.score_all(x_adv)[name]) <= guard.thresholds[name]
-    return (ctx.clean_pred[target] == ctx.y.numpy()) & wrong & unflagged
+    return evades(ctx, target, flags_of(ctx, target, name), x_adv)
 
 
 def opinion_evasions(ctx: SeedContext, target: str, name: str, opinion: str, standing: dict) -> dict:
-    """{eps: images (bool, over ctx's images) that one second opinion evades with}, run only where the study's attack did not
-    evade (`standing`: {eps: bool mask}): elsewhere an opinion cannot find more than the study. Every budget's images in one
-    batch, cached as one stage keyed by which (image, budget) pairs it attacked."""
+    """{eps: images (bool, over ctx's images) that one second opinion evades detector `name` of `target` with}, run only
+    where the study's attack did not evade (`standing`: {eps: bool mask}): elsewhere an opinion cannot find more than the study."""
+    guard = ctx.guards[target]
+    key = {"model": ctx.keys[target], "detector": ctx.keys[guard.name], "attacked": name, "threshold": guard.thresholds[name],
+           "opinion": opinion}
+    return run_opinion(ctx, target, opinion, standing, score=aware_score(guard, name), threshold=guard.thresholds[name],
+                       flags=flags_of(ctx, target, name),
+                       stage=f"{target}-{opinion.replace(' ', '-')}-{name}", key=key,
+                       generator=ctx.generator("second-opinion", opinion, target, name))
+
+
+def run_opinion(ctx: SeedContext, target: str, opinion: str, standing: dict, *, score, threshold: float, flags, stage: str,
+                key: dict, generator, levels: int | None = None) -> dict:
+    """{eps: images one opinion (`OPINIONS`) makes wrong and `flags` (images -> flagged (N,)) passes}, run against
+    (score, threshold) only on the (image, budget) pairs of `standing`, all in one batch, cached as one stage keyed by `key`
+    and those pairs. With `levels`, through the rounding to that grid (`attacks.through_grid`)."""
     attack, settings, factor = OPINIONS[opinion]
     settings = {"steps": max(1, round(factor * ctx.cfg.audit.second_opinion_steps)), **settings}
-    model, guard, budgets = ctx.models[target], ctx.guards[target], sorted(standing)
+    model, budgets = ctx.models[target], sorted(standing)
     pairs = [(e, int(i)) for e in budgets for i in np.flatnonzero(standing[e])]
     out = {e: np.zeros(len(ctx.x), dtype=bool) for e in budgets}
     if not pairs:
         return out
     idx = torch.tensor([i for _, i in pairs])
-    key = {"model": ctx.keys[target], "detector": ctx.keys[guard.name], "attacked": name, "threshold": guard.thresholds[name],
-           "opinion": opinion, **settings, "pairs": pairs}
 
     def compute() -> dict:
         x, y = ctx.x[idx].to(ctx.device), ctx.y[idx].to(ctx.device)
         eps = torch.tensor([e for e, _ in pairs], dtype=x.dtype, device=x.device)
-        x_adv = attack(model, x, y, score=aware_score(guard, name), threshold=guard.thresholds[name], eps=eps,
-                       generator=ctx.generator("second-opinion", opinion, target, name), **settings)
+        kwargs = {"score": score, "threshold": threshold, "eps": eps, "generator": generator, **settings}
+        x_adv = attack(model, x, y, **kwargs) if levels is None else through_grid(attack, model, x, y, levels=levels, **kwargs)
         return {"x_adv": x_adv.cpu().numpy()}
 
-    stage = ctx.stage(f"{target}-{opinion.replace(' ', '-')}-{name}", key, compute)
-    x_adv = torch.from_numpy(stage["x_adv"])
-    wrong = predict(model, x_adv) != ctx.y[idx]
-    unflagged = torch.from_numpy(np.asarray(guard.score_all(x_adv)[name]) <= guard.thresholds[name])
-    for (e, i), hit in zip(pairs, (wrong & unflagged).tolist()):
+    x_adv = torch.from_numpy(ctx.stage(stage, {**key, **settings, "pairs": pairs}, compute)["x_adv"])
+    hits = (predict(model, x_adv) != ctx.y[idx]).numpy() & ~np.asarray(flags(x_adv), dtype=bool)
+    for (e, i), hit in zip(pairs, hits.tolist()):
         out[e][i] = hit
     return out
+
+
+def opinion_check(seed: int, check: str, target: str, per_eps: list[dict], n: int, tolerance: float) -> dict:
+    """The audit row of one model's second opinions: `per_eps` [{eps, study, <opinion>: evasions only it found}]; it fails
+    when an opinion finds more than `tolerance` of the n images at some budget."""
+    worst = max(r[o] for r in per_eps for o in OPINIONS)
+    return check_row(seed, check, target, worst <= tolerance * n, "second_opinions", n=n, opinions=list(OPINIONS),
+                     tolerance=tolerance, per_eps=per_eps)
 
 
 def opinion_counts(sub: SeedContext, aware: dict) -> list[dict]:
@@ -90,10 +117,8 @@ def second_opinion_checks(ctx: SeedContext, aware: dict) -> list[dict]:
     tol, checks, rows = ctx.cfg.audit.aware_tolerance, [], opinion_counts(sub, aware)
     for target, name in aware:
         mine = [r for r in rows if r["target"] == target and r["attacked_detector"] == name]
-        n = mine[0]["n"]
-        worst = max(r[o] for r in mine for o in OPINIONS)
-        checks.append(check_row(ctx.seed, f"second opinions: no penalty-method attack evades {name} on more images than the "
-                                "study's attack by more than the tolerance", target, worst <= tol * n, "second_opinions", n=n,
-                                opinions=list(OPINIONS), tolerance=tol,
-                                per_eps=[{"eps": r["eps"], "study": r["study"], **{o: r[o] for o in OPINIONS}} for r in mine]))
+        checks.append(opinion_check(ctx.seed, f"second opinions: no penalty-method attack evades {name} on more images than the "
+                                    "study's attack by more than the tolerance", target,
+                                    [{"eps": r["eps"], "study": r["study"], **{o: r[o] for o in OPINIONS}} for r in mine],
+                                    mine[0]["n"], tol))
     return checks
