@@ -47,6 +47,8 @@ def test_the_fashion_files_for_the_digits_ood_set_are_a_key():
     ({"data": {"name": "imagenet"}}, "unknown dataset 'imagenet'"),
     ({"seeds": 3}, "seeds: expected a list"),
     ({"train": {"lr": "fast"}}, "train.lr: expected float"),
+    ({"train": {"lr_drop": 1.5}}, "train.lr_drop must lie in"),
+    ({"models": {"glow": {"head_dropout": 1.0}}}, "models.glow.head_dropout must lie in"),
 ])
 def test_bad_config_names_the_problem(raw, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):

@@ -68,3 +68,50 @@ def test_monitoring_keys_leave_the_trained_models_cache_keys_alone():
     other = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=cfg.train.lr / 2))
     assert model_key(watched, "flow", 0) == model_key(cfg, "flow", 0) != model_key(other, "flow", 0)
     assert trained_hash(watched) == trained_hash(cfg) != trained_hash(other)
+
+
+def test_lr_drop_multiplies_the_learning_rate_after_each_epoch_without_a_better_validation_loss(digits):
+    import dataclasses
+
+    noisy = dataclasses.replace(digits.val, y=digits.val.y[torch.randperm(len(digits.val.y), generator=torch.Generator().manual_seed(0))])
+    model = build_model("cnn", digits.info, ModelsConfig(), seed=0)
+    result = fit(model, digits.train, noisy, TrainConfig(epochs=6, patience=4, lr=1e-3, lr_drop=0.5, curve_images=50), seed=0)
+    lrs, losses = [p["lr"] for p in result.curve], result.val_losses
+    best, drops = float("inf"), 0
+    for i in range(len(lrs) - 1):
+        stale = not losses[i] < best - 1e-5
+        best = min(best, losses[i])
+        assert lrs[i + 1] == pytest.approx(lrs[i] * (0.5 if stale else 1.0))
+        drops += stale
+    assert drops >= 1 and lrs[0] == 1e-3  # labels shuffled: the validation loss stops improving early
+
+
+def test_head_dropout_is_a_module_only_when_asked_for():
+    from fooled.data import dataset_info
+    from fooled.models.glow import GlowConfig
+
+    info = dataset_info("digits")
+    plain = build_model("flow", info, ModelsConfig(flow=ModelsConfig().flow.__class__(kind="glow"),
+                                                   glow=GlowConfig(scales=1, blocks_per_scale=1, hidden_channels=8, head="mlp", head_hidden=16)), seed=0)
+    dropped = build_model("flow", info, ModelsConfig(flow=ModelsConfig().flow.__class__(kind="glow"),
+                                                     glow=GlowConfig(scales=1, blocks_per_scale=1, hidden_channels=8, head="mlp", head_hidden=16,
+                                                                     head_dropout=0.5)), seed=0)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in plain.head.modules())  # old checkpoints keep their keys
+    assert sum(isinstance(m, torch.nn.Dropout) for m in dropped.head.modules()) == 1
+    dropped.eval()
+    x = torch.rand(4, 1, 8, 8)
+    assert torch.equal(dropped.log_joint(x), dropped.log_joint(x))  # no dropout when scoring
+
+
+def test_neutral_new_settings_leave_the_cache_keys_alone():
+    import dataclasses
+
+    from fooled.config import StudyConfig, trained_hash
+    from fooled.train import model_key
+
+    cfg = StudyConfig()
+    dropped = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr_drop=0.2))
+    assert model_key(dropped, "flow", 0) != model_key(cfg, "flow", 0) and trained_hash(dropped) != trained_hash(cfg)
+    from fooled.config import key_dict
+
+    assert "lr_drop" not in key_dict(cfg.train) and key_dict(dropped.train)["lr_drop"] == 0.2

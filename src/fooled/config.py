@@ -51,6 +51,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     patience: int = 10  # epochs without a better validation loss before stopping
+    lr_drop: float = 0.0  # on an epoch without a better validation loss, the learning rate is multiplied by this (0: kept)
     curve_images: int = 512  # learning curves: accuracy (and bits/dim) per epoch on this many train and validation images
 
 
@@ -275,6 +276,7 @@ def _check_searches(cfg: StudyConfig) -> None:
 def _check_train(cfg: StudyConfig) -> None:
     need(cfg.train.epochs >= 1 and cfg.train.batch_size >= 1 and cfg.train.patience >= 1, "train.epochs, train.batch_size and train.patience must be >= 1")
     need(cfg.train.lr > 0, "train.lr must be > 0")
+    need(0 <= cfg.train.lr_drop < 1, "train.lr_drop must lie in [0, 1) (0: the learning rate is kept)")
 
 
 def _check_flow(cfg: StudyConfig) -> None:
@@ -301,6 +303,7 @@ def _check_models(cfg: StudyConfig) -> None:
     need(0 < g.alpha < 0.5, "models.glow.alpha must lie in (0, 0.5)")
     need(g.head in GLOW_HEADS, f"models.glow.head must be one of {', '.join(GLOW_HEADS)}, got {g.head!r}")
     need(g.lam >= 0 and g.head_hidden >= 1, "models.glow.lam must be >= 0 and head_hidden >= 1")
+    need(0 <= g.head_dropout < 1, "models.glow.head_dropout must lie in [0, 1)")
     if cfg.models.flow.kind == "glow":
         _, h, w = dataset_info(cfg.data.name).shape
         need(h % 2**g.scales == 0 and w % 2**g.scales == 0,
@@ -393,9 +396,20 @@ def to_dict(cfg) -> dict:
 MONITORING = ("curve_images",)  # [train] keys that only watch training: no trained weight depends on them
 
 
+NEUTRAL = {"lr_drop": 0.0, "head_dropout": 0.0}  # settings added after runs were published, at the value that changes nothing:
+# cache keys leave them out there, so those runs' checkpoints stay valid
+
+
+def key_dict(part) -> dict:
+    """A config section (or a dict of them) as cache keys see it: without the settings, at any depth, that are at their
+    `NEUTRAL` value."""
+    d = to_dict(part) if dataclasses.is_dataclass(part) else part
+    return {k: key_dict(v) if isinstance(v, dict) else v for k, v in d.items() if not (k in NEUTRAL and v == NEUTRAL[k])}
+
+
 def training_dict(train: TrainConfig) -> dict:
     """[train] as the cache keys of trained models see it: without the keys that only monitor training."""
-    return {k: v for k, v in to_dict(train).items() if k not in MONITORING}
+    return {k: v for k, v in key_dict(train).items() if k not in MONITORING}
 
 
 def config_hash(part) -> str:
@@ -407,7 +421,7 @@ def config_hash(part) -> str:
 def trained_hash(cfg: StudyConfig) -> str:
     """The hash of what a run's trained models depend on (data, models, training, seeds), not its attacks or audit: a
     trade-off run belongs to a study whose trained_hash it shares."""
-    return config_hash({**{k: to_dict(cfg)[k] for k in ("data", "models", "seeds")}, "train": training_dict(cfg.train)})
+    return config_hash({**{k: key_dict(to_dict(cfg))[k] for k in ("data", "models", "seeds")}, "train": training_dict(cfg.train)})
 
 
 def quick(cfg: StudyConfig) -> StudyConfig:

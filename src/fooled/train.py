@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .attacks import pgd
-from .config import StudyConfig, TrainConfig, config_hash, to_dict, training_dict
+from .config import StudyConfig, TrainConfig, config_hash, key_dict, to_dict, training_dict
 from .data import Split, Splits, batches
 from .errors import CheckpointError
 from .models import bpd_from_log_prob, build_model, fit_base, is_density_model
@@ -82,6 +82,8 @@ def evaluate_loss(model: torch.nn.Module, split: Split, batch_size: int = 512, s
 def fit(model: torch.nn.Module, train: Split, val: Split, cfg: TrainConfig, *, seed: int, desc: str = "train", progress: bool = False,
         keep_initial: bool = False) -> TrainResult:
     """Adam on `batch_loss` (the model's `training_loss`, adversarial for a model with a budget); stops after `cfg.patience` epochs without a better validation loss.
+    With `cfg.lr_drop`, each epoch without a better validation loss multiplies the learning rate by it (training goes on
+    from the last weights, not the best).
 
     The best weights are restored, and the model is left in eval mode. With `keep_initial` (a model that starts
     fitted) the starting weights compete too: if no epoch beats them on validation they are kept (best_epoch -1).
@@ -109,7 +111,7 @@ def fit(model: torch.nn.Module, train: Split, val: Split, cfg: TrainConfig, *, s
         val_loss = evaluate_loss(model, val, seed=seed)
         losses.append(val_loss)
         if cfg.curve_images:
-            curve.append({"epoch": epoch, "train_loss": total / len(train), "val_loss": val_loss,
+            curve.append({"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": total / len(train), "val_loss": val_loss,
                           **curve_point(model, train, cfg.curve_images, "train"), **curve_point(model, val, cfg.curve_images, "val")})
         bar.set_postfix(val_loss=f"{val_loss:.4f}")
         if val_loss < best - 1e-5:
@@ -118,6 +120,9 @@ def fit(model: torch.nn.Module, train: Split, val: Split, cfg: TrainConfig, *, s
             stale += 1
             if stale >= cfg.patience:
                 break
+            if cfg.lr_drop:
+                for group in opt.param_groups:
+                    group["lr"] *= cfg.lr_drop
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -155,9 +160,9 @@ def load_checkpoint(path: Path, model: torch.nn.Module, config_hash: str) -> dic
 
 def model_key(cfg: StudyConfig, name: str, seed: int) -> str:
     """Hash of everything a trained model depends on: its architecture, training, data and seed."""
-    arch = to_dict(getattr(cfg.models, name))
+    arch = key_dict(getattr(cfg.models, name))
     if name == "flow" and cfg.models.flow.kind == "glow":
-        arch["glow"] = to_dict(cfg.models.glow)
+        arch["glow"] = key_dict(cfg.models.glow)
     return config_hash({"model": name, "arch": arch, "train": training_dict(cfg.train), "data": to_dict(cfg.data), "seed": seed})
 
 

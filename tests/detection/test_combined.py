@@ -65,6 +65,10 @@ def test_fitted_defence_flags_five_percent_of_validation_and_its_score_says_so(f
         positive = (defence.score(x) > 0).numpy()
     assert np.array_equal(positive, defence.flags(x))
     assert defence.member_flags(x)["off_grid"][100:].all() and not defence.member_flags(x)["off_grid"][:100].any()
+    with torch.no_grad():  # on the grid: the same sign without the off-grid member, which floors `score` at 0 there
+        on_grid, floored = defence.score_on_grid(x[:100]), defence.score(x[:100])
+    assert np.array_equal((on_grid > 0).numpy(), defence.flags(x[:100]))
+    assert bool((floored >= 0).all()) and bool((on_grid < 0).any())
     s = evaluate(scores, digits.test.x[:50])
     agree = cnn(digits.test.x[:50]).argmax(1) == flow.log_joint(digits.test.x[:50]).argmax(1)
     assert np.array_equal(s["label_agreement"] > 0, ~agree.numpy())  # > 0 iff the two labels differ

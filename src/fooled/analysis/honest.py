@@ -107,6 +107,9 @@ def defence_table(results: dict) -> list[str]:
                 alone = "the defence (jointly calibrated)" if d == "combined" else f"{d} alone (its own {results['config']['detect']['fpr']:.0%} FPR)"
                 body.append([alone, label + " on the grid"] + cells)
         out += ["", f"### The combined defence of the {t}: valid evasion % (of the images it got right) by budget", "",
+                "The attack aware of every member descends the largest member score above its threshold (in units of that "
+                "member's clean spread); its images are exactly on the grid, where the off-grid member is 0 and never flags, "
+                "so it descends the other members.", "",
                 md_table(["detector", "attack it faced"] + [f"eps {e:g}" for e in eps_all], body)]
     return out
 

@@ -149,6 +149,23 @@ def sample_in_ball(x, eps, norm, generator=None):
     return x + direction * per_example(radius, x)
 
 
+def snap(x, levels):
+    """The nearest of `levels` grey levels in [0, 1], per pixel, as round(x (levels - 1)) / (levels - 1): exactly what the
+    data's images are, so snap leaves a snapped image unchanged bit for bit and the off-grid detector scores it 0."""
+    return torch.round(x * (levels - 1)) / (levels - 1)
+
+
+def into_grid_ball(x_adv, x, steps, levels):
+    """x_adv rounded to the nearest grey level and clipped to `steps` whole grey levels (a number, or a tensor (N,)) around x
+    and to [0, 1], computed in grey-level units so the result lies exactly on the grid. Clipping in pixel units
+    (x - steps / (levels - 1)) misses the grid by a rounding error wherever 1 / (levels - 1) is not a power of two (256
+    levels), and a detector that flags any distance from the grid (threshold 0) flags that."""
+    k = levels - 1
+    s = steps.to(x).view(-1, *([1] * (x.dim() - 1))) if isinstance(steps, torch.Tensor) else steps
+    at = torch.round(x * k)
+    return torch.minimum(torch.maximum(torch.round(x_adv * k), at - s), at + s).clamp(0, k) / k
+
+
 def box(x, eps):
     """The per-pixel bounds of the intersection of the linf eps-ball with [0, 1]."""
     return (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)

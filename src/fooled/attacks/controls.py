@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from fooled.attacks._common import check_images, check_norm, check_positive, l2_norm, normal, per_example, uniform
+from fooled.attacks._common import check_images, check_norm, check_positive, into_grid_ball, l2_norm, normal, per_example, snap, uniform
 
 
 def random_perturbation(x: torch.Tensor, *, eps: float, norm: str = "linf", generator: torch.Generator | None = None) -> torch.Tensor:
@@ -32,14 +32,14 @@ def round_to_grid(x_adv: torch.Tensor, x: torch.Tensor, *, levels: int, eps: flo
 
     linf: nearest grid point, then clipped to [x - eps', x + eps'] with eps' the budget rounded down to the grid, so
     the result is on the grid and within eps. l2: nearest grid point where that stays within eps; for an image where
-    it does not, each pixel's change is rounded toward zero instead, which can only shrink it."""
+    it does not, each pixel's change is rounded toward zero instead, which can only shrink it. Either way the result is
+    exactly on the grid (computed in grey-level units, as `into_grid_ball`)."""
     x_adv, x = check_images(x_adv), check_images(x)
     check_norm(norm)
-    step = 1.0 / (levels - 1)
-    nearest = torch.round(x_adv * (levels - 1)) / (levels - 1)
+    k = levels - 1
     if norm == "linf":
-        budget = torch.floor(torch.tensor(eps / step + 1e-6)).item() * step
-        return torch.minimum(torch.maximum(nearest, x - budget), x + budget).clamp(0, 1)
-    toward = x + torch.sign(x_adv - x) * torch.floor((x_adv - x).abs() / step + 1e-6) * step
+        return into_grid_ball(x_adv, x, int(eps * k + 1e-6), levels)
+    nearest = snap(x_adv, levels)
+    toward = (torch.round(x * k) + torch.sign(x_adv - x) * torch.floor((x_adv - x).abs() * k + 1e-6)).clamp(0, k) / k
     inside = l2_norm(nearest - x) <= eps + 1e-6
-    return torch.where(per_example(inside, x), nearest, toward).clamp(0, 1)
+    return torch.where(per_example(inside, x), nearest, toward)

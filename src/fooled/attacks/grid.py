@@ -14,22 +14,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fooled.attacks._common import check_budget, check_images, module_of
+from fooled.attacks._common import check_budget, check_images, into_grid_ball, module_of, snap
 from fooled.attacks.aware import strongest_aware_attack
 from fooled.errors import ConfigError
 
 GRID_TOLERANCE = 1e-5  # a pixel this close to a grey level is on it (float32 images of integer levels)
+GRID_VERSION = 2  # part of the key of every cached stage of images made through the rounding. 2: rounded in grey-level units,
+# exactly on the grid (`into_grid_ball`); before, on 256 levels a pixel clipped to the ball's edge missed the grid by a
+# rounding error, which the combined defence's off-grid member (threshold 0) flagged
 
 
 def check_levels(levels) -> int:
     if not isinstance(levels, int) or isinstance(levels, bool) or levels < 2:
         raise ConfigError(f"levels must be an integer >= 2 (grey levels of the data), got {levels!r}")
     return levels
-
-
-def snap(x: torch.Tensor, levels: int) -> torch.Tensor:
-    """The nearest of `levels` grey levels in [0, 1], per pixel."""
-    return torch.round(x * (levels - 1)) / (levels - 1)
 
 
 def on_grid(x: torch.Tensor, levels: int) -> torch.Tensor:
@@ -84,6 +82,7 @@ def through_grid(attack, model, x, y, *, score, threshold, eps, levels: int, **k
 
 def round_into_ball(x_adv: torch.Tensor, x: torch.Tensor, budget, levels: int) -> torch.Tensor:
     """`round_to_grid` (linf) with a budget of whole grey-level steps, a number or one per image: the nearest grid point,
-    clipped to the ball (a no-op on what the attack returns; it makes the guarantee independent of the attack)."""
-    b = budget.to(x).view(-1, *([1] * (x.dim() - 1))) if isinstance(budget, torch.Tensor) else budget
-    return torch.minimum(torch.maximum(snap(x_adv, levels), x - b), x + b).clamp(0, 1)
+    clipped to the ball (a no-op on what the attack returns; it makes the guarantee independent of the attack), exactly
+    on the grid (`into_grid_ball`)."""
+    steps = torch.round(budget.to(x) * (levels - 1)) if isinstance(budget, torch.Tensor) else round(budget * (levels - 1))
+    return into_grid_ball(x_adv, x, steps, levels)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from fooled.attacks._common import check_images, uniform
+from fooled.attacks._common import check_images, snap, uniform
 from fooled.attacks.controls import random_perturbation
 from fooled.attacks.grid import grid_budget
 from fooled.errors import ConfigError
@@ -25,18 +25,21 @@ def _same_shape(x_adv, x):
     return x_adv, x
 
 
-def shuffled_perturbation(x_adv: torch.Tensor, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+def shuffled_perturbation(x_adv: torch.Tensor, x: torch.Tensor, *, levels: int | None = None,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
     """x plus the perturbation x_adv - x with its pixel positions permuted at random (one permutation per image), clipped
-    to [0, 1]: inside every ball that holds x_adv (linf; clipping only shrinks), on the grid when x and x_adv are."""
+    to [0, 1]: inside every ball that holds x_adv (linf; clipping only shrinks). With `levels` (x and x_adv on that grid)
+    the sum is snapped exactly onto the grid, where in pixel units it misses it by a rounding error."""
     x_adv, x = _same_shape(x_adv, x)
     delta = (x_adv - x).flatten(1)
     order = uniform(delta.shape, delta, generator).argsort(1)  # a uniform random permutation per row
-    return (x + delta.gather(1, order).view_as(x)).clamp(0, 1)
+    out = (x + delta.gather(1, order).view_as(x)).clamp(0, 1)
+    return out if levels is None else snap(out, levels)
 
 
 def grid_sign_noise(x: torch.Tensor, *, eps: float, levels: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random signs times the linf budget rounded down to whole grey levels, clipped to [0, 1]: on the grid when x is."""
-    return random_perturbation(x, eps=grid_budget(eps, levels), norm="linf", generator=generator)
+    """Random signs times the linf budget rounded down to whole grey levels, clipped to [0, 1]: exactly on the grid when x is."""
+    return snap(random_perturbation(x, eps=grid_budget(eps, levels), norm="linf", generator=generator), levels)
 
 
 def background_changes(x_adv: torch.Tensor, x: torch.Tensor, *, tolerance: float = 1e-6) -> torch.Tensor:
@@ -61,5 +64,5 @@ def matched_counts(flags, x: torch.Tensor, x_adv: torch.Tensor, fooled: torch.Te
     count = lambda images: int(torch.as_tensor(flags(images)).bool().sum())  # noqa: E731
     return {"n": len(xs), "flagged_attack": count(advs),
             "flagged_sign_noise": count(grid_sign_noise(xs, eps=eps, levels=levels, generator=generator)),
-            "flagged_shuffled": count(shuffled_perturbation(advs, xs, generator=generator)),
+            "flagged_shuffled": count(shuffled_perturbation(advs, xs, levels=levels, generator=generator)),
             "flagged_background": int((background_changes(advs, xs) > 0).sum())}

@@ -140,9 +140,17 @@ class CombinedDefence:
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """max over members of (score - threshold) / scale: differentiable almost everywhere, > 0 iff flagged."""
+        return self._score(x, self.scores)
+
+    def score_on_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """`score` of images on the data's grid, without the off-grid member: there it is 0, at its threshold, and never
+        flags, but as a member it would floor the maximum at 0, so that every unflagged image scored the same and an
+        attack could not prefer one inside the other members' thresholds to one on their edge. > 0 iff flagged (on the grid)."""
+        return self._score(x, [k for k in self.scores if k != "off_grid"])
+
+    def _score(self, x: torch.Tensor, members) -> torch.Tensor:
         each = _each(self.scores, x)
-        parts = [(each[k] - self.thresholds[k]) / self.scales[k] for k in self.scores]
-        return torch.stack(parts).amax(0)
+        return torch.stack([(each[k] - self.thresholds[k]) / self.scales[k] for k in members]).amax(0)
 
     def member_flags(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         """Per member, which images it flags at its joint threshold."""

@@ -47,6 +47,7 @@ class GlowConfig:
                              # linear softmax on z); "mlp": the same with one hidden layer of `head_hidden` units
     lam: float = 64.0  # heads "linear" and "mlp": weight of log p(y|x) against log p(x) (mean_norm is then unused)
     head_hidden: int = 256  # head "mlp": hidden units
+    head_dropout: float = 0.0  # head "mlp": dropout on its hidden units while training (the class term overfits first)
 
 
 def _glow_block(channels: int, hidden: int, bound: float) -> nf.flows.GlowBlock:
@@ -152,7 +153,8 @@ class GlowHybrid(SoftmaxHead, GlowBody):
 
     def __init__(self, shape: tuple[int, int, int], num_classes: int, levels: int, cfg: GlowConfig = GlowConfig(), seed: int = 0):
         super().__init__(shape, levels, cfg, seed)
-        self.init_head(num_classes, cfg.lam, cfg.learn_scale, seed, hidden=cfg.head_hidden if cfg.head == "mlp" else 0)
+        self.init_head(num_classes, cfg.lam, cfg.learn_scale, seed, hidden=cfg.head_hidden if cfg.head == "mlp" else 0,
+                       dropout=cfg.head_dropout if cfg.head == "mlp" else 0.0)
 
 
 def build_glow(shape: tuple[int, int, int], num_classes: int, levels: int, cfg: GlowConfig, seed: int = 0) -> GlowBody:

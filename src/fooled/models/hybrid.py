@@ -46,7 +46,7 @@ class SoftmaxHead:
     classifier on z, linear (DIGLM) or with one hidden ReLU layer, trained on (-log p(x) - lam * log p(y|x)) / D.
     A body subclass calls `init_head`."""
 
-    def init_head(self, num_classes: int, lam: float, learn_scale: bool, seed: int, hidden: int = 0) -> None:
+    def init_head(self, num_classes: int, lam: float, learn_scale: bool, seed: int, hidden: int = 0, dropout: float = 0.0) -> None:
         if not lam >= 0:
             raise ModelError(f"lam (weight of log p(y|x) in the loss) must be >= 0, got {lam!r}")
         self.num_classes, self.lam = num_classes, float(lam)
@@ -59,7 +59,10 @@ class SoftmaxHead:
                 bound = 1 / math.sqrt(layer.in_features)
                 layer.weight.uniform_(-bound, bound, generator=g)
                 layer.bias.zero_()
-        self.head = layers[0] if len(layers) == 1 else nn.Sequential(layers[0], nn.ReLU(), layers[1])
+        if not 0 <= dropout < 1:
+            raise ModelError(f"head dropout must lie in [0, 1), got {dropout!r}")
+        hidden_layers = [nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])  # no Dropout module at 0: checkpoints keep their keys
+        self.head = layers[0] if len(layers) == 1 else nn.Sequential(layers[0], *hidden_layers, layers[1])
 
     def _density_and_logits(self, x: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(log p(y) of the dequantised y, class logits), both from one pass through the flow."""

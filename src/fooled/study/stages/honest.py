@@ -22,7 +22,7 @@ import torch
 
 from ... import attacks
 from ...attacks import stacked
-from ...attacks.grid import grid_aware_attack
+from ...attacks.grid import GRID_VERSION, grid_aware_attack
 from ...attacks.matched import matched_counts
 from ...detection import calibrate_threshold
 from ...detection.combined import CombinedDefence, evaluate, member_scores
@@ -136,14 +136,15 @@ def evasion_rows(ctx: SeedContext, target: str, aware: dict, committee, val_x: t
     guard = sub.guards[target]
     continuous = {eps: images_and_seconds(stage) for eps, stage in aware[(target, "nll")].items()}  # the detector-aware stage's
     sets = {("nll", "off_grid"): continuous}
-    key = {"threshold": guard.threshold, "start_steps": a.adaptive_steps, "donors": len(ctx.donors[0]) if ctx.donors else 0}
+    key = {"threshold": guard.threshold, "start_steps": a.adaptive_steps, "donors": len(ctx.donors[0]) if ctx.donors else 0,
+           "grid_version": GRID_VERSION}
     nll = GridAttack("nll", aware_score(guard, "nll"), guard.threshold, a.adaptive_steps, donors=False)
     sets[("nll", "on_grid")] = _grid_stages(sub, target, {e: x for e, (x, _) in continuous.items()}, nll, key)
     grid_sets[(target, "nll")] = GridSet(nll, key, {e: x for e, (x, _) in sets[("nll", "on_grid")].items()}, detectors["nll"])
     if found is not None and target in a.aware_targets:
         defence = found[0]
         key = {**key, "members": defence.thresholds, "scales": defence.scales, "grid_start_steps": nll.steps}  # starts: the nll grid set
-        combined = GridAttack("combined", defence.score, 0.0, a.adaptive_steps, donors=True)
+        combined = GridAttack("combined", defence.score_on_grid, 0.0, a.adaptive_steps, donors=True)
         sets[("combined", "on_grid")] = _grid_stages(sub, target, {e: x for e, (x, _) in sets[("nll", "on_grid")].items()}, combined, key)
         grid_sets[(target, "combined")] = GridSet(combined, key, {e: x for e, (x, _) in sets[("combined", "on_grid")].items()},
                                                   detectors["combined"])
