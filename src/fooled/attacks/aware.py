@@ -144,8 +144,9 @@ def detector_aware_pgd(model, x, y, *, score, threshold, eps, steps=50, norm="li
             lam0 = torch.cat([torch.full((len(x),), float(lam), dtype=x.dtype, device=x.device) for _, lam in chunk])
             stacked_bounds = None if bounds is None else tuple(stacked(b, k) for b in bounds)
             stacked_eps = stacked(eps, k) if isinstance(eps, torch.Tensor) else eps
-            _run(model, score, threshold, stacked(x, k), stacked(y, k), torch.cat([x0 for x0, _ in chunk]), lam0, stacked_eps,
-                 steps, norm, stacked_bounds, kappa, _Folded(best, len(x)), initial_step)
+            _run(model, score, threshold, stacked(x, k), stacked(y, k), torch.cat([x0 for x0, _ in chunk]), lam0=lam0,
+                 eps=stacked_eps, steps=steps, norm=norm, bounds=stacked_bounds, kappa=kappa, best=_Folded(best, len(x)),
+                 initial_step=initial_step)
     return project(best.x, x, eps, norm, bounds).detach()
 
 
@@ -164,7 +165,7 @@ class _Folded:
             self.best.update(x_adv[block], tier[block], value[block])
 
 
-def _run(model, score, threshold, x, y, x_adv, lam0, eps, steps, norm, bounds, kappa, best, initial_step):
+def _run(model, score, threshold, x, y, x_adv, *, lam0, eps, steps, norm, bounds, kappa, best, initial_step):
     """One run from x_adv (or several, stacked: every quantity is per example); updates `best` with every iterate.
     lam0: the initial Lagrange weight of each example (N,). Step size initial_step * eps, halved (and the run sent back to
     its own best point) at each checkpoint where fewer than 3/4 of the steps since the last one improved the

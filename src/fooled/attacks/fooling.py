@@ -113,8 +113,9 @@ def fooling_evolution(
     target, shape, like = _setup(model, target, n, shape, confidence, generator)
     _check_evolution(generations, population, mutation_rate, mutation_scale, elite_fraction)
     with frozen(model), torch.no_grad():
-        images, log_p = _evolve(model, target, n, shape, like, _confidence_rank(math.log(confidence)), 1, generations,
-                                population, mutation_rate, mutation_scale, elite_fraction, generator)
+        images, log_p = _evolve(model, target, n, shape, like, rank=_confidence_rank(math.log(confidence)), top_tier=1,
+                                generations=generations, population=population, mutation_rate=mutation_rate,
+                                mutation_scale=mutation_scale, elite_fraction=elite_fraction, generator=generator)
     return images, log_p.exp()
 
 
@@ -142,7 +143,7 @@ def _lexi_order(tier, value):
     return order.gather(1, tier.gather(1, order).argsort(dim=1, descending=True, stable=True))
 
 
-def _evolve(model, target, n, shape, like, rank, top_tier, generations, population, mutation_rate, mutation_scale,
+def _evolve(model, target, n, shape, like, *, rank, top_tier, generations, population, mutation_rate, mutation_scale,
             elite_fraction, generator):
     """Elitist evolution of n populations, ranked per image by rank(images, log p(target | images)) -> (tier, value)
     lexicographically (higher = fitter); stops once every population's best reaches `top_tier`.
@@ -224,8 +225,9 @@ def fooling_evolution_unflagged(model, target, n, *, shape, score, threshold, ge
         return _unflagged_rank(log_p, scores_of(score, images), threshold, math.log(confidence))
 
     with frozen(model, module_of(score)), torch.no_grad():
-        images, _ = _evolve(model, target, n, shape, like, rank, 2, generations, population, mutation_rate,
-                            mutation_scale, elite_fraction, generator)
+        images, _ = _evolve(model, target, n, shape, like, rank=rank, top_tier=2, generations=generations, population=population,
+                            mutation_rate=mutation_rate, mutation_scale=mutation_scale, elite_fraction=elite_fraction,
+                            generator=generator)
     return _report(model, images, target, score)
 
 

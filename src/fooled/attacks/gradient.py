@@ -125,14 +125,15 @@ def pgd_with_success(model, x, y, *, eps, steps=40, step_size=None, norm="linf",
                 x0 = project(sample_in_ball(x, eps, norm, generator), x, eps, norm, bounds)
             else:
                 x0 = x.clone()
-            best = _ascend(model, fn, x0, x, y, target, eps, steps, step_size, norm, bounds, early_stop, best, decay)
+            best = _ascend(model, fn, x0, x, y, target=target, eps=eps, steps=steps, step_size=step_size, norm=norm,
+                           bounds=bounds, early_stop=early_stop, best=best, decay=decay)
             if early_stop and best[1].all():
                 break
     # every iterate already lies in the ball and the box, so the projection leaves it (and its success) unchanged
     return project(best[0], x, eps, norm, bounds).detach(), best[1]
 
 
-def _ascend(model, fn, x_adv, x, y, target, eps, steps, step_size, norm, bounds, early_stop, best, decay=1.0):
+def _ascend(model, fn, x_adv, x, y, *, target, eps, steps, step_size, norm, bounds, early_stop, best, decay=1.0):
     """One PGD run from x_adv, tracking per example the best (iterate, success, objective) so far.
 
     `best` carries the result of earlier restarts (None for the first run); an iterate replaces

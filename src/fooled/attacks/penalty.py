@@ -77,7 +77,7 @@ def _scores(score, x_adv):
     return s
 
 
-def _descend(model, score, threshold, x, y, target, x_adv, eps, *, steps, norm, kappa, lam0):
+def _descend(model, score, threshold, x, y, *, target, x_adv, eps, steps, norm, kappa, lam0):
     """One penalty run per row of a (stacked) batch; returns per row the best iterate and its (tier, value)."""
     scale = 10.0 / x[0].numel()
     lam = torch.full((len(x),), float(lam0), dtype=x.dtype, device=x.device)
@@ -133,8 +133,9 @@ def penalty_aware_pgd(model, x, y, *, score, threshold, eps, norm="linf", steps=
     k = len(points)
     big_eps = stacked(eps, k) if isinstance(eps, torch.Tensor) else eps
     with frozen(model, module_of(score)), torch.enable_grad():
-        found = _descend(model, score, threshold, stacked(x, k), stacked(y, k), None if target is None else stacked(target, k),
-                         torch.cat(points), big_eps, steps=steps, norm=norm, kappa=kappa, lam0=lam0)
+        big_target = None if target is None else stacked(target, k)
+        found = _descend(model, score, threshold, stacked(x, k), stacked(y, k), target=big_target, x_adv=torch.cat(points),
+                         eps=big_eps, steps=steps, norm=norm, kappa=kappa, lam0=lam0)
     return project(_fold(*found, len(x)), x, eps, norm).detach()
 
 
