@@ -87,15 +87,14 @@ def test_lr_drop_multiplies_the_learning_rate_after_each_epoch_without_a_better_
 
 
 def test_head_dropout_is_a_module_only_when_asked_for():
+    from fooled.config import FlowConfig
     from fooled.data import dataset_info
     from fooled.models.glow import GlowConfig
 
     info = dataset_info("digits")
-    plain = build_model("flow", info, ModelsConfig(flow=ModelsConfig().flow.__class__(kind="glow"),
-                                                   glow=GlowConfig(scales=1, blocks_per_scale=1, hidden_channels=8, head="mlp", head_hidden=16)), seed=0)
-    dropped = build_model("flow", info, ModelsConfig(flow=ModelsConfig().flow.__class__(kind="glow"),
-                                                     glow=GlowConfig(scales=1, blocks_per_scale=1, hidden_channels=8, head="mlp", head_hidden=16,
-                                                                     head_dropout=0.5)), seed=0)
+    small = dict(scales=1, blocks_per_scale=1, hidden_channels=8, head="mlp", head_hidden=16)
+    plain = build_model("flow", info, ModelsConfig(flow=FlowConfig(kind="glow"), glow=GlowConfig(**small)), seed=0)
+    dropped = build_model("flow", info, ModelsConfig(flow=FlowConfig(kind="glow"), glow=GlowConfig(**small, head_dropout=0.5)), seed=0)
     assert not any(isinstance(m, torch.nn.Dropout) for m in plain.head.modules())  # old checkpoints keep their keys
     assert sum(isinstance(m, torch.nn.Dropout) for m in dropped.head.modules()) == 1
     dropped.eval()

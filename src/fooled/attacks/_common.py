@@ -155,6 +155,12 @@ def snap(x, levels):
     return torch.round(x * (levels - 1)) / (levels - 1)
 
 
+def grid_steps(eps, levels):
+    """The linf budget eps in whole grey-level steps, rounded down (a number, or a tensor of one per image)."""
+    steps = eps * (levels - 1) + 1e-6
+    return torch.floor(steps) if isinstance(eps, torch.Tensor) else float(int(steps))
+
+
 def into_grid_ball(x_adv, x, steps, levels):
     """x_adv rounded to the nearest grey level and clipped to `steps` whole grey levels (a number, or a tensor (N,)) around x
     and to [0, 1], computed in grey-level units so the result lies exactly on the grid. Clipping in pixel units

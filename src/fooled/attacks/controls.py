@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from fooled.attacks._common import check_images, check_norm, check_positive, into_grid_ball, l2_norm, normal, per_example, snap, uniform
+from fooled.attacks._common import (check_images, check_norm, check_positive, grid_steps, into_grid_ball, l2_norm, normal,
+                                    per_example, snap, uniform)
 
 
 def random_perturbation(x: torch.Tensor, *, eps: float, norm: str = "linf", generator: torch.Generator | None = None) -> torch.Tensor:
@@ -38,7 +39,7 @@ def round_to_grid(x_adv: torch.Tensor, x: torch.Tensor, *, levels: int, eps: flo
     check_norm(norm)
     k = levels - 1
     if norm == "linf":
-        return into_grid_ball(x_adv, x, int(eps * k + 1e-6), levels)
+        return into_grid_ball(x_adv, x, grid_steps(eps, levels), levels)
     nearest = snap(x_adv, levels)
     toward = (torch.round(x * k) + torch.sign(x_adv - x) * torch.floor((x_adv - x).abs() * k + 1e-6)).clamp(0, k) / k
     inside = l2_norm(nearest - x) <= eps + 1e-6

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fooled.attacks._common import check_budget, check_images, into_grid_ball, module_of, snap
+from fooled.attacks._common import check_budget, check_images, grid_steps, into_grid_ball, module_of, snap
 from fooled.attacks.aware import strongest_aware_attack
 from fooled.errors import ConfigError
 
@@ -38,8 +38,7 @@ def on_grid(x: torch.Tensor, levels: int) -> torch.Tensor:
 def grid_budget(eps, levels: int):
     """The linf budget rounded down to whole grey-level steps (a number, or a tensor of one per image): the ball of this
     radius around a grid image has grid points as its bounds, so rounding any point of it stays inside it."""
-    steps = eps * (levels - 1) + 1e-6
-    return (torch.floor(steps) if isinstance(eps, torch.Tensor) else float(int(steps))) / (levels - 1)
+    return grid_steps(eps, levels) / (levels - 1)
 
 
 class _Snapped(nn.Module):
