@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .chunks import in_chunks
+
 
 @dataclass(frozen=True)
 class CNNConfig:
@@ -57,11 +59,11 @@ class CNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, K)."""
-        return self.head(self.features(x.contiguous(memory_format=torch.channels_last)))
+        return self.head(in_chunks(self.features, x.contiguous(memory_format=torch.channels_last)))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features (N, hidden): the dense layer's activations before dropout and the logits."""
-        return self.head[:3](self.features(x.contiguous(memory_format=torch.channels_last)))
+        return self.head[:3](in_chunks(self.features, x.contiguous(memory_format=torch.channels_last)))
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy."""

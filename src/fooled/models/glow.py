@@ -27,6 +27,7 @@ import normflows as nf
 import torch
 from torch import nn
 
+from .chunks import in_chunks
 from .flow import BoundedScale, ClassConditionalGaussian, DequantisedDensity, GenerativeClassifier, from_logit, to_logit
 from .hybrid import SoftmaxHead
 from ..errors import ModelError
@@ -113,7 +114,12 @@ class GlowBody(DequantisedDensity):
             torch.random.set_rng_state(g_state)
 
     def encode(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images -> latent z (N, D), all scales concatenated, and log|dz/dy| (N,) of y = (x (L-1) + u) / L, u = noise or 1/2."""
+        """Images -> latent z (N, D), all scales concatenated, and log|dz/dy| (N,) of y = (x (L-1) + u) / L, u = noise or 1/2.
+        In eval mode, in chunks of images on a CPU (`chunks.in_chunks`: same numbers, faster); training batches run whole,
+        so ActNorm's data-dependent initialisation sees the first batch."""
+        return self._encode(x, noise) if self.training else in_chunks(self._encode, x, noise)
+
+    def _encode(self, x: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         z, log_det = to_logit(x, self.levels, self.cfg.alpha, noise)
         z = z.view(-1, *self.shape)
         latents = []
