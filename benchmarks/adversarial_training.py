@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from fooled.attacks import pgd_sweep
+from fooled.attacks import pgd
 from fooled.config import StudyConfig, override
 from fooled.data import load
 from fooled.models import accuracy, build_model
@@ -36,8 +36,9 @@ def main(seed: int = 0, overrides: tuple[str, ...] = ()) -> None:
         start, cpu = time.perf_counter(), time.process_time()
         result = fit(model, splits.train, splits.val, cfg.train, seed=seed)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-        _, fooled = pgd_sweep(model, x, y, eps_list=EPS, steps=40, generator=torch.Generator().manual_seed(seed), early_stop=True)
-        robust = " ".join(f"{float((~s).float().mean()):.3f}" for s in fooled)
+        g = torch.Generator().manual_seed(seed)
+        robust = " ".join(f"{float((~pgd(model, x, y, eps=e, steps=40, generator=g, early_stop=True).success).float().mean()):.3f}"
+                          for e in EPS)
         print(f"{name:8s} clean {accuracy(model, x, y):.3f}  robust {robust}  fit {seconds:.1f} s wall, {cpu:.1f} s CPU ({result.epochs} epochs, best {result.best_epoch})")
 
 

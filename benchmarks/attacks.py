@@ -35,7 +35,7 @@ import torchattacks
 from sklearn.datasets import load_digits
 from torch import nn
 
-from fooled.attacks import margin, pgd, pgd_worst_case
+from fooled.attacks import PGDSettings, margin, pgd, pgd_worst_case
 
 EPS, STEPS, BATCH, REPEATS = 0.1, 20, 256, 30
 
@@ -136,11 +136,11 @@ def main():
 
     def ours(**kwargs):  # the same random start in both modes, every call
         return lambda: pgd(model, xb, yb, eps=EPS, steps=STEPS, step_size=alpha,
-                           generator=torch.Generator().manual_seed(0), **kwargs)
+                           generator=torch.Generator().manual_seed(0), **kwargs).x_adv
 
     def worst_case(losses=("ce", "margin", "multitarget")):
-        return lambda: pgd_worst_case(model, xb, yb, eps=EPS, steps=STEPS, step_size=alpha, losses=losses, targets=3,
-                                      generator=torch.Generator().manual_seed(0))
+        settings = PGDSettings(steps=STEPS, step_size=alpha, losses=losses, targets=3)
+        return lambda: pgd_worst_case(model, xb, yb, eps=EPS, settings=settings, generator=torch.Generator().manual_seed(0)).x_adv
 
     def targeted(rank):  # a margin PGD toward each image's rank-th most likely wrong class (by its clean logits)
         atk = MarginPGD(model, eps=EPS, alpha=alpha, steps=STEPS, random_start=True)

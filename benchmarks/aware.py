@@ -23,11 +23,10 @@ from pathlib import Path
 import torch
 
 from fooled.api import Run
-from fooled.attacks import best_over_budgets, donor_start, penalty_aware_pgd, stacked, worst_case_with_losses, strongest_aware_attack
+from fooled.attacks import best_over_budgets, donor_start, penalty_aware_pgd, pgd_worst_case, stacked, strongest_aware_attack
 from fooled.config import load_config, to_dict
 from fooled.detection import calibrate_threshold
 from fooled.study.stages.batching import per_image_budgets
-from fooled.study.stages.plain import pgd_settings
 
 
 def timed(fn):
@@ -58,7 +57,7 @@ def main() -> None:
     x, y = splits.test.x[: a.expensive_examples], splits.test.y[: a.expensive_examples]
     budgets, n = sorted(a.eps), len(x)
     xs, ys, eps = stacked(x, len(budgets)), stacked(y, len(budgets)), per_image_budgets(budgets, x)
-    plain = worst_case_with_losses(model, xs, ys, eps=eps, norm="linf", generator=torch.Generator().manual_seed(0), **pgd_settings(a))[0]
+    plain = pgd_worst_case(model, xs, ys, eps=eps, norm="linf", settings=a.pgd, generator=torch.Generator().manual_seed(0)).x_adv
 
     def evading(x_adv):
         with torch.no_grad():

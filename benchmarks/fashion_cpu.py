@@ -24,7 +24,6 @@ from fooled.config import load_config
 from fooled.data import load
 from fooled.detection.ood import PAPER_REFERENCE, ood_sets
 from fooled.models import bpd_from_log_prob, is_density_model, mean_bpd, predict
-from fooled.study.stages.plain import pgd_settings
 from fooled.train import train_or_load
 
 
@@ -79,8 +78,8 @@ def main() -> None:
     x, y = splits.test.x[: a.max_examples], splits.test.y[: a.max_examples]
     eps = a.eps[len(a.eps) // 2]
     for name, model in models.items():
-        adv, wall, cpu = timed(lambda: attacks.worst_case_with_losses(model, x, y, eps=eps, norm="linf",
-                                                                      generator=torch.Generator().manual_seed(seed), **pgd_settings(a))[0])
+        adv, wall, cpu = timed(lambda: attacks.pgd_worst_case(model, x, y, eps=eps, norm="linf", settings=a.pgd,
+                                                              generator=torch.Generator().manual_seed(seed)).x_adv)
         adv_acc = float((predict(model, adv) == y).float().mean())
         print(f"PGD linf eps={eps} on {len(x)} images vs {name}: {wall:.1f} s wall / {cpu:.1f} s CPU, accuracy {adv_acc:.3f}")
     if "flow" in models:

@@ -22,6 +22,30 @@ def test_the_published_digits_study_trains_the_default_models_and_attacks_them_h
     assert trained_hash(dataclasses.replace(default, seeds=(0,))) != trained_hash(default)
 
 
+def test_the_ten_seed_study_is_the_published_one_on_more_seeds_for_the_models_the_plain_answer_quotes():
+    full, seeds = load_config(ROOT / "experiments" / "digits_full.toml"), load_config(ROOT / "experiments" / "digits_seeds.toml")
+    assert len(seeds.seeds) == 10 and set(full.seeds) < set(seeds.seeds)
+    assert set(seeds.models.names) == {"cnn", "flow", "logreg"} < set(full.models.names)
+    for name in seeds.models.names:  # the same models, trained alike
+        assert getattr(seeds.models, name) == getattr(full.models, name)
+    assert seeds.train == full.train and seeds.data == full.data and seeds.detect == full.detect
+    assert dataclasses.replace(seeds.attacks, aware_detectors=full.attacks.aware_detectors) == full.attacks
+    assert seeds.fooling == full.fooling and seeds.audit == full.audit
+
+
+def test_the_pgd_settings_are_the_configs_and_make_the_stage_key():
+    a = load_config(ROOT / "experiments" / "digits_full.toml").attacks
+    s = a.pgd
+    assert (s.steps, s.restarts, s.losses, s.targets, s.decay_steps, s.decay_restarts) == (
+        a.steps, a.restarts, tuple(a.losses), a.targets, a.decay_steps, a.decay_restarts)
+    assert s.key() == {"steps": 40, "step_size": None, "restarts": 1, "losses": list(a.losses), "targets": 3, "decay_steps": 100,
+                       "decay_restarts": 2}
+    assert "decay_restarts" not in dataclasses.replace(s, decay_restarts=1).key()  # keys of runs from before it existed
+    half = s.scaled(steps=20)
+    assert (half.steps, half.decay_steps, half.restarts) == (20, 50, 1) and s.scaled() == s
+    assert s.scaled(restarts=3).decay_steps == 100
+
+
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "fashion_mnist_cpu", "cifar10"])
 def test_every_28x28_and_32x32_config_is_valid_and_says_which_machine_it_is_for(name):
     path = ROOT / "experiments" / f"{name}.toml"

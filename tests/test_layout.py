@@ -8,7 +8,7 @@ import fooled
 SRC = Path(fooled.__file__).parent
 # data flows down this list; a module may import from its own layer and those before it, never after.
 # attacks come before train: they need only a model, and adversarial training (Madry et al.) needs PGD
-LAYERS = ["_version", "errors", "data", "models", "config", "rundir", "audit_prose", "records", "stage_rows", "attacks", "train", "detection", "analysis", "study", "api", "cli", "__init__"]
+LAYERS = ["_version", "errors", "data", "models", "settings", "config", "rundir", "audit_prose", "records", "stage_rows", "attacks", "train", "detection", "analysis", "study", "api", "cli", "__init__"]
 
 
 def _module(path: Path) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import ConfigError, suggest
+from .settings import PGDSettings
 from .data import dataset_info
 from .models.baselines import GaussianConfig, LogisticRegressionConfig
 from .models.cnn import AdversarialCNNConfig, CNNConfig
@@ -87,6 +88,12 @@ class AttackConfig:
     cw: bool = True  # Carlini-Wagner L2, minimal perturbation
     cw_steps: int = 50  # (digits_full: 100)
     cw_binary_steps: int = 3  # (digits_full: 4)
+
+    @property
+    def pgd(self) -> PGDSettings:
+        """The study's worst-case PGD, as `attacks.pgd_worst_case` takes it."""
+        return PGDSettings(steps=self.steps, step_size=self.step_size, restarts=self.restarts, losses=tuple(self.losses),
+                           targets=self.targets, decay_steps=self.decay_steps, decay_restarts=self.decay_restarts)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def batch_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generat
     """
     budget = getattr(model, "adversarial_budget", None)
     if budget is not None:
-        x = pgd(model, x, y, generator=generator, **budget)
+        x = pgd(model, x, y, generator=generator, **budget).x_adv
     return model.training_loss(x, y)
 
 

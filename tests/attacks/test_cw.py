@@ -13,7 +13,7 @@ def test_cw_finds_small_l2_adversarials(model, batch):
     success = attack_success(model, x_adv, y)
     assert success.float().mean() > 0.9
     assert x_adv.min() >= 0 and x_adv.max() <= 1 and not x_adv.requires_grad
-    linf = pgd(model, x, y, eps=0.3, generator=gen())
+    linf = pgd(model, x, y, eps=0.3, generator=gen()).x_adv
     typical_linf_l2 = (linf - x).flatten(1).norm(dim=1).median()
     assert median_l2(x, x_adv, success) < typical_linf_l2 / 2
 

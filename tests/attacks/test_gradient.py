@@ -5,14 +5,14 @@ import torch
 import torchattacks
 
 from attack_helpers import accuracy, assert_in_budget, assert_unchanged, gen, snapshot
-from fooled.attacks import attack_success, fgsm, pgd, pgd_sweep
+from fooled.attacks import attack_success, fgsm, pgd
 from fooled.attacks._common import select
 from fooled.errors import ConfigError
 
 ATTACKS = {
     "fgsm": lambda m, x, y, eps: fgsm(m, x, y, eps=eps),
-    "pgd_linf": lambda m, x, y, eps: pgd(m, x, y, eps=eps, steps=10, generator=gen()),
-    "pgd_l2": lambda m, x, y, eps: pgd(m, x, y, eps=eps, steps=10, norm="l2", generator=gen()),
+    "pgd_linf": lambda m, x, y, eps: pgd(m, x, y, eps=eps, steps=10, generator=gen()).x_adv,
+    "pgd_l2": lambda m, x, y, eps: pgd(m, x, y, eps=eps, steps=10, norm="l2", generator=gen()).x_adv,
 }
 
 
@@ -39,7 +39,7 @@ def test_accuracy_falls_as_eps_grows_and_reaches_zero(model, batch):
     x, y = batch
     clean = accuracy(model, x, y)
     assert clean > 0.9
-    robust = [accuracy(model, pgd(model, x, y, eps=eps, generator=gen()), y) for eps in (0.02, 0.05, 0.1, 0.3)]
+    robust = [accuracy(model, pgd(model, x, y, eps=eps, generator=gen()).x_adv, y) for eps in (0.02, 0.05, 0.1, 0.3)]
     assert robust[0] <= clean
     assert all(a >= b for a, b in zip(robust, robust[1:]))
     assert robust[1] < clean - 0.1 and robust[2] < 0.5
@@ -48,7 +48,7 @@ def test_accuracy_falls_as_eps_grows_and_reaches_zero(model, batch):
 
 def test_l2_accuracy_falls_as_eps_grows(model, batch):
     x, y = batch
-    robust = [accuracy(model, pgd(model, x, y, eps=eps, norm="l2", generator=gen()), y) for eps in (0.25, 0.5, 2.0)]
+    robust = [accuracy(model, pgd(model, x, y, eps=eps, norm="l2", generator=gen()).x_adv, y) for eps in (0.25, 0.5, 2.0)]
     assert accuracy(model, x, y) > robust[0] >= robust[1] >= robust[2]
     assert robust[2] <= 0.02
 
@@ -77,24 +77,24 @@ def test_mixed_submodule_modes_are_restored(trained, batch):
 def test_works_inside_no_grad(model, batch):
     x, y = batch
     with torch.no_grad():
-        x_adv = pgd(model, x, y, eps=0.3, steps=10, generator=gen())
+        x_adv = pgd(model, x, y, eps=0.3, steps=10, generator=gen()).x_adv
     assert accuracy(model, x_adv, y) < 0.05
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_same_seed_same_output_other_seed_other_output(model, batch, norm):
     x, y = batch
-    a = pgd(model, x, y, eps=0.1, steps=5, norm=norm, generator=gen(1))
-    b = pgd(model, x, y, eps=0.1, steps=5, norm=norm, generator=gen(1))
-    c = pgd(model, x, y, eps=0.1, steps=5, norm=norm, generator=gen(2))
+    a = pgd(model, x, y, eps=0.1, steps=5, norm=norm, generator=gen(1)).x_adv
+    b = pgd(model, x, y, eps=0.1, steps=5, norm=norm, generator=gen(1)).x_adv
+    c = pgd(model, x, y, eps=0.1, steps=5, norm=norm, generator=gen(2)).x_adv
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
 @pytest.mark.parametrize("norm, eps", [("linf", 0.08), ("l2", 0.4)])
 def test_restarts_never_worse_than_one(model, batch, norm, eps):
     x, y = batch
-    one = attack_success(model, pgd(model, x, y, eps=eps, steps=10, norm=norm, generator=gen(3)), y)
-    five = attack_success(model, pgd(model, x, y, eps=eps, steps=10, norm=norm, restarts=5, generator=gen(3)), y)
+    one = attack_success(model, pgd(model, x, y, eps=eps, steps=10, norm=norm, generator=gen(3)).x_adv, y)
+    five = attack_success(model, pgd(model, x, y, eps=eps, steps=10, norm=norm, restarts=5, generator=gen(3)).x_adv, y)
     assert (five >= one).all()  # per example: the first restart replays the single run
     assert five.sum() >= one.sum()
 
@@ -102,15 +102,15 @@ def test_restarts_never_worse_than_one(model, batch, norm, eps):
 def test_targeted_reaches_the_target(model, batch):
     x, y = batch
     target = (y + 1) % 10
-    x_adv = pgd(model, x, y, eps=0.3, target=target, generator=gen())
+    x_adv = pgd(model, x, y, eps=0.3, target=target, generator=gen()).x_adv
     assert attack_success(model, x_adv, y, target).float().mean() > 0.9
-    x_adv = pgd(model, x, y, eps=0.3, target=target, loss="margin", generator=gen())
+    x_adv = pgd(model, x, y, eps=0.3, target=target, loss="margin", generator=gen()).x_adv
     assert attack_success(model, x_adv, y, target).float().mean() > 0.9
 
 
 def test_int_target_is_broadcast(model, batch):
     x, y = batch
-    x_adv = pgd(model, x, y, eps=0.3, target=3, generator=gen())
+    x_adv = pgd(model, x, y, eps=0.3, target=3, generator=gen()).x_adv
     assert (model(x_adv).argmax(1) == 3).float().mean() > 0.9
 
 
@@ -118,15 +118,15 @@ def test_margin_loss_about_as_strong_as_cross_entropy(model, batch):
     # On this ReLU MLP margin PGD is a few points weaker than CE at mid eps, equal at large eps.
     x, y = batch
     for eps in (0.05, 0.1, 0.2):
-        ce = attack_success(model, pgd(model, x, y, eps=eps, generator=gen()), y).float().mean()
-        mg = attack_success(model, pgd(model, x, y, eps=eps, loss="margin", generator=gen()), y).float().mean()
+        ce = attack_success(model, pgd(model, x, y, eps=eps, generator=gen()).x_adv, y).float().mean()
+        mg = attack_success(model, pgd(model, x, y, eps=eps, loss="margin", generator=gen()).x_adv, y).float().mean()
         assert mg >= ce - 0.05
     assert mg >= 0.99
 
 
 def test_early_stop_keeps_the_successes(model, batch):
     x, y = batch
-    x_adv = pgd(model, x, y, eps=0.3, restarts=3, early_stop=True, generator=gen())
+    x_adv = pgd(model, x, y, eps=0.3, restarts=3, early_stop=True, generator=gen()).x_adv
     assert attack_success(model, x_adv, y).all()
 
 
@@ -135,8 +135,8 @@ def test_early_stop_keeps_the_successes(model, batch):
 def test_early_stop_fools_exactly_the_examples_the_full_run_fools(model, batch, kwargs):
     # the examples still attacked follow the same trajectory as in the full run, so success is the same
     x, y = batch
-    full = pgd(model, x, y, steps=10, generator=gen(), **kwargs)
-    early = pgd(model, x, y, steps=10, generator=gen(), early_stop=True, **kwargs)
+    full = pgd(model, x, y, steps=10, generator=gen(), **kwargs).x_adv
+    early = pgd(model, x, y, steps=10, generator=gen(), early_stop=True, **kwargs).x_adv
     target = kwargs.get("target")
     ok_full, ok_early = attack_success(model, full, y, target), attack_success(model, early, y, target)
     assert 0.1 < ok_full.float().mean() < 1  # some fooled, some not: both parts are exercised
@@ -164,24 +164,10 @@ def test_early_stop_returns_the_first_successful_iterate():
     x[0, 0, 0, 0] = 0.45  # fooled by the first step of 0.1; the full run goes on to raise the loss
     y = torch.zeros(2, dtype=torch.long)
     kwargs = dict(eps=0.3, steps=3, step_size=0.1, random_start=False)
-    full = pgd(first_pixel_model(), x, y, **kwargs)
-    early = pgd(first_pixel_model(), x, y, early_stop=True, **kwargs)
+    full = pgd(first_pixel_model(), x, y, **kwargs).x_adv
+    early = pgd(first_pixel_model(), x, y, early_stop=True, **kwargs).x_adv
     assert torch.allclose(full[:, 0, 0, 0], torch.tensor([0.65, 0.6]))  # the final iterate is ranked only where none succeeded
     assert torch.allclose(early[:, 0, 0, 0], torch.tensor([0.55, 0.6]))
-
-
-def test_pgd_sweep_matches_single_runs(model, batch):
-    x, y = batch
-    eps_list = [0.0, 0.05, 0.3]
-    x_advs, success = pgd_sweep(model, x, y, eps_list=eps_list, steps=10, generator=gen())
-    assert x_advs.shape == (3, *x.shape) and success.shape == (3, len(x)) and success.dtype == torch.bool
-    for eps, x_adv, ok in zip(eps_list, x_advs, success):
-        assert_in_budget(x_adv, x, eps)
-        assert torch.equal(ok, model(x_adv).argmax(1) != y)
-    assert torch.equal(x_advs[0], x)
-    assert success.float().mean(1).tolist() == sorted(success.float().mean(1).tolist())
-    targeted = pgd_sweep(model, x, y, eps_list=[0.3], target=0, steps=10, generator=gen())[1]
-    assert targeted.float().mean() > 0.9
 
 
 @pytest.mark.parametrize(
@@ -222,11 +208,11 @@ def test_pgd_at_least_as_strong_as_torchattacks(model, batch, eps):
     x, y = batch
     alpha, steps = 2.5 * eps / 10, 10
     theirs = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=False)(x, y)
-    ours = pgd(model, x, y, eps=eps, step_size=alpha, steps=steps, random_start=False)
+    ours = pgd(model, x, y, eps=eps, step_size=alpha, steps=steps, random_start=False).x_adv
     assert accuracy(model, ours, y) <= accuracy(model, theirs, y) + 0.01
     torch.manual_seed(0)
     theirs = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)(x, y)
-    ours = pgd(model, x, y, eps=eps, step_size=alpha, steps=steps, generator=gen())
+    ours = pgd(model, x, y, eps=eps, step_size=alpha, steps=steps, generator=gen()).x_adv
     assert accuracy(model, ours, y) <= accuracy(model, theirs, y) + 0.01
 
 
@@ -240,5 +226,5 @@ def test_final_iterate_counts_where_no_earlier_iterate_succeeded():
     x = torch.full((4, 1, 2, 2), 0.3)
     x[:2, 0, 0, 0] = 0.45  # one step of 0.1 crosses the threshold: only the final iterate succeeds
     y = torch.zeros(4, dtype=torch.long)
-    x_adv = pgd(first_pixel_model(), x, y, eps=0.1, steps=1, step_size=0.1, random_start=False)
+    x_adv = pgd(first_pixel_model(), x, y, eps=0.1, steps=1, step_size=0.1, random_start=False).x_adv
     assert torch.allclose(x_adv[:, 0, 0, 0], torch.tensor([0.55, 0.55, 0.4, 0.4]))  # robust ones keep their best (final) iterate too

@@ -131,7 +131,7 @@ def test_attacks_reach_the_exact_answer_on_a_trained_nonlinear_model(toy_mlp, no
     eps = 0.2
     answer = grid_search(model, x, y, eps=eps, norm=norm, score=score, threshold=threshold, points_per_side=61)
     g = torch.Generator().manual_seed(0)
-    x_pgd = multitarget_pgd(model, x, y, eps=eps, norm=norm, targets=None, steps=30, restarts=2, generator=g)
+    x_pgd = multitarget_pgd(model, x, y, eps=eps, norm=norm, targets=None, steps=30, restarts=2, generator=g).x_adv
     x_aware = strongest_aware_attack(model, x, y, score=score, threshold=threshold, eps=eps, norm=norm, steps=30,
                                      restarts=2, starts=[x_pgd], generator=g)
     with torch.no_grad():

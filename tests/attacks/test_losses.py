@@ -48,7 +48,7 @@ def test_callable_loss_receives_x_adv(model, batch):
         seen.append(x_adv.shape)
         return margin(logits, y) - (x_adv - 0.5).pow(2).flatten(1).sum(1)
 
-    x_adv = pgd(model, x, y, eps=0.1, steps=3, loss=pixel_loss, generator=torch.Generator().manual_seed(0))
+    x_adv = pgd(model, x, y, eps=0.1, steps=3, loss=pixel_loss, generator=torch.Generator().manual_seed(0)).x_adv
     # every step sees the whole batch; the final iterate is scored only on the examples not yet misclassified
     assert seen[:3] == [x.shape] * 3 and len(seen) <= 4 and all(s[1:] == x.shape[1:] for s in seen)
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6

@@ -25,7 +25,7 @@ def test_exact_on_a_linear_model(linear, batch, eps):
     robust = exactly_robust(linear, x, y, eps)
     assert 0 < robust.float().mean() < 1
     for targets in (1, 3, None):  # the first-order ranking is exact here, so the first target is enough
-        x_adv = multitarget_pgd(linear, x, y, eps=eps, steps=20, targets=targets, generator=gen())
+        x_adv = multitarget_pgd(linear, x, y, eps=eps, steps=20, targets=targets, generator=gen()).x_adv
         assert_in_budget(x_adv, x, eps)
         assert torch.equal(~attack_success(linear, x_adv, y), robust)
 
@@ -55,22 +55,22 @@ def test_untargeted_losses_miss_some_that_multitarget_finds(linear, batch):
     # why the study runs it: on this linear model CE and margin PGD leave images correct that the budget can flip
     x, y = batch
     eps = 0.15  # 5 of 200 missed here
-    untargeted = [attack_success(linear, pgd(linear, x, y, eps=eps, steps=20, loss=loss, generator=gen()), y)
+    untargeted = [attack_success(linear, pgd(linear, x, y, eps=eps, steps=20, loss=loss, generator=gen()).x_adv, y)
                   for loss in ("ce", "margin")]
     missed = ~(untargeted[0] | untargeted[1]) & ~exactly_robust(linear, x, y, eps)
     assert missed.any()
-    found = attack_success(linear, multitarget_pgd(linear, x, y, eps=eps, steps=20, targets=1, generator=gen()), y)
+    found = attack_success(linear, multitarget_pgd(linear, x, y, eps=eps, steps=20, targets=1, generator=gen()).x_adv, y)
     assert found[missed].all()
 
 
 def test_fewer_targets_try_the_most_promising_classes_first(model, batch):
     x, y = batch
-    rates = [attack_success(model, multitarget_pgd(model, x, y, eps=0.05, steps=10, targets=k, generator=gen()), y)
+    rates = [attack_success(model, multitarget_pgd(model, x, y, eps=0.05, steps=10, targets=k, generator=gen()).x_adv, y)
              .float().mean().item() for k in (1, 3, None)]
     assert rates[0] <= rates[1] <= rates[2]
     # one target: the class with the largest first-order reachable margin, a targeted margin run toward it
     top = reachable_margins(model, x, y, eps=0.05).argmax(1)
-    one = pgd(model, x, y, eps=0.05, steps=10, loss="margin", target=top, generator=gen())
+    one = pgd(model, x, y, eps=0.05, steps=10, loss="margin", target=top, generator=gen()).x_adv
     assert rates[0] == attack_success(model, one, y).float().mean().item()
 
 
@@ -86,9 +86,7 @@ def test_bad_arguments(model, batch, kwargs, match):
 
 def test_targeted_dlr_runs_toward_the_same_targets_and_its_success_is_the_models_verdict(model, batch):
     x, y = batch
-    x_adv = multitarget_pgd(model, x, y, eps=0.1, steps=10, targets=2, loss="dlr", generator=gen())
+    x_adv = multitarget_pgd(model, x, y, eps=0.1, steps=10, targets=2, loss="dlr", generator=gen()).x_adv
     assert (x_adv - x).abs().amax() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
-    from fooled.attacks.gradient import multitarget_with_success
-    _, wrong = multitarget_with_success(model, x, y, eps=0.1, steps=10, targets=2, loss="dlr", generator=gen())
-    assert wrong.any() and torch.equal(wrong, attack_success(model, multitarget_pgd(model, x, y, eps=0.1, steps=10, targets=2,
-                                                                                     loss="dlr", generator=gen()), y))
+    _, wrong, _ = multitarget_pgd(model, x, y, eps=0.1, steps=10, targets=2, loss="dlr", generator=gen())
+    assert wrong.any() and torch.equal(wrong, attack_success(model, x_adv, y))

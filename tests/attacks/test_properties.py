@@ -45,9 +45,9 @@ def run(case, model, x, y, g):
     if attack == "fgsm":
         return fgsm(model, x, y, eps=eps)
     if attack.startswith("pgd"):
-        return pgd(model, x, y, eps=eps, steps=3, norm=norm, restarts=2, generator=g, early_stop=case["early_stop"])
+        return pgd(model, x, y, eps=eps, steps=3, norm=norm, restarts=2, generator=g, early_stop=case["early_stop"]).x_adv
     if attack.startswith("multitarget"):
-        return multitarget_pgd(model, x, y, eps=eps, steps=3, norm=norm, targets=2, generator=g, early_stop=case["early_stop"])
+        return multitarget_pgd(model, x, y, eps=eps, steps=3, norm=norm, targets=2, generator=g, early_stop=case["early_stop"]).x_adv
     if attack.startswith("penalty-multitarget"):
         return multitarget_penalty_pgd(model, x, y, score=score, threshold=0.5, eps=eps, steps=3, norm=norm, targets=2, generator=g)
     if attack.startswith("penalty"):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attack_helpers import assert_in_budget, assert_unchanged, gen, snapshot
-from fooled.attacks import attack_success, pgd_worst_case
+from fooled.attacks import PGDSettings, attack_success, pgd_worst_case
 from fooled.attacks.reference import autoattack
 from fooled.errors import ConfigError
 
@@ -42,8 +42,8 @@ def test_autoattack_with_no_budget_returns_the_input_and_names_a_bad_part(model,
 @pytest.mark.parametrize("eps", [0.05, 0.1, 0.15])
 def test_the_worst_case_is_never_weaker_than_apgd_ce(model, batch, eps):
     x, y = batch[0][:96], batch[1][:96]
-    ours = attack_success(model, pgd_worst_case(model, x, y, eps=eps, steps=40, losses=("ce", "margin", "multitarget"),
-                                                targets=3, generator=gen()), y)
+    ours = pgd_worst_case(model, x, y, eps=eps, settings=PGDSettings(steps=40, losses=("ce", "margin", "multitarget")),
+                          generator=gen()).success
     theirs = attack_success(model, autoattack(model, x, y, eps=eps, parts=("apgd-ce",), steps=100), y)
     assert 0 < int(theirs.sum()) < len(y)  # a budget where the comparison can go either way
     assert int(ours.sum()) >= int(theirs.sum())

@@ -33,7 +33,7 @@ def world(digits, flow):
     model = mlp(digits.train)
     guard, _ = Guard.fit("flow", flow, digits.val.x, x, digits.info, 0.05)
     eps = (0.0625, 0.125)
-    advs = {("cnn", "pgd", e): pgd(model, x, y, eps=e, steps=10, generator=torch.Generator().manual_seed(0)) for e in eps}
+    advs = {("cnn", "pgd", e): pgd(model, x, y, eps=e, steps=10, generator=torch.Generator().manual_seed(0)).x_adv for e in eps}
 
     def context(run_dir, steps):
         cfg = override(quick(StudyConfig()), [f"attacks.eps={list(eps)}", f"attacks.adaptive_steps={steps}",

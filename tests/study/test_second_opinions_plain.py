@@ -6,7 +6,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from fooled.attacks import pgd_worst_case
+from fooled.attacks import PGDSettings, pgd_worst_case
 from fooled.config import StudyConfig
 from fooled.data import dataset_info
 from fooled.study.context import SeedContext
@@ -38,7 +38,7 @@ def _context(tmp_path, model, x, y) -> SeedContext:
 
 
 def _study_advs(model, x, y, **pgd):
-    return {("mlp", "pgd", e): pgd_worst_case(model, x, y, eps=e, generator=torch.Generator().manual_seed(0), **pgd)
+    return {("mlp", "pgd", e): pgd_worst_case(model, x, y, eps=e, settings=PGDSettings(**pgd), generator=torch.Generator().manual_seed(0)).x_adv
             for e in EPS}
 
 

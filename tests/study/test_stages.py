@@ -1,6 +1,7 @@
 """Stage keys and the convergence grid, checked directly on configs, without running a study."""
 
 import dataclasses
+import functools
 from types import SimpleNamespace
 
 import pytest
@@ -8,11 +9,14 @@ import pytest
 from fooled.config import load_config, override
 from fooled.study.stages import convergence_grid
 from fooled.study.stages.batching import budgets_of
-from fooled.study.stages.plain import plain_key
+from fooled.study.context import SeedContext
+from fooled.study.stages.plain import VERSION, plain_key
 
 
 def _ctx(cfg):
-    return SimpleNamespace(cfg=cfg, keys={"cnn": "model-hash"})
+    ctx = SimpleNamespace(cfg=cfg, keys={"cnn": "model-hash"})
+    ctx.key = functools.partial(SeedContext.key, ctx)  # the real key derivation, on a context without models
+    return ctx
 
 
 @pytest.mark.parametrize("setting, value", [("steps", 7), ("step_size", 0.01), ("restarts", 3), ("losses", ["ce"]), ("targets", 2)])
@@ -29,6 +33,14 @@ def test_a_plain_stage_key_holds_the_model_the_budget_and_the_batch():
     assert key["model"] == "model-hash" and key["eps"] == 0.125 and key["batch"] == sorted(cfg.attacks.eps)
     assert plain_key(_ctx(cfg), "cnn", "pgd", 0.0625) != key
     assert "batch" not in plain_key(_ctx(cfg), "cnn", "fgsm", 0.125)  # FGSM runs one budget at a time
+    assert key["version"] == VERSION and {k: key[k] for k in cfg.attacks.pgd.key()} == cfg.attacks.pgd.key()
+
+
+def test_fgsms_key_ignores_the_pgd_settings():
+    cfg = load_config()
+    changed = override(cfg, ["attacks.steps=7"])
+    assert plain_key(_ctx(changed), "cnn", "fgsm", 0.125) == plain_key(_ctx(cfg), "cnn", "fgsm", 0.125) == {
+        "model": "model-hash", "eps": 0.125, "attack": "fgsm"}
     assert budgets_of(_ctx(cfg), "pgd_l2") == sorted(cfg.attacks.l2_eps)
 
 

@@ -27,13 +27,16 @@ from fooled.attacks.fooling import (
 from fooled.attacks.latent import latent_attack, latent_class_means
 from fooled.attacks.penalty import multitarget_penalty_pgd, penalty_aware_pgd
 from fooled.attacks.grid import grid_aware_attack, through_grid
-from fooled.attacks.gradient import attack_success, fgsm, multitarget_pgd, pgd, pgd_sweep, reachable_margins
+from fooled.attacks.gradient import attack_success, fgsm, multitarget_pgd, pgd, reachable_margins
 from fooled.attacks.losses import cross_entropy, get_loss, log_margin, margin
 from fooled.attacks.reference import autoattack
-from fooled.attacks.worst_case import pgd_worst_case, worst_case_with_losses
+from fooled.attacks.worst_case import pgd_worst_case
+from fooled.settings import Attacked, PGDSettings
 from fooled.attacks._common import stacked
 
 __all__ = [
+    "Attacked",
+    "PGDSettings",
     "attack_success",
     "autoattack",
     "best_over_budgets",
@@ -64,12 +67,10 @@ __all__ = [
     "multitarget_pgd",
     "penalty_aware_pgd",
     "pgd",
-    "pgd_sweep",
     "pgd_worst_case",
     "random_perturbation",
     "round_to_grid",
     "reachable_margins",
     "stacked",
     "strongest_aware_attack",
-    "worst_case_with_losses",
 ]

@@ -239,7 +239,7 @@ def detector_class_pgd(model, x, y, *, score, threshold, eps, c=1.0, steps=50, s
     check_attack_inputs(model, x, y)
     with frozen(model, module_of(score)):
         return pgd(augmented, x, y, eps=eps, steps=steps, step_size=step_size, norm=norm, restarts=restarts,
-                   loss=evasion_margin, generator=generator)
+                   loss=evasion_margin, generator=generator).x_adv
 
 
 PENALTY_PER_STEP = 2.5  # steps of the lean penalty-method run per step of the other runs (100 for the study's 40): one pass per

@@ -1,4 +1,4 @@
-"""Gradient attacks in an eps-ball: FGSM, PGD with restarts, and an eps sweep in foolbox style.
+"""Gradient attacks in an eps-ball: FGSM, PGD with restarts, and MultiTargeted PGD.
 
 Every attack puts the model in eval mode and restores each submodule's mode afterwards, takes
 gradients with torch.autograd.grad w.r.t. the input only (parameter .grad is untouched), draws
@@ -29,6 +29,7 @@ from fooled.attacks._common import (
 )
 from fooled.attacks.losses import objective
 from fooled.errors import ConfigError
+from fooled.settings import Attacked
 
 SCHEDULES = ("constant", "decay")  # PGD step sizes: 2.5 eps / steps throughout, or 2 eps shrinking to eps / 40
 
@@ -56,48 +57,25 @@ def fgsm(model, x, y, *, eps, loss="ce", target=None):
     return project(ascent_step(x, grad, eps, "linf"), x, eps, "linf").detach()
 
 
-def pgd(
-    model,
-    x,
-    y,
-    *,
-    eps,
-    steps=40,
-    step_size=None,
-    norm="linf",
-    random_start=True,
-    restarts=1,
-    loss="ce",
-    target=None,
-    generator=None,
-    early_stop=False,
-):
-    """Projected gradient ascent of `loss` in the eps-ball; per example the best iterate of all restarts.
+def pgd(model, x, y, *, eps, steps=40, step_size=None, norm="linf", random_start=True, restarts=1, loss="ce", target=None,
+        generator=None, early_stop=False, schedule="constant") -> Attacked:
+    """Projected gradient ascent of `loss` in the eps-ball; per example the best iterate of all restarts, and its success
+    (misclassified, or classified as `target`), which the attack knows from its own forward passes.
 
-    "Best" means successful first (misclassified, or classified as `target`), then highest
-    objective. Every iterate is ranked by the forward pass that computes its gradient; the final
-    iterate of a run (which has no gradient to compute) is ranked only where no earlier iterate
-    succeeded, since only there can it change success. step_size defaults to 2.5 * eps / steps.
-    Without random_start, restarts would repeat the same run, so one run is made.
+    "Best" means successful first, then highest objective. Every iterate is ranked by the forward pass that computes
+    its gradient; the final iterate of a run (which has no gradient to compute) is ranked only where no earlier iterate
+    succeeded, since only there can it change success. step_size defaults to 2.5 * eps / steps. Without random_start,
+    restarts would repeat the same run, so one run is made. eps may be a tensor (N,) of one budget per example (see
+    `check_budget`); step_size then defaults per example.
 
     early_stop=True is for robust accuracy: an example leaves the batch at its first successful
     iterate, which is returned, and later restarts attack only the examples not yet fooled. The
     others follow the same trajectory as without it, so the same examples are fooled, for less
     work; the fooled ones get a shallower adversarial (successful, but not the highest objective).
-    """
-    return pgd_with_success(model, x, y, eps=eps, steps=steps, step_size=step_size, norm=norm,
-                            random_start=random_start, restarts=restarts, loss=loss, target=target,
-                            generator=generator, early_stop=early_stop)[0]
-
-
-def pgd_with_success(model, x, y, *, eps, steps=40, step_size=None, norm="linf", random_start=True, restarts=1,
-                     loss="ce", target=None, generator=None, early_stop=False, schedule="constant"):
-    """`pgd` and its per-example success (misclassified, or classified as `target`) on the returned points, which
-    the attack knows from its own forward passes: a caller need not run the model again to find out. eps may be a
-    tensor (N,) of one budget per example (see `check_budget`); step_size then defaults per example.
     schedule "decay" (step_size must be None): the step starts at 2 eps, APGD's first step (Croce & Hein 2020), and
     shrinks geometrically to eps / 40 at the last step; its long first steps reach points of a robust model that
-    small constant steps from one random start miss."""
+    small constant steps from one random start miss.
+    """
     x, y, target = check_attack_inputs(model, x, y, target)
     eps = check_budget(eps, x)
     check_positive("steps", steps, integer=True)
@@ -115,7 +93,7 @@ def pgd_with_success(model, x, y, *, eps, steps=40, step_size=None, norm="linf",
     fn = objective(loss, y, target)
     if no_budget(eps):
         with frozen(model), torch.no_grad():
-            return x.clone(), is_success(model(x), y, target)
+            return Attacked(x.clone(), is_success(model(x), y, target))
 
     bounds = box(x, eps) if norm == "linf" else None
     best = None
@@ -130,7 +108,7 @@ def pgd_with_success(model, x, y, *, eps, steps=40, step_size=None, norm="linf",
             if early_stop and best[1].all():
                 break
     # every iterate already lies in the ball and the box, so the projection leaves it (and its success) unchanged
-    return project(best[0], x, eps, norm, bounds).detach(), best[1]
+    return Attacked(project(best[0], x, eps, norm, bounds).detach(), best[1])
 
 
 def _ascend(model, fn, x_adv, x, y, *, target, eps, steps, step_size, norm, bounds, early_stop, best, decay=1.0):
@@ -204,23 +182,18 @@ def _track(best, idx, x_adv, succ, obj):
     best[:] = new if idx is None else [b.index_copy(0, idx, n) for b, n in zip(best, new)]
 
 
-def multitarget_pgd(model, x, y, *, eps, targets=3, generator=None, **pgd_kwargs):
-    """MultiTargeted PGD (Gowal et al. 2019): targeted margin PGD toward each of the `targets` most promising wrong
-    classes (None: every one), in turn, each run only on the images the earlier runs left correctly classified.
+def multitarget_pgd(model, x, y, *, eps, targets=3, generator=None, loss="margin", **pgd_kwargs) -> Attacked:
+    """MultiTargeted PGD (Gowal et al. 2019): targeted PGD toward each of the `targets` most promising wrong classes
+    (None: every one), in turn, each run only on the images the earlier runs left correctly classified.
 
     The untargeted losses follow the currently closest wrong class and can miss a farther one that the budget
     does reach. Classes are ranked per image by `reachable_margins`, the first-order estimate of the largest
     margin z_j - z_y inside the ball; on a linear model that estimate is exact, so one target finds every
     image the budget can misclassify. Per image the first run that misclassifies it (as any wrong class)
-    gives the result, else the first run. pgd_kwargs go to `pgd` (steps, step_size, norm, restarts,
-    early_stop, ...), except loss and target.
+    gives the result, else the first run; `success` says whether the result is misclassified and `won` which target
+    rank fooled it (-1: none). loss: "margin" (targeted margin) or "dlr" (Croce & Hein's targeted DLR). pgd_kwargs go
+    to `pgd` (steps, step_size, norm, restarts, early_stop, ...), except loss and target.
     """
-    return multitarget_with_success(model, x, y, eps=eps, targets=targets, generator=generator, **pgd_kwargs)[0]
-
-
-def multitarget_with_success(model, x, y, *, eps, targets=3, generator=None, loss="margin", **pgd_kwargs):
-    """`multitarget_pgd` and, per example, whether the returned point is misclassified. loss: "margin" (targeted margin)
-    or "dlr" (Croce & Hein's targeted DLR)."""
     x, y, _ = check_attack_inputs(model, x, y)
     if "target" in pgd_kwargs:
         raise ConfigError("multitarget_pgd sets target itself (each promising wrong class in turn); do not pass target=")
@@ -235,19 +208,21 @@ def multitarget_with_success(model, x, y, *, eps, targets=3, generator=None, los
     k = reach.shape[1] - 1 if targets is None else min(targets, reach.shape[1] - 1)
     order = reach.argsort(1, descending=True)[:, :k]  # y itself has -inf, so it is never among them
     best, done = None, torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    won = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
     for rank in range(k):
         todo = (~done).nonzero().squeeze(1)
         if not len(todo):
             break
-        x_adv, wrong = pgd_with_success(model, x[todo], y[todo], eps=take(eps, todo), loss=loss, target=order[todo, rank],
-                                        generator=generator, **pgd_kwargs)
+        x_adv, wrong, _ = pgd(model, x[todo], y[todo], eps=take(eps, todo), loss=loss, target=order[todo, rank],
+                              generator=generator, **pgd_kwargs)
         other = (~wrong).nonzero().squeeze(1)  # missed the target: misclassified as another class perhaps
         if len(other):
             with frozen(model), torch.no_grad():
                 wrong[other] = model(x_adv[other]).argmax(1) != y[todo][other]
         best = x_adv if best is None else best.index_copy(0, todo[wrong], x_adv[wrong])
         done[todo[wrong]] = True
-    return (x.clone(), done) if best is None else (best, done)
+        won[todo[wrong]] = rank
+    return Attacked(x.clone() if best is None else best, done, won)
 
 
 def reachable_margins(model, x, y, *, eps, norm="linf"):
@@ -274,15 +249,3 @@ def reachable_margins(model, x, y, *, eps, norm="linf"):
             out[:, j] = (gap + gain).detach()
     return out.masked_fill(F.one_hot(y, num_classes).bool(), -torch.inf)
 
-
-def pgd_sweep(model, x, y, *, eps_list, target=None, **pgd_kwargs):
-    """PGD at each eps: returns (x_advs (len(eps_list), N, ...), success (len(eps_list), N))."""
-    eps_list = list(eps_list)
-    if not eps_list:
-        raise ConfigError("eps_list must contain at least one eps")
-    x_advs, success = [], []
-    for eps in eps_list:
-        x_adv = pgd(model, x, y, eps=eps, target=target, **pgd_kwargs)
-        x_advs.append(x_adv)
-        success.append(attack_success(model, x_adv, y, target))
-    return torch.stack(x_advs), torch.stack(success)

@@ -67,6 +67,13 @@ class SeedContext:
         """A generator seeded by the study seed and a stage's name, so stages do not share noise."""
         return torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + zlib.crc32(repr(parts).encode()))
 
+    def key(self, target: str, *, eps: float | None = None, settings=None, version: int | None = None, **extra) -> dict:
+        """A stage's cache key, derived: the attacked model's key, the budget, the attack's settings (`settings.key()`),
+        what else the stage depends on (`extra`), and the stage's version constant where its meaning changed (the seed and
+        the number of images are added by `stage`)."""
+        return {"model": self.keys[target], **({} if eps is None else {"eps": eps}), **({} if settings is None else settings.key()),
+                **extra, **({} if version is None else {"version": version})}
+
     def stage(self, label: str, key: dict, compute: Callable[[], dict]) -> dict:
         return cached(self.run_dir, f"{label}-seed{self.seed}", {"seed": self.seed, "n": len(self.x), **key}, compute, log=self.log)
 

@@ -107,7 +107,7 @@ def sweep_rows(cnn, densities: list[Density], splits, committee, attack: SweepAt
     levels = splits.info.levels
     x, y = splits.test.x[:n], splits.test.y[:n]
     correct = ~_wrong(cnn, x, y)
-    x_pgd = round_to_grid(pgd(cnn, x, y, eps=attack.eps, steps=attack.pgd_steps, norm="linf", loss="margin", generator=g),
+    x_pgd = round_to_grid(pgd(cnn, x, y, eps=attack.eps, steps=attack.pgd_steps, norm="linf", loss="margin", generator=g).x_adv,
                           x, levels=levels, eps=attack.eps)
     fooled = correct & _wrong(cnn, x_pgd, y)
     x_noise = grid_sign_noise(x, eps=attack.eps, levels=levels, generator=g)

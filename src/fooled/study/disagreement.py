@@ -81,7 +81,7 @@ def common_inputs(cfg: StudyConfig, dcfg: DisagreementConfig, splits, cnn, guard
     x, y = test.x[: dcfg.attacked], test.y[: dcfg.attacked]
     sets = {"test": test.x}
     sets |= ood_sets(test.x, splits.info, dcfg.ood_n, g, test_y=test.y)
-    sets["PGD adversarial"] = pgd(cnn, x, y, eps=dcfg.eps, steps=cfg.attacks.steps, norm="linf", generator=g)
+    sets["PGD adversarial"] = pgd(cnn, x, y, eps=dcfg.eps, steps=cfg.attacks.steps, norm="linf", generator=g).x_adv
     with torch.no_grad():
         val_scores = -guard.log_prob(splits.val.x).numpy()
     threshold = calibrate_threshold(val_scores, cfg.detect.fpr)

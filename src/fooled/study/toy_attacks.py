@@ -65,8 +65,8 @@ def _attack_budgets(model, x, y, budgets, norm, detector, plan, g) -> dict[str, 
     score, threshold = detector
     xs, ys, eps = _stacked_budgets(x, y, budgets)
     common = {"eps": eps, "norm": norm, "steps": plan.steps, "restarts": plan.restarts, "generator": g}
-    out = {"untargeted": attacks.pgd(model, xs, ys, loss="margin", **common)}
-    out["pgd"] = attacks.multitarget_pgd(model, xs, ys, targets=None, **(common | {"restarts": plan.pgd_restarts}))
+    out = {"untargeted": attacks.pgd(model, xs, ys, loss="margin", **common).x_adv}
+    out["pgd"] = attacks.multitarget_pgd(model, xs, ys, targets=None, **(common | {"restarts": plan.pgd_restarts})).x_adv
     out["aware"] = attacks.strongest_aware_attack(model, xs, ys, score=score, threshold=threshold, starts=[out["pgd"]],
                                                   **common)
     out["noise"] = torch.cat([attacks.random_perturbation(x, eps=e, norm=norm, generator=g) for e in budgets])
@@ -136,7 +136,7 @@ def budget_paths(model, x, y, detector, plan: AttackPlan) -> dict[str, np.ndarra
     x, y = x[pick], y[pick]
     budgets = [float(e) for e in np.linspace(eps_max / plan.path_budgets, eps_max, plan.path_budgets)]
     xs, ys, eps = _stacked_budgets(x, y, budgets)
-    x_pgd = attacks.pgd(model, xs, ys, eps=eps, norm="l2", steps=plan.steps, random_start=False, loss="margin")
+    x_pgd = attacks.pgd(model, xs, ys, eps=eps, norm="l2", steps=plan.steps, random_start=False, loss="margin").x_adv
     x_aware = attacks.strongest_aware_attack(model, xs, ys, score=score, threshold=threshold, eps=eps, norm="l2",
                                              steps=plan.steps, random_start=False, starts=[x_pgd])
     plain = [_flat(x)] + [_flat(b) for b in x_pgd.split(len(x))]

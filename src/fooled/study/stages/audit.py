@@ -5,17 +5,18 @@ Each check is a dict {check, target, passed, detail}; a failed check is reported
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
 from ...audit_prose import check_row
-from ...attacks import linear_linf_robust
+from ...attacks import linear_linf_robust, pgd_worst_case
 from ...models import accuracy as _acc
 from ...models import predict
 from ...models.baselines import LogisticRegression
 from ..context import SeedContext
 from .autoattack_check import autoattack_checks
-from .plain import pgd_settings, study_pgd
 
 
 def _check(ctx, name, target, passed, kind, **numbers) -> dict:
@@ -40,12 +41,13 @@ def convergence_curve(ctx: SeedContext, target: str, eps: float) -> list[dict]:
     def compute():
         accs = []
         for steps in steps_grid:
-            x_adv = study_pgd(ctx, model, ctx.x.to(ctx.device), ctx.y.to(ctx.device), eps=eps, norm="linf",
-                              generator=ctx.generator("convergence", target, steps), steps=steps, restarts=1, early_stop=True)
+            x_adv = pgd_worst_case(model, ctx.x.to(ctx.device), ctx.y.to(ctx.device), eps=eps, norm="linf",
+                                   settings=ctx.cfg.attacks.pgd.scaled(steps, restarts=1),
+                                   generator=ctx.generator("convergence", target, steps), early_stop=True).x_adv
             accs.append(_acc(model, x_adv, ctx.y))
         return {"adv_acc": np.array(accs)}
 
-    key = {"model": ctx.keys[target], "eps": eps, "grid": list(steps_grid), **pgd_settings(ctx.cfg.attacks), "early_stop": True}
+    key = ctx.key(target, eps=eps, settings=ctx.cfg.attacks.pgd, grid=list(steps_grid), early_stop=True)
     stage = ctx.stage(f"{target}-convergence-eps{eps:g}", key, compute)
     return [{"seed": ctx.seed, "target": target, "eps": eps, "steps": s, "adv_acc": float(a), "n": len(ctx.x)}
             for s, a in zip(steps_grid, stage["adv_acc"])]
@@ -75,12 +77,11 @@ def _strong_images(ctx: SeedContext, c: SeedContext, target: str, eps: float, la
     """linf PGD (every loss) on the images of context `c`, cached as a stage; each image stops at its first misclassified
     iterate (early_stop), which changes which images are fooled in no way."""
     a, model = ctx.cfg.attacks, ctx.models[target]
-    key = {"model": ctx.keys[target], "eps": eps, **pgd_settings(a), "steps": steps or a.steps, "restarts": restarts or a.restarts,
-           "early_stop": True}
-    stage = c.stage(f"{target}-audit-{label}-eps{eps:g}", key, lambda: {"x_adv": study_pgd(
-        c, model, c.x.to(ctx.device), c.y.to(ctx.device), eps=eps, norm="linf",
-        generator=ctx.generator("audit", label, target, eps), steps=steps, restarts=restarts,
-        early_stop=True).cpu().numpy()})
+    settings = replace(a.pgd, steps=steps or a.steps, restarts=restarts or a.restarts)  # the key as before `scaled` existed
+    stage = c.stage(f"{target}-audit-{label}-eps{eps:g}", ctx.key(target, eps=eps, settings=settings, early_stop=True),
+                    lambda: {"x_adv": pgd_worst_case(model, c.x.to(ctx.device), c.y.to(ctx.device), eps=eps, norm="linf",
+                                                     settings=a.pgd.scaled(steps, restarts), early_stop=True,
+                                                     generator=ctx.generator("audit", label, target, eps)).x_adv.cpu().numpy()})
     return torch.from_numpy(stage["x_adv"])
 
 

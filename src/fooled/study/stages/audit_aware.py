@@ -12,13 +12,13 @@ from sklearn.covariance import LedoitWolf
 from ...audit_prose import check_row
 from ...attacks import attack_success, linear_gaussian_l2_evadable, strongest_aware_attack
 from ...detection import calibrate_threshold
-from ...models import predict
 from ...models.baselines import LogisticRegression
 from ..context import SeedContext
 from .aware import aware_attack
 from .batching import images_and_seconds
-from .second_opinions import second_opinion_checks
+from .second_opinions import evades, second_opinion_checks
 
+KNOWN_ANSWER_VERSION = 2  # the known-answer stage; 2: the exact answer from closed-form pruning and multi-start solves
 UNBOUNDED_EVASION = 0.95  # an unbounded detector-aware attack (linf eps 1) must evade on at least this share of the images
 
 
@@ -27,10 +27,9 @@ def _check(ctx, name, target, passed, kind, **numbers) -> dict:
 
 
 def _evaded(ctx: SeedContext, target: str, x_adv: torch.Tensor) -> np.ndarray:
-    """Images the model got right, the attack made wrong, and -log p(x) does not flag."""
-    guard, model = ctx.guards[target], ctx.models[target]
-    wrong = predict(model, x_adv).numpy() != ctx.y.numpy()
-    return (ctx.clean_pred[target] == ctx.y.numpy()) & wrong & (guard.score(x_adv) <= guard.threshold)
+    """Images the model got right, the attack made wrong, and -log p(x) does not flag (scored alone, not with every detector)."""
+    guard = ctx.guards[target]
+    return evades(ctx, target, lambda x: ~(guard.score(x) <= guard.threshold), x_adv)
 
 
 def audit_aware(ctx: SeedContext, advs: dict, aware: dict, convergence_eps: dict) -> list[dict]:
@@ -92,8 +91,8 @@ def _known_answer(ctx: SeedContext, name: str, n: int, eps: float) -> dict:
                                        steps=2 * ctx.cfg.attacks.adaptive_steps, generator=ctx.generator("known-answer"))
         return {"exact": exact.numpy(), "found": (attack_success(model, x_adv, y) & (score(x_adv) <= tau)).cpu().numpy()}
 
-    stage = ctx.stage(f"{name}-known-answer", {"model": ctx.keys[name], "n": n, "eps": eps, "fpr": ctx.cfg.detect.fpr, "solver": 2,
-                                               "steps": ctx.cfg.attacks.adaptive_steps}, compute)
+    stage = ctx.stage(f"{name}-known-answer", ctx.key(name, eps=eps, n=n, fpr=ctx.cfg.detect.fpr, steps=ctx.cfg.attacks.adaptive_steps,
+                                                      version=KNOWN_ANSWER_VERSION), compute)
     exact, found = torch.from_numpy(stage["exact"]), torch.from_numpy(stage["found"])
     slack = max(1, round(ctx.cfg.audit.tolerance * n))
     passed = int(exact.sum()) - int(found.sum()) <= slack and not bool((found & ~exact).any())

@@ -13,6 +13,8 @@ from .batching import batched_stages, images_and_seconds, per_image_budgets
 from .plain import plain_key
 from .scoring import AttackedSet, scored_rows
 
+VERSION = 2  # the detector-aware stages; 2: each budget takes a smaller budget's point where it ranks higher (best_over_budgets)
+
 
 def aware_score(guard, name: str):
     """The differentiable score a detector-aware attack descends for detector `name` of a guard. The complexity score is
@@ -44,10 +46,10 @@ def aware_stages(ctx: SeedContext, target: str, name: str, starts_by_eps: dict, 
     a, model, guard = ctx.cfg.attacks, ctx.models[target], ctx.guards[target]
     steps, restarts = steps or a.adaptive_steps, restarts or a.restarts
     budgets = sorted(starts_by_eps)
-    common = {"model": ctx.keys[target], "detector": ctx.keys[guard.name], "attacked": name, "threshold": guard.thresholds[name],
-              "steps": steps, "restarts": restarts, "lambdas": a.aware_lambdas, "batch": budgets,
-              "donors": len(ctx.donors[0]) if ctx.donors else 0, "initial_step": attacks.aware.INITIAL_STEP, "over_budgets": True,
-              "penalty_per_step": attacks.aware.PENALTY_PER_STEP, "penalty_targets": attacks.aware.PENALTY_TARGETS}  # issue 25
+    common = dict(detector=ctx.keys[guard.name], attacked=name, threshold=guard.thresholds[name], steps=steps, restarts=restarts,
+                  lambdas=a.aware_lambdas, batch=budgets, donors=len(ctx.donors[0]) if ctx.donors else 0,
+                  initial_step=attacks.aware.INITIAL_STEP, penalty_per_step=attacks.aware.PENALTY_PER_STEP,
+                  penalty_targets=attacks.aware.PENALTY_TARGETS, version=VERSION)
 
     def batch() -> dict:
         x, y = ctx.x.to(ctx.device), ctx.y.to(ctx.device)
@@ -70,7 +72,7 @@ def aware_stages(ctx: SeedContext, target: str, name: str, starts_by_eps: dict, 
         return {eps: {"x_adv": advs[eps], "rescued": rescued[eps]} for eps in budgets}
 
     return batched_stages(ctx, budgets, lambda eps: (f"{target}-{label}-{name}-eps{eps:g}",
-                                                      {**common, "eps": eps, "start": plain_key(ctx, target, "pgd", eps)}), batch)
+                                                      ctx.key(target, eps=eps, start=plain_key(ctx, target, "pgd", eps), **common)), batch)
 
 
 def study_aware_stages(sub: SeedContext, target: str, name: str, advs: dict) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import torch
 from tqdm.auto import tqdm
 
 from ... import attacks
@@ -15,30 +14,15 @@ from .batching import batched_stages, budgets_of, images_and_seconds, per_image_
 from .scoring import AttackedSet, scored_rows
 
 
-def pgd_settings(a) -> dict:
-    """The keyword arguments of `attacks.pgd_worst_case` set by the config (besides eps and norm); part of its stages' keys."""
-    return {"steps": a.steps, "step_size": a.step_size, "restarts": a.restarts, "losses": a.losses, "targets": a.targets,
-            "decay_steps": a.decay_steps, **({"decay_restarts": a.decay_restarts} if a.decay_restarts > 1 else {})}
+VERSION = 2  # plain PGD's stages; 2: they hold which loss fooled each image (`won`), so stages written before are recomputed
 
 
 def plain_key(ctx: SeedContext, target: str, name: str, eps: float) -> dict:
-    batch = {} if name == "fgsm" else {"batch": budgets_of(ctx, name)}  # PGD runs every budget in one batch
-    return {"model": ctx.keys[target], "attack": name, "eps": eps, **pgd_settings(ctx.cfg.attacks), **batch}
-
-
-def study_pgd(ctx: SeedContext, model, x, y, *, eps: float, norm: str, generator, **override) -> torch.Tensor:
-    """`attacks.pgd_worst_case` with the study's settings; `override` changes some of them (steps, restarts, early_stop)."""
-    return study_pgd_with_losses(ctx, model, x, y, eps=eps, norm=norm, generator=generator, **override)[0]
-
-
-def study_pgd_with_losses(ctx: SeedContext, model, x, y, *, eps, norm: str, generator, **override) -> tuple[torch.Tensor, torch.Tensor]:
-    """`study_pgd` and, per image, the position in `attacks.losses` of the loss that fooled it (-1: none did). An override of
-    `steps` scales the "_decay" losses' steps in proportion (the convergence curve and check vary the whole attack)."""
-    a = ctx.cfg.attacks
-    kwargs = {**pgd_settings(a), **{k: v for k, v in override.items() if v is not None}}
-    if a.decay_steps and kwargs["steps"] != a.steps:
-        kwargs["decay_steps"] = max(1, round(a.decay_steps * kwargs["steps"] / a.steps))
-    return attacks.worst_case_with_losses(model, x, y, eps=eps, norm=norm, generator=generator, **kwargs)
+    """The cache key of attack `name` on `target` at `eps`: the model's key, the budget and the PGD settings (with the
+    budgets PGD runs in one batch), and this stage's version."""
+    if name == "fgsm":
+        return ctx.key(target, eps=eps, attack=name)
+    return ctx.key(target, eps=eps, attack=name, settings=ctx.cfg.attacks.pgd, batch=budgets_of(ctx, name), version=VERSION)
 
 
 def plain_attacks(ctx: SeedContext) -> tuple[Made, dict]:
@@ -53,14 +37,13 @@ def plain_attacks(ctx: SeedContext) -> tuple[Made, dict]:
             def batch(name=name, budgets=budgets) -> dict:
                 if name == "fgsm":
                     return {eps: attacks.fgsm(model, dev_x, dev_y, eps=eps) for eps in budgets}
-                x_adv, fooled_by = study_pgd_with_losses(
-                    ctx, model, stacked(dev_x, len(budgets)), stacked(dev_y, len(budgets)), eps=per_image_budgets(budgets, dev_x),
-                    norm=NORM_OF[name], generator=ctx.generator(name, tuple(budgets)))
+                x_adv, _, fooled_by = attacks.pgd_worst_case(
+                    model, stacked(dev_x, len(budgets)), stacked(dev_y, len(budgets)), eps=per_image_budgets(budgets, dev_x),
+                    norm=NORM_OF[name], settings=a.pgd, generator=ctx.generator(name, tuple(budgets)))
                 return {eps: {"x_adv": x, "fooled_by": f} for eps, x, f in zip(budgets, x_adv.split(len(dev_x)), fooled_by.split(len(dev_x)))}
 
             def stage_of(eps, name=name) -> tuple[str, dict]:
-                # PGD's stages also hold which loss fooled each image (stages written before they did are recomputed)
-                return f"{target}-{name}-eps{eps:g}", {**plain_key(ctx, target, name, eps), **({} if name == "fgsm" else {"fooled_by": True})}
+                return f"{target}-{name}-eps{eps:g}", plain_key(ctx, target, name, eps)
 
             for eps, stage in batched_stages(ctx, budgets, stage_of, batch).items():
                 x_adv, seconds = images_and_seconds(stage)

@@ -9,6 +9,9 @@ tuned on them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -52,17 +55,27 @@ def opinion_evasions(ctx: SeedContext, target: str, name: str, opinion: str, sta
     guard = ctx.guards[target]
     key = {"model": ctx.keys[target], "detector": ctx.keys[guard.name], "attacked": name, "threshold": guard.thresholds[name],
            "opinion": opinion}
-    return run_opinion(ctx, target, opinion, standing, score=aware_score(guard, name), threshold=guard.thresholds[name],
-                       flags=flags_of(ctx, target, name),
-                       stage=f"{target}-{opinion.replace(' ', '-')}-{name}", key=key,
+    defender = Defender(aware_score(guard, name), guard.thresholds[name], flags_of(ctx, target, name))
+    return run_opinion(ctx, target, opinion, standing, defender=defender, stage=(f"{target}-{opinion.replace(' ', '-')}-{name}", key),
                        generator=ctx.generator("second-opinion", opinion, target, name))
 
 
-def run_opinion(ctx: SeedContext, target: str, opinion: str, standing: dict, *, score, threshold: float, flags, stage: str,
-                key: dict, generator, levels: int | None = None) -> dict:
-    """{eps: images one opinion (`OPINIONS`) makes wrong and `flags` (images -> flagged (N,)) passes}, run against
-    (score, threshold) only on the (image, budget) pairs of `standing`, all in one batch, cached as one stage keyed by `key`
-    and those pairs. With `levels`, through the rounding to that grid (`attacks.through_grid`)."""
+@dataclass(frozen=True)
+class Defender:
+    """What a second opinion attacks: a differentiable score and its threshold, and `flags` (images -> flagged (N,)),
+    the defence that judges the result (the score at its threshold, or more detectors than the attack descends)."""
+
+    score: Callable
+    threshold: float
+    flags: Callable
+
+
+def run_opinion(ctx: SeedContext, target: str, opinion: str, standing: dict, *, defender: Defender, stage: tuple[str, dict],
+                generator, levels: int | None = None) -> dict:
+    """{eps: images one opinion (`OPINIONS`) makes wrong and `defender.flags` passes}, run against the defender's score
+    and threshold only on the (image, budget) pairs of `standing`, all in one batch, cached as one stage (label, key) keyed
+    also by those pairs. With `levels`, through the rounding to that grid (`attacks.through_grid`)."""
+    (stage, key), score, threshold, flags = stage, defender.score, defender.threshold, defender.flags
     attack, settings, factor = OPINIONS[opinion]
     settings = {"steps": max(1, round(factor * ctx.cfg.audit.second_opinion_steps)), **settings}
     model, budgets = ctx.models[target], sorted(standing)
