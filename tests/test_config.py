@@ -149,3 +149,22 @@ def test_a_runs_config_reads_typed_and_one_this_version_cannot_read_says_to_reru
     assert cfg.attacks.expensive_examples >= 1 and cfg.seeds == (0,)
     with pytest.raises(ConfigError, match=r"this run's config does not read .*attacks\.stepz.*rerun the study"):
         run_config({"config": {"attacks": {"stepz": 3}}})
+
+
+def test_the_aware_and_cw_settings_stand_for_the_attacks_own_defaults_and_the_configs_values():
+    import inspect
+
+    from fooled.attacks import cw_l2, strongest_aware_attack
+    from fooled.settings import AwareSettings, CWSettings
+
+    aware = inspect.signature(strongest_aware_attack).parameters
+    for name, value in AwareSettings().kwargs().items():
+        if name != "penalty_steps":  # None there: PENALTY_PER_STEP * steps, which kwargs() computes
+            assert aware[name].default == value, name
+    assert AwareSettings(steps=40).kwargs()["penalty_steps"] == 100
+    cw = inspect.signature(cw_l2).parameters
+    assert all(cw[name].default == value for name, value in CWSettings().kwargs().items())
+    a = load_config(ROOT / "experiments" / "digits_full.toml").attacks
+    assert (a.aware.steps, a.aware.restarts, a.aware.lambdas) == (a.adaptive_steps, a.restarts, tuple(a.aware_lambdas))
+    assert (a.carlini_wagner.steps, a.carlini_wagner.binary_steps) == (a.cw_steps, a.cw_binary_steps)
+    assert a.aware.scaled(steps=80, restarts=2).key() == {**a.aware.key(), "steps": 80, "restarts": 2}

@@ -94,3 +94,16 @@ def test_the_checks_see_a_cycle_and_an_upward_import():
     report_imports_study = _resolve("fooled.analysis.report", ast.parse("from ..study import run").body[0])
     assert report_imports_study == ["fooled.study", "fooled.study.run"]
     assert _layer("fooled.study.run") > _layer("fooled.analysis.report")
+
+
+def test_readme_and_architecture_draw_the_same_layers_as_this_test():
+    import re
+
+    root = SRC.parent.parent
+    expected = [name for name in LAYERS if name not in ("_version", "__init__")]
+    architecture = next(line for line in (root / "ARCHITECTURE.md").read_text().splitlines() if line.startswith("errors, data ->"))
+    readme = (root / "README.md").read_text()
+    flow = readme[readme.index("Data flows one way, and the tree shows it:"):]
+    flow = flow[: flow.index("Each arrow")]
+    assert re.findall(r"[a-z_]+", architecture) == expected
+    assert re.findall(r"`([a-z_]+)`", flow) == expected

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import ConfigError, suggest
-from .settings import PGDSettings
+from .settings import AwareSettings, CWSettings, PGDSettings
 from .data import dataset_info
 from .models.baselines import GaussianConfig, LogisticRegressionConfig
 from .models.cnn import AdversarialCNNConfig, CNNConfig
@@ -94,6 +94,16 @@ class AttackConfig:
         """The study's worst-case PGD, as `attacks.pgd_worst_case` takes it."""
         return PGDSettings(steps=self.steps, step_size=self.step_size, restarts=self.restarts, losses=tuple(self.losses),
                            targets=self.targets, decay_steps=self.decay_steps, decay_restarts=self.decay_restarts)
+
+    @property
+    def aware(self) -> AwareSettings:
+        """The study's detector-aware attack (`attacks.strongest_aware_attack`)."""
+        return AwareSettings(steps=self.adaptive_steps, restarts=self.restarts, lambdas=tuple(self.aware_lambdas))
+
+    @property
+    def carlini_wagner(self) -> CWSettings:
+        """The study's Carlini-Wagner L2 (`attacks.cw_l2`)."""
+        return CWSettings(steps=self.cw_steps, binary_steps=self.cw_binary_steps)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fooled.attacks.aware import INITIAL_STEP
+from fooled.settings import INITIAL_STEP
 
 from ..config import AttackConfig, ModelsConfig, run_config
 from ..records import attack_rows, model_names

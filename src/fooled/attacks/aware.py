@@ -49,6 +49,7 @@ from fooled.attacks.gradient import pgd
 from fooled.attacks.losses import log_margin
 from fooled.attacks.penalty import multitarget_penalty_pgd, penalty_aware_pgd
 from fooled.errors import ConfigError
+from fooled.settings import INITIAL_STEP, PENALTY_PER_STEP, PENALTY_TARGETS
 
 
 def check_score(score, threshold):
@@ -74,12 +75,6 @@ def check_starts(starts, x, eps, norm):
             raise ConfigError(f"starts[{i}] must be a tensor of the shape of x {tuple(x.shape)}, got {getattr(s, 'shape', type(s))}")
         out.append(project(s.detach().to(x), x, eps, norm))
     return out
-
-
-INITIAL_STEP = 0.5  # the first step, as a fraction of eps. APGD starts at 2 eps (for 100 steps of a classification loss); in
-# 40 steps of this Lagrangian that overshoots at large budgets: on Fashion-MNIST (seed 0, CNN, -log p(x), 30 images) 0.5 eps
-# evaded 27 / 28 / 30 at linf eps 0.05 / 0.1 / 0.2 where 2 eps evaded 26 / 27 / 25, and 2 eps with 80 steps x 2 restarts
-# 28 at 0.2; on digits (seeds 0, 1; CNN and flow) 0.5 eps evaded as many or more in 13 of 14 cases, one image fewer in one.
 
 
 def apgd_checkpoints(steps):
@@ -240,12 +235,6 @@ def detector_class_pgd(model, x, y, *, score, threshold, eps, c=1.0, steps=50, s
     with frozen(model, module_of(score)):
         return pgd(augmented, x, y, eps=eps, steps=steps, step_size=step_size, norm=norm, restarts=restarts,
                    loss=evasion_margin, generator=generator).x_adv
-
-
-PENALTY_PER_STEP = 2.5  # steps of the lean penalty-method run per step of the other runs (100 for the study's 40): one pass per
-# step and no restarts; on the default digits study's seed-0 models it found evasions the other runs missed (see benchmarks/aware.py)
-PENALTY_TARGETS = 3  # its multi-targeted form runs toward this many wrong classes: on the logistic regression, the hybrid and the
-# Gaussian classifier the untargeted penalty run fell 3 to 6 images short of it at some budget (of 48)
 
 
 def strongest_aware_attack(model, x, y, *, score, threshold, eps, steps=50, norm="linf", starts=(),

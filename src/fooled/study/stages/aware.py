@@ -44,12 +44,10 @@ def aware_stages(ctx: SeedContext, target: str, name: str, starts_by_eps: dict, 
     (`attacks.best_over_budgets`). Returns {eps: stage}: "x_adv", "rescued" (the images that evade only through a smaller
     budget's point) and "share_seconds", the batch's time shared evenly."""
     a, model, guard = ctx.cfg.attacks, ctx.models[target], ctx.guards[target]
-    steps, restarts = steps or a.adaptive_steps, restarts or a.restarts
+    settings = a.aware.scaled(steps, restarts)
     budgets = sorted(starts_by_eps)
-    common = dict(detector=ctx.keys[guard.name], attacked=name, threshold=guard.thresholds[name], steps=steps, restarts=restarts,
-                  lambdas=a.aware_lambdas, batch=budgets, donors=len(ctx.donors[0]) if ctx.donors else 0,
-                  initial_step=attacks.aware.INITIAL_STEP, penalty_per_step=attacks.aware.PENALTY_PER_STEP,
-                  penalty_targets=attacks.aware.PENALTY_TARGETS, version=VERSION)
+    common = dict(settings=settings, detector=ctx.keys[guard.name], attacked=name, threshold=guard.thresholds[name], batch=budgets,
+                  donors=len(ctx.donors[0]) if ctx.donors else 0, version=VERSION)
 
     def batch() -> dict:
         x, y = ctx.x.to(ctx.device), ctx.y.to(ctx.device)
@@ -65,9 +63,8 @@ def aware_stages(ctx: SeedContext, target: str, name: str, starts_by_eps: dict, 
             starts.append(torch.cat([attacks.latent_attack(model, x, y, eps=e, class_means=ctx.latent_means.get(target), score=score,
                                                            threshold=threshold) for e in budgets]))
         x_adv = attacks.strongest_aware_attack(model, stacked(x, k), stacked(y, k), score=score, threshold=threshold,
-                                               eps=per_image_budgets(budgets, x),
-                                               steps=steps, starts=starts, lambdas=a.aware_lambdas, restarts=restarts,
-                                               random_start=not ctx.donors, generator=ctx.generator(label, target, name, tuple(budgets)))
+                                               eps=per_image_budgets(budgets, x), starts=starts, random_start=not ctx.donors,
+                                               generator=ctx.generator(label, target, name, tuple(budgets)), **settings.kwargs())
         advs, rescued = attacks.best_over_budgets(model, x, y, dict(zip(budgets, x_adv.split(n))), score=score, threshold=threshold)
         return {eps: {"x_adv": advs[eps], "rescued": rescued[eps]} for eps in budgets}
 

@@ -16,9 +16,9 @@ def carlini_wagner(ctx: SeedContext) -> Made:
     a, made = ctx.cfg.attacks, Made()
     for target, model in ctx.models.items():
         det = ctx.guards[target]
-        key = {"model": ctx.keys[target], "steps": a.cw_steps, "binary_steps": a.cw_binary_steps}
-        stage = ctx.stage(f"{target}-cw", key, lambda: {"x_adv": attacks.cw_l2(
-            model, ctx.x.to(ctx.device), ctx.y.to(ctx.device), steps=a.cw_steps, binary_steps=a.cw_binary_steps).cpu().numpy()})
+        settings = a.carlini_wagner
+        stage = ctx.stage(f"{target}-cw", ctx.key(target, settings=settings), lambda: {"x_adv": attacks.cw_l2(
+            model, ctx.x.to(ctx.device), ctx.y.to(ctx.device), **settings.kwargs()).cpu().numpy()})
         x_adv = torch.from_numpy(stage["x_adv"])
         success = predict(model, x_adv) != ctx.y
         s = det.score(x_adv[success])

@@ -76,9 +76,10 @@ class GridAttack:
 def _grid_stages(sub: SeedContext, target: str, starts: dict, attack: GridAttack, key: dict) -> dict:
     """{eps: on-grid adversarials} of `grid_aware_attack` at every linf budget in one batch, each budget a cached stage."""
     a, model, budgets = sub.cfg.attacks, sub.models[target], sorted(starts)
-    attacked, score, threshold, steps, donors = attack.attacked, attack.score, attack.threshold, attack.steps, attack.donors
-    common = {"model": sub.keys[target], "detector": sub.keys[sub.guards[target].name], "attacked": attacked, "steps": steps,
-              "restarts": a.restarts, "lambdas": a.aware_lambdas, "levels": sub.info.levels, "batch": budgets, **key}
+    attacked, score, threshold, donors = attack.attacked, attack.score, attack.threshold, attack.donors
+    settings = a.aware.scaled(attack.steps)
+    common = dict(settings=settings, detector=sub.keys[sub.guards[target].name], attacked=attacked, levels=sub.info.levels,
+                  batch=budgets, **key)
 
     def batch() -> dict:
         x, y = sub.x.to(sub.device), sub.y.to(sub.device)
@@ -88,12 +89,12 @@ def _grid_stages(sub: SeedContext, target: str, starts: dict, attack: GridAttack
             donor = attacks.donor_start(model, x, y, *(t.to(sub.device) for t in sub.donors), score=score, threshold=threshold)
             start.append(stacked(donor, k))
         x_adv = grid_aware_attack(model, stacked(x, k), stacked(y, k), score=score, threshold=threshold, levels=sub.info.levels,
-                                  eps=per_image_budgets(budgets, x), steps=steps, starts=start, lambdas=a.aware_lambdas,
-                                  restarts=a.restarts, random_start=False, generator=sub.generator("grid", target, attacked, tuple(budgets)))
+                                  eps=per_image_budgets(budgets, x), starts=start, random_start=False,
+                                  generator=sub.generator("grid", target, attacked, tuple(budgets)), **settings.kwargs())
         advs, _ = attacks.best_over_budgets(model, x, y, dict(zip(budgets, x_adv.split(len(x)))), score=score, threshold=threshold)
         return advs
 
-    stages = batched_stages(sub, budgets, lambda eps: (f"{target}-grid-{attacked}-eps{eps:g}", {**common, "eps": eps}), batch)
+    stages = batched_stages(sub, budgets, lambda eps: (f"{target}-grid-{attacked}-eps{eps:g}", sub.key(target, eps=eps, **common)), batch)
     return {eps: images_and_seconds(stage) for eps, stage in stages.items()}
 
 
