@@ -1,6 +1,6 @@
 """Frozen settings of the attack families, which make their own stage keys, and the one type attacks return.
 
-The config builds the settings (`AttackConfig.pgd`, `.aware`, `.cw`), the study hands them to the attack
+The config builds the settings (`AttackConfig.pgd`, `.aware`, `.carlini_wagner`), the study hands them to the attack
 (`attacks.pgd_worst_case(..., settings=)`; the detector-aware and Carlini-Wagner cores keep their keyword arguments, which
 `kwargs()` fills) and a stage's cache key is derived from them (`key()`), so a new setting reaches the attack loop and the
 key together. Below `config` so that the config can build them and `attacks` take them.
@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
 import torch
+
+from .errors import ConfigError
 
 
 class Attacked(NamedTuple):
@@ -87,7 +89,7 @@ class AwareSettings:
     def kwargs(self) -> dict:
         """The keyword arguments of `strongest_aware_attack` (and `grid_aware_attack`) these settings stand for."""
         if self.penalty_targets != PENALTY_TARGETS:
-            raise ValueError(f"penalty_targets is fixed at {PENALTY_TARGETS} in strongest_aware_attack, got {self.penalty_targets}")
+            raise ConfigError(f"penalty_targets is fixed at {PENALTY_TARGETS} in strongest_aware_attack, got {self.penalty_targets}")
         return dict(steps=self.steps, restarts=self.restarts, lambdas=self.lambdas, kappa=self.kappa, c=self.c,
                     initial_step=self.initial_step, penalty_steps=round(self.penalty_per_step * self.steps))
 
