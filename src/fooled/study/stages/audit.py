@@ -5,8 +5,6 @@ Each check is a dict {check, target, passed, detail}; a failed check is reported
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import torch
 
@@ -77,10 +75,10 @@ def _strong_images(ctx: SeedContext, c: SeedContext, target: str, eps: float, la
     """linf PGD (every loss) on the images of context `c`, cached as a stage; each image stops at its first misclassified
     iterate (early_stop), which changes which images are fooled in no way."""
     a, model = ctx.cfg.attacks, ctx.models[target]
-    settings = replace(a.pgd, steps=steps or a.steps, restarts=restarts or a.restarts)  # the key as before `scaled` existed
+    settings = a.pgd.scaled(steps, restarts)  # the key holds what the attack runs with
     stage = c.stage(f"{target}-audit-{label}-eps{eps:g}", ctx.key(target, eps=eps, settings=settings, early_stop=True),
                     lambda: {"x_adv": pgd_worst_case(model, c.x.to(ctx.device), c.y.to(ctx.device), eps=eps, norm="linf",
-                                                     settings=a.pgd.scaled(steps, restarts), early_stop=True,
+                                                     settings=settings, early_stop=True,
                                                      generator=ctx.generator("audit", label, target, eps)).x_adv.cpu().numpy()})
     return torch.from_numpy(stage["x_adv"])
 
