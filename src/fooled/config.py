@@ -438,7 +438,8 @@ def config_hash(part) -> str:
 def trained_hash(cfg: StudyConfig) -> str:
     """The hash of what a run's trained models depend on (data, models, training, seeds), not its attacks or audit: a
     trade-off run belongs to a study whose trained_hash it shares."""
-    return config_hash({**{k: key_dict(to_dict(cfg))[k] for k in ("data", "models", "seeds")}, "train": training_dict(cfg.train)})
+    keyed = key_dict(to_dict(cfg))
+    return config_hash({**{k: keyed[k] for k in ("data", "models", "seeds")}, "train": training_dict(cfg.train)})
 
 
 def quick(cfg: StudyConfig) -> StudyConfig:

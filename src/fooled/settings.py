@@ -13,8 +13,6 @@ from typing import NamedTuple
 
 import torch
 
-from .errors import ConfigError
-
 
 class Attacked(NamedTuple):
     """What a gradient attack returns: the points, per image whether the attack's own forward passes found them
@@ -88,10 +86,9 @@ class AwareSettings:
 
     def kwargs(self) -> dict:
         """The keyword arguments of `strongest_aware_attack` (and `grid_aware_attack`) these settings stand for."""
-        if self.penalty_targets != PENALTY_TARGETS:
-            raise ConfigError(f"penalty_targets is fixed at {PENALTY_TARGETS} in strongest_aware_attack, got {self.penalty_targets}")
         return dict(steps=self.steps, restarts=self.restarts, lambdas=self.lambdas, kappa=self.kappa, c=self.c,
-                    initial_step=self.initial_step, penalty_steps=round(self.penalty_per_step * self.steps))
+                    initial_step=self.initial_step, penalty_steps=round(self.penalty_per_step * self.steps),
+                    penalty_targets=self.penalty_targets)
 
     def scaled(self, steps: int | None = None, restarts: int | None = None) -> "AwareSettings":
         """The same attack with other steps or restarts (None: unchanged), as the audit's doubling check runs it."""
@@ -113,4 +110,5 @@ class CWSettings:
         return asdict(self)
 
     def kwargs(self) -> dict:
+        """The keyword arguments of `cw_l2` these settings stand for: all of them."""
         return asdict(self)

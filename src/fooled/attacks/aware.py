@@ -239,10 +239,10 @@ def detector_class_pgd(model, x, y, *, score, threshold, eps, c=1.0, steps=50, s
 
 def strongest_aware_attack(model, x, y, *, score, threshold, eps, steps=50, norm="linf", starts=(),
                            lambdas=(0.1, 1.0, 10.0), restarts=1, kappa=0.01, c=1.0, random_start=True, generator=None,
-                           initial_step=INITIAL_STEP, penalty_steps=None):
+                           initial_step=INITIAL_STEP, penalty_steps=None, penalty_targets=PENALTY_TARGETS):
     """Per image the best of `detector_class_pgd`, the penalty method (`attacks.penalty_aware_pgd`, `penalty_steps` steps
     (default `PENALTY_PER_STEP` * steps; 0 skips it) from x and from each of `starts`, and `attacks.multitarget_penalty_pgd`
-    toward `PENALTY_TARGETS` classes) and `detector_aware_pgd` (which starts from the caller's `starts` and those results
+    toward `penalty_targets` classes) and `detector_aware_pgd` (which starts from the caller's `starts` and those results
     too, all of them candidates)."""
     x_class = detector_class_pgd(model, x, y, score=score, threshold=threshold, eps=eps, c=c, steps=steps, norm=norm,
                                  restarts=restarts, generator=generator)
@@ -252,7 +252,7 @@ def strongest_aware_attack(model, x, y, *, score, threshold, eps, steps=50, norm
         found.append(penalty_aware_pgd(model, x, y, score=score, threshold=threshold, eps=eps, norm=norm, steps=penalty_steps,
                                        starts=starts, generator=generator))
         found.append(multitarget_penalty_pgd(model, x, y, score=score, threshold=threshold, eps=eps, norm=norm,
-                                             steps=penalty_steps, targets=PENALTY_TARGETS, generator=generator))
+                                             steps=penalty_steps, targets=penalty_targets, generator=generator))
     return detector_aware_pgd(model, x, y, score=score, threshold=threshold, eps=eps, steps=steps, norm=norm,
                               starts=[*starts, *found], lambdas=lambdas, restarts=restarts, kappa=kappa,
                               random_start=random_start, generator=generator, initial_step=initial_step)

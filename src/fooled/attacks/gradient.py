@@ -248,4 +248,3 @@ def reachable_margins(model, x, y, *, eps, norm="linf"):
                 gain = eps * l2_norm(g)  # eps a number or (N,)
             out[:, j] = (gap + gain).detach()
     return out.masked_fill(F.one_hot(y, num_classes).bool(), -torch.inf)
-

@@ -83,5 +83,4 @@ def round_into_ball(x_adv: torch.Tensor, x: torch.Tensor, budget, levels: int) -
     """`round_to_grid` (linf) with a budget of whole grey-level steps, a number or one per image: the nearest grid point,
     clipped to the ball (a no-op on what the attack returns; it makes the guarantee independent of the attack), exactly
     on the grid (`into_grid_ball`)."""
-    steps = torch.round(budget.to(x) * (levels - 1)) if isinstance(budget, torch.Tensor) else round(budget * (levels - 1))
-    return into_grid_ball(x_adv, x, steps, levels)
+    return into_grid_ball(x_adv, x, grid_steps(budget.to(x) if isinstance(budget, torch.Tensor) else budget, levels), levels)

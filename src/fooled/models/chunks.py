@@ -22,8 +22,8 @@ def in_chunks(fn: Callable, x: torch.Tensor, *more: torch.Tensor | None):
     is split alike (None passes through). fn returns a tensor or a tuple of tensors, one row per image."""
     if x.device.type != "cpu" or len(x) <= CPU_CHUNK:
         return fn(x, *more)
-    splits = [x.split(CPU_CHUNK), *[[m] * len(range(0, len(x), CPU_CHUNK)) if m is None else m.split(CPU_CHUNK) for m in more]]
-    outs = [fn(*args) for args in zip(*splits)]
+    xs = x.split(CPU_CHUNK)
+    outs = [fn(*args) for args in zip(xs, *[[m] * len(xs) if m is None else m.split(CPU_CHUNK) for m in more])]
     if isinstance(outs[0], tuple):
         return tuple(torch.cat(parts) for parts in zip(*outs))
     return torch.cat(outs)

@@ -46,7 +46,7 @@ def autoattack_fooled(ctx: SeedContext, target: str, eps: float, standing: torch
         x_adv = autoattack(model, ctx.x[idx].to(ctx.device), ctx.y[idx].to(ctx.device), eps=eps, seed=seed, **settings)
         return {"x_adv": x_adv.cpu().numpy()}
 
-    key = {"model": ctx.keys[target], "eps": eps, **settings, "images": idx.tolist()}
+    key = ctx.key(target, eps=eps, images=idx.tolist(), **settings)
     stage = ctx.stage(f"{target}-autoattack-eps{eps:g}", key, compute)
     fooled[idx] = predict(model, torch.from_numpy(stage["x_adv"])) != ctx.y[idx]
     return fooled

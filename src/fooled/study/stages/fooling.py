@@ -26,7 +26,7 @@ def fooling_search(ctx: SeedContext, target: str, method: str, targets: torch.Te
         imgs, conf, *_ = search(model, targets.to(ctx.device), len(targets), **budget, **common)
         return {"images": imgs.cpu().numpy(), "confidence": conf.cpu().numpy()}
 
-    key = {"model": ctx.keys[target], "method": method, **vars(f)}
+    key = ctx.key(target, method=method, **vars(f))
     if unflagged:
         key.update(detector=ctx.keys[guard.name], threshold=guard.threshold)
     return ctx.stage(f"{target}-fooling-{method}", key, compute)

@@ -14,8 +14,7 @@ from .second_opinions import OPINIONS, Defender, evades, opinion_check, run_opin
 
 def _opinion(sub: SeedContext, target: str, attacked: str, grid_set, opinion: str, standing: dict) -> dict:
     """{eps: images one opinion evades with on the grid}, run only where the study's grid attack did not (`standing`)."""
-    key = {"model": sub.keys[target], "detector": sub.keys[sub.guards[target].name], "attacked": attacked, "opinion": opinion,
-           "on": "grid", **grid_set.key}
+    key = sub.key(target, detector=sub.keys[sub.guards[target].name], attacked=attacked, opinion=opinion, on="grid", **grid_set.key)
     defender = Defender(grid_set.attack.score, grid_set.attack.threshold, grid_set.flags)
     return run_opinion(sub, target, opinion, standing, defender=defender, stage=(f"{target}-grid-{opinion.replace(' ', '-')}-{attacked}", key),
                        generator=sub.generator("grid-opinion", opinion, target, attacked), levels=sub.info.levels)

@@ -30,8 +30,7 @@ def out_of_distribution(ctx: SeedContext, splits: Splits) -> Made:
                                                 steps=o.max_likelihood_steps, generator=ctx.generator("max-likelihood", name))
             return {"images": imgs.cpu().numpy(), "trace": trace}
 
-        stage = ctx.stage(f"{name}-max-likelihood", {"model": ctx.keys[name], "n": o.max_likelihood_images,
-                                                      "steps": o.max_likelihood_steps}, grow)
+        stage = ctx.stage(f"{name}-max-likelihood", ctx.key(name, n=o.max_likelihood_images, steps=o.max_likelihood_steps), grow)
         all_sets = {**sets, "max-likelihood": torch.from_numpy(stage["images"])}
         scores = {k: guard.score_all(v) for k, v in all_sets.items()}
         clean_test = guard.score(splits.test.x)

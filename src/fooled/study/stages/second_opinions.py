@@ -53,8 +53,7 @@ def opinion_evasions(ctx: SeedContext, target: str, name: str, opinion: str, sta
     """{eps: images (bool, over ctx's images) that one second opinion evades detector `name` of `target` with}, run only
     where the study's attack did not evade (`standing`: {eps: bool mask}): elsewhere an opinion cannot find more than the study."""
     guard = ctx.guards[target]
-    key = {"model": ctx.keys[target], "detector": ctx.keys[guard.name], "attacked": name, "threshold": guard.thresholds[name],
-           "opinion": opinion}
+    key = ctx.key(target, detector=ctx.keys[guard.name], attacked=name, threshold=guard.thresholds[name], opinion=opinion)
     defender = Defender(aware_score(guard, name), guard.thresholds[name], flags_of(ctx, target, name))
     return run_opinion(ctx, target, opinion, standing, defender=defender, stage=(f"{target}-{opinion.replace(' ', '-')}-{name}", key),
                        generator=ctx.generator("second-opinion", opinion, target, name))
@@ -75,7 +74,7 @@ def run_opinion(ctx: SeedContext, target: str, opinion: str, standing: dict, *, 
     """{eps: images one opinion (`OPINIONS`) makes wrong and `defender.flags` passes}, run against the defender's score
     and threshold only on the (image, budget) pairs of `standing`, all in one batch, cached as one stage (label, key) keyed
     also by those pairs. With `levels`, through the rounding to that grid (`attacks.through_grid`)."""
-    (stage, key), score, threshold, flags = stage, defender.score, defender.threshold, defender.flags
+    label, key = stage
     attack, settings, factor = OPINIONS[opinion]
     settings = {"steps": max(1, round(factor * ctx.cfg.audit.second_opinion_steps)), **settings}
     model, budgets = ctx.models[target], sorted(standing)
@@ -88,12 +87,12 @@ def run_opinion(ctx: SeedContext, target: str, opinion: str, standing: dict, *, 
     def compute() -> dict:
         x, y = ctx.x[idx].to(ctx.device), ctx.y[idx].to(ctx.device)
         eps = torch.tensor([e for e, _ in pairs], dtype=x.dtype, device=x.device)
-        kwargs = {"score": score, "threshold": threshold, "eps": eps, "generator": generator, **settings}
+        kwargs = {"score": defender.score, "threshold": defender.threshold, "eps": eps, "generator": generator, **settings}
         x_adv = attack(model, x, y, **kwargs) if levels is None else through_grid(attack, model, x, y, levels=levels, **kwargs)
         return {"x_adv": x_adv.cpu().numpy()}
 
-    x_adv = torch.from_numpy(ctx.stage(stage, {**key, **settings, "pairs": pairs}, compute)["x_adv"])
-    hits = (predict(model, x_adv) != ctx.y[idx]).numpy() & ~np.asarray(flags(x_adv), dtype=bool)
+    x_adv = torch.from_numpy(ctx.stage(label, {**key, **settings, "pairs": pairs}, compute)["x_adv"])
+    hits = (predict(model, x_adv) != ctx.y[idx]).numpy() & ~np.asarray(defender.flags(x_adv), dtype=bool)
     for (e, i), hit in zip(pairs, hits.tolist()):
         out[e][i] = hit
     return out
