@@ -200,10 +200,11 @@ def threshold_ablation(table: pd.DataFrame, out: Path) -> list[Path]:
 def convergence(results: dict, out: Path) -> list[Path]:
     df = pd.DataFrame(results["convergence"])
     df["model (linf eps)"] = [f"{t} ({e:g})" for t, e in zip(df["target"], df["eps"])]  # each model at its own budget
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
     sns.lineplot(df, x="steps", y="adv_acc", hue="model (linf eps)", marker="o", errorbar=t_interval, ax=ax)
     ax.set(xscale="log", ylim=(-0.02, 1.02), xlabel="PGD steps (log scale)", ylabel="accuracy on attacked images",
            title=f"Attack convergence, at the budget where PGD leaves half\nthe clean accuracy ({df['n'].iloc[0]} images)")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), frameon=False)  # beside the curves, not over them
     return save_figure(fig, out, "convergence")
 
 

@@ -37,8 +37,10 @@ def save_figure(fig, out: Path, name: str) -> list[Path]:
 
 
 def t_interval(values) -> tuple[float, float]:
-    """Error bars of every figure: the report's 95% t-interval over seeds (seaborn's bootstrap took most of the drawing time)."""
-    ci = mean_ci(values)
+    """Error bars of every figure: the report's 95% t-interval over seeds (seaborn's bootstrap took most of the drawing time),
+    clipped to [0, 1] as the report's intervals are: every figure that draws them plots shares (accuracy, flag and evasion
+    rates), and with 2-3 seeds an unclipped t-interval reaches far below 0 and above 1."""
+    ci = mean_ci(values, bounds=(0.0, 1.0))
     return ci["lo"], ci["hi"]
 
 
