@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from fooled.analysis import compute_verdict, mean_ci, write_report
+from fooled.analysis.precision import precision_sentence
 from fooled.analysis.report import _paper_side_by_side
 from fooled.analysis.summary import plain_answer, verdict_table
 from fooled.analysis.tradeoff import describe
@@ -99,6 +100,7 @@ def _seeds_block(root: Path, text: str, run: Path = SEEDS) -> str:
     lines = [f"The same study on {len(results['config']['seeds'])} seeds (`fooled study experiments/digits_seeds.toml`: {models}; "
              "each seed its own split, training and attacks; its cold time is in the config's header), which narrows the "
              "headline intervals: " + " ".join(plain_answer(results)), ""]
+    lines += [precision_sentence(results), ""]
     return _block(text, "seeds", lines + verdict_table(results) + [""] + _model_rows(results))
 
 

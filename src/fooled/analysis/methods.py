@@ -93,8 +93,10 @@ def methods(results) -> list[str]:
         f"budget), where the clean images lie, so a detector cannot win by noticing off-grid pixels.",
         f"- **Statistics**: every number per seed in results.json. Rates are pooled over seeds and images with the wider of a Wilson "
         f"interval (its sample size divided by the seeds' overdispersion) and a two-level bootstrap (seeds, then images within "
-        f"seeds); detection and evasion rates also carry the threshold's own variance (recalibrated on bootstrap resamples of "
-        f"the validation scores); accuracy gaps are paired on the same images; other numbers are means over seeds with a "
+        f"seeds); the plain attacks' detection rates (and a run's off-grid detector-aware evasion where it has no on-grid "
+        f"rows) also carry the threshold's own variance (recalibrated on bootstrap resamples of the validation scores), the other rates (valid evasion, the combined defence, matched controls, "
+        f"Carlini-Wagner, fooling images) carry it through the seeds alone (each seed calibrates on its own validation "
+        f"images); accuracy gaps are paired on the same images; other numbers are means over seeds with a "
         f"Student t interval; all intervals are 95% and stay in range. {len(cfg.seeds)} seed(s). Each answer is "
         f"decided per eps on the interval's bounds.",
         budget_line(results),

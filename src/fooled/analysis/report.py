@@ -21,6 +21,7 @@ from .curves import stopping_text
 from .methods import methods, who_scores
 from .stats import rate_ci
 from .answer_tables import answer_tables
+from .precision import precision_sentence
 from .summary import plain_answer, verdict_table
 from .tables import audit_detail, ci_text, detector_table, fmt, group, loss_table, md_table
 from .tradeoff import describe
@@ -118,7 +119,8 @@ def render(results: dict, tradeoff: dict | None = None, links: list[str] = (), s
     out = [f"# fooled: {cfg.name} ({info['name']}, {seeds} seed{'s' if seeds > 1 else ''})", "",
            "Would a model of p(x, y) notice the inputs that fool a classifier of p(y|x), because their p(x) is low?", "",
            "**Contents:** " + " · ".join(f"[{s}](#{s.lower().replace(' ', '-')})" for s in sections), "", "## The answer", ""]
-    out += [" ".join(plain_answer(results)), ""] + _figure("headline", "(a) a digit, its PGD and detector-aware versions; (b) how "
+    precision = precision_sentence(results)
+    out += [" ".join(plain_answer(results)), ""] + [precision, ""] * bool(precision) + _figure("headline", "(a) a digit, its PGD and detector-aware versions; (b) how "
                                                          "likely each set is against the threshold; (c) share flagged against the budget")
     out += ["## Verdict", ""] + verdict_table(results) + [""] + answer_tables(results)
     out += ["", "## Methods", "", f"- **Bits/dim** (used throughout): -log2 p(x) / D of an image, D = {math.prod(info['shape'])}"
