@@ -22,7 +22,7 @@ from .ablation import threshold_table  # noqa: E402
 from .curves import learning_curves  # noqa: E402
 from .grids import example_grid, fooling_grid, ood_grid, samples_grid  # noqa: E402
 from .headline import headline  # noqa: E402
-from .style import MODEL_COLORS, _bpd, model_order, save_figure, shown_eps, shown_targets, t_interval  # noqa: E402
+from .style import _bpd, model_lines, model_order, save_figure, shown_eps, shown_targets, t_interval  # noqa: E402
 
 
 
@@ -32,16 +32,15 @@ def _plain(results: dict) -> pd.DataFrame:
 
 
 def accuracy_vs_eps(results: dict, out: Path) -> list[Path]:
-    """Accuracy under PGD and FGSM against the linf budget, one panel per attack, one colour per model."""
+    """Accuracy under PGD and FGSM against the linf budget, one panel per attack, one colour, marker and dash per model."""
     df = _plain(results)
     df = df[(df["norm"] == "linf") & df["attack"].isin(["fgsm", "pgd"])]
     clean = df.groupby(["seed", "target", "attack"], as_index=False).first().assign(eps=0.0)
     clean["adv_acc"] = clean["clean_acc"]
     df = pd.concat([clean, df])
-    order = model_order(df["target"].unique())
     attacks = [a for a in ("pgd", "fgsm") if a in set(df["attack"])]  # a panel per attack the run made
-    g = sns.relplot(df, x="eps", y="adv_acc", hue="target", hue_order=order, palette=MODEL_COLORS, col="attack", col_order=attacks,
-                    kind="line", marker="o", errorbar=t_interval, height=3.4, aspect=1.1)
+    g = sns.relplot(df, x="eps", y="adv_acc", **model_lines(df["target"].unique()), col="attack", col_order=attacks,
+                    kind="line", errorbar=t_interval, height=3.4, aspect=1.1, markeredgewidth=0, markersize=7)
     g.set(ylim=(-0.02, 1.02))
     g.set_axis_labels("linf budget eps (pixel scale [0, 1])", "accuracy on attacked test images")
     g.set_titles("{col_name}")

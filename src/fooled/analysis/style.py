@@ -18,6 +18,21 @@ from .stats import mean_ci  # noqa: E402
 
 MODEL_ORDER = ("cnn", "cnn_adv", "logreg", "flow", "hybrid", "gaussian")
 MODEL_COLORS = dict(zip(MODEL_ORDER, sns.color_palette("colorblind", len(MODEL_ORDER))))
+# a marker and a dash per model besides its colour, so that two models whose curves coincide (on digits the flow starts
+# at the Gaussian classifier and early stopping keeps that start) both stay visible
+MODEL_MARKERS = dict(zip(MODEL_ORDER, ("o", "s", "^", "X", "D", ".")))  # the gaussian, drawn last, a dot: the flow's X stays visible under it
+MODEL_DASHES = dict(zip(MODEL_ORDER, ("", (4, 1.5), (1, 1), (5, 2), (3, 1, 1, 1), (1.5, 1.5))))
+
+
+def model_lines(names) -> dict:
+    """seaborn line-plot keywords giving every model of `names` its colour, marker and dash (known models their own,
+    others the defaults in turn)."""
+    order = model_order(names)
+    extra = [m for m in order if m not in MODEL_ORDER]
+    spare = dict(zip(extra, sns.color_palette("colorblind", len(MODEL_ORDER) + len(extra))[len(MODEL_ORDER):]))
+    return {"hue": "target", "hue_order": order, "palette": {m: MODEL_COLORS.get(m, spare.get(m)) for m in order},
+            "style": "target", "style_order": order, "markers": {m: MODEL_MARKERS.get(m, "o") for m in order},
+            "dashes": {m: MODEL_DASHES.get(m, "") for m in order}}
 
 
 def model_order(names) -> list[str]:
