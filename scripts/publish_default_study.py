@@ -8,7 +8,7 @@
         && python scripts/publish_default_study.py fashion
 
 Fills README.md's generated blocks from runs/digits_full/results.json (the verdict and model table; the published
-study, experiments/digits_full.toml), runs/digits_seeds/results.json (its plain answer and verdict on ten seeds) and
+study, experiments/digits_full.toml), runs/digits_seeds/results.json (its plain answer, precision and verdict on 24 seeds) and
 runs/digits-tradeoff/tradeoff.json (what classification costs in bits/dim, for
 the same trained models: the default study's and the published one's differ only in their attacks), copies the study's report to
 REPORT.md and its figures, with the trade-off figure, to figures/, and appends the density-quality sweep and the
@@ -34,7 +34,7 @@ from fooled.rundir import read_json, read_npz
 
 
 RUN = Path("runs/digits_full")  # the published digits study
-SEEDS = Path("runs/digits_seeds")  # the same study on ten seeds, for the models the plain answer quotes
+SEEDS = Path("runs/digits_seeds")  # the same study on 24 seeds, for the models the plain answer quotes
 DENSITY = Path("runs/digits-disagreement")  # `fooled disagree` of the default config: density sweep and disagreement
 
 
@@ -89,10 +89,10 @@ def main(root: Path = Path(".")) -> None:
 
 
 def _seeds_block(root: Path, text: str, run: Path = SEEDS) -> str:
-    """README's ten-seed block: the plain answer and verdict of experiments/digits_seeds.toml, whose intervals are the
-    headline's at about +-5 points; left as it is where that run is missing."""
+    """README's many-seed block: the plain answer, precision line and verdict of experiments/digits_seeds.toml, whose
+    intervals are the headline's at about +-5 points; left as it is where that run is missing."""
     if not (root / run / "results.json").exists():
-        print(f"{run} is missing: README's ten-seed block is left as it is")
+        print(f"{run} is missing: README's many-seed block is left as it is")
         return text
     results = read_json(root / run / "results.json")
     results["verdict"] = compute_verdict(results, read_npz(root / run / "scores.npz"))
