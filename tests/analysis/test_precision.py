@@ -50,3 +50,16 @@ def test_few_images_are_named_as_the_reason_where_the_images_alone_are_wide():
 
 def test_nothing_to_say_without_headline_numbers():
     assert precision_sentence(results([])) == ""
+
+
+def test_a_set_likelier_on_some_seeds_for_all_its_images_and_on_others_for_none_reads_as_a_yes_or_no_per_seed():
+    res = results([180] * 10)
+    res["ood"] = [{"seed": s, "model": "flow", "set": "blank", "n": 100, "higher_likelihood_than_test": float(s < 3)}
+                  for s in range(10)]
+    res["verdict"] = compute_verdict(res)
+    (what, ci), = [(w, c) for w, c in headline_intervals(res) if w.startswith("off the support")]
+    assert "(blank)" in what and ci["mean"] == 0.3 and half_width(ci) > 5
+    assert "a yes or no per seed" in precision_sentence(res)
+    res["ood"][0]["higher_likelihood_than_test"] = 0.5  # one seed splits the set: images, not only seeds, count
+    res["verdict"] = compute_verdict(res)
+    assert "a yes or no per seed" not in precision_sentence(res)

@@ -30,8 +30,16 @@ def headline_intervals(results: dict) -> list[tuple[str, dict]]:
     for what, cell in cells:
         value = cell if isinstance(cell, dict) or cell is None else cell.value
         if value and value.get("mean") is not None and value.get("lo") is not None:
-            out.append((what, dict(value)))
+            out.append((what, dict(value, per_seed_yes_or_no=cell is support and _yes_or_no(results, support))))
     return out
+
+
+def _yes_or_no(results: dict, support) -> bool:
+    """Whether the set the support answer quotes is, on every seed, likelier than the median test image for all of its
+    images or for none (a blank image repeated): then its share is a yes or no per seed, whatever the number of images."""
+    name = next((n for n, v in (support.shares or {}).items() if v == support.value), None)
+    shares = [r["higher_likelihood_than_test"] for r in results.get("ood", []) if r.get("model") == "flow" and r.get("set") == name]
+    return bool(shares) and all(v in (0.0, 1.0) for v in shares)
 
 
 def half_width(ci: dict) -> int:
@@ -63,7 +71,10 @@ def precision_sentence(results: dict, within: int = 5) -> str:
     reasons = []
     for what, ci in wide:
         alone = images_alone(ci)
-        if alone is not None and alone <= within:
+        if ci["per_seed_yes_or_no"]:
+            reasons.append(f"{what} (every seed finds all of the set's images likelier or none: a yes or no per seed, which "
+                           "only many more seeds narrow)")
+        elif alone is not None and alone <= within:
             reasons.append(f"{what} (its images alone would give +-{alone}: the rest is how much the seeds disagree, "
                            "which only more seeds narrow)")
         elif alone is not None:
