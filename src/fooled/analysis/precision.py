@@ -22,8 +22,8 @@ def headline_intervals(results: dict) -> list[tuple[str, dict]]:
         ("combined defence's valid evasion", find(results, "combined", t)),
         ("fooling images flagged", fooling),
         ("Carlini-Wagner flagged", cw_flagged(results, t)),
-        (f"flow - {t} PGD accuracy", find(results, "robust")),
-        (f"logreg - {t} PGD accuracy", find(results, "shallow")),
+        (f"flow - {t} PGD accuracy", find(results, "robust", "flow")),  # the models the plain answer quotes
+        (f"logreg - {t} PGD accuracy", find(results, "shallow", "logreg")),
         (f"off the support: {support.measure}" if support else "", support),
     ]
     out = []
