@@ -6,24 +6,24 @@ would narrow it. Written from results.json, never typed.
 from __future__ import annotations
 
 from ..records import verdict_cells
-from .answer import cw_flagged, find, main_target
+from .answer import cw_flagged, main_target
 from .stats import wilson
+from .summary import _get
 
 
 def headline_intervals(results: dict) -> list[tuple[str, dict]]:
     """(what, interval) of every number the plain answer quotes for its main model, in the answer's order; a number the
     run lacks is left out. Intervals are {mean, lo, hi, ...} as the verdict gives them (rates in [0, 1], gaps in [-1, 1])."""
-    t = main_target(results)
-    fooling = next((a for a in verdict_cells(results) if a.is_fooling and a.model == t), None)
-    support = find(results, "support")
+    t, answers = main_target(results), verdict_cells(results)  # looked up as the plain answer looks them up (summary._get)
+    support = _get(answers, "support")
     cells = [
-        ("PGD flagged", find(results, "flagged", t)),
-        ("-log p(x)-aware valid evasion", find(results, "evasion", t, "on_grid") or find(results, "evasion", t)),
-        ("combined defence's valid evasion", find(results, "combined", t)),
-        ("fooling images flagged", fooling),
+        ("PGD flagged", _get(answers, "flagged", t)),
+        ("-log p(x)-aware valid evasion", _get(answers, "evasion", t)),
+        ("combined defence's valid evasion", _get(answers, "combined", t)),
+        ("fooling images flagged", _get(answers, "flagged", t, fooling=True)),
         ("Carlini-Wagner flagged", cw_flagged(results, t)),
-        (f"flow - {t} PGD accuracy", find(results, "robust", "flow")),  # the models the plain answer quotes
-        (f"logreg - {t} PGD accuracy", find(results, "shallow", "logreg")),
+        (f"flow - {t} PGD accuracy", _get(answers, "robust", "flow")),
+        (f"logreg - {t} PGD accuracy", _get(answers, "shallow", "logreg")),
         (f"off the support: {support.measure}" if support else "", support),
     ]
     out = []
